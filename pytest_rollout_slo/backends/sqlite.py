@@ -1,0 +1,147 @@
+"""The ``sqlite`` backend: SQL over an events database, opened read-only.
+
+A gate must never write, so the file is opened with ``mode=ro`` and ``query_only``. Each
+query binds ``:at``, ``:window_start``, ``:window_end`` and every variable by name. A query
+returns one numeric column (each row a value) or ``label, value`` rows (the label column's
+name becomes the label's name); anything else is an error that says what came back.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import urllib.parse
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pytest_rollout_slo.backends import Backend, Query, QueryResult, Sample, Setting
+from pytest_rollout_slo.errors import BackendConfigError, BackendError
+from pytest_rollout_slo.quantity import QuantityError, format_duration, parse_duration
+
+_DEFAULT_TIMEOUT = 30.0
+# How many SQLite VM instructions run between two deadline checks: cheap and fine-grained.
+_PROGRESS_STEPS = 10_000
+
+
+class SqliteType:
+    """``type: sqlite``: ``path`` (relative to the spec file) and an optional ``timeout``."""
+
+    name = "sqlite"
+    settings: Mapping[str, Setting] = {
+        "path": Setting(("string",), required=True,
+                        help="database file, relative to the spec file"),
+        "timeout": Setting(("duration",), help="per query; default 30s"),
+    }
+
+    def create(self, name: str, settings: Mapping[str, Any], spec_dir: Path) -> Backend:
+        path = Path(str(settings["path"])).expanduser()
+        if not path.is_absolute():
+            path = spec_dir / path
+        try:
+            timeout = parse_duration(settings.get("timeout", _DEFAULT_TIMEOUT))
+        except QuantityError as exc:
+            raise BackendConfigError(f"setting timeout: {exc}", backend=name) from exc
+        return SqliteBackend(name, path.resolve(), timeout)
+
+
+class SqliteBackend:
+    type_name = "sqlite"
+
+    def __init__(self, name: str, path: Path, timeout: float) -> None:
+        self.name = name
+        self.path = path
+        self.timeout = timeout
+        self.max_concurrency = 4
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def describe(self) -> str:
+        return f"sqlite, {self.path}"
+
+    def graph_url(self, query: Query) -> str | None:
+        return None
+
+    def _connection(self) -> sqlite3.Connection:
+        # One connection per thread: sqlite3 connections must not be shared across threads.
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is not None:
+            return connection
+        if not self.path.is_file():
+            raise BackendError(f"database file not found: {self.path}", backend=self.name)
+        uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro"
+        try:
+            connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            connection.execute("PRAGMA query_only = ON")
+        except sqlite3.Error as exc:
+            raise BackendError(f"cannot open {self.path} read-only: {exc}",
+                               backend=self.name) from exc
+        self._local.connection = connection
+        with self._lock:
+            self._connections.append(connection)
+        return connection
+
+    def query(self, query: Query) -> QueryResult:
+        connection = self._connection()
+        deadline = time.monotonic() + self.timeout
+        connection.set_progress_handler(lambda: int(time.monotonic() > deadline),
+                                        _PROGRESS_STEPS)
+        try:
+            cursor = connection.execute(query.text, dict(query.params))
+            rows = cursor.fetchall()
+        except sqlite3.OperationalError as exc:
+            if str(exc) == "interrupted":
+                raise BackendError(f"the query timed out after {format_duration(self.timeout)}",
+                                   backend=self.name, query=query.text) from exc
+            raise BackendError(f"SQLite rejected the query: {exc}", backend=self.name,
+                               query=query.text) from exc
+        except sqlite3.ProgrammingError as exc:
+            raise BackendError(_binding_message(exc, query), backend=self.name,
+                               query=query.text) from exc
+        except sqlite3.Error as exc:
+            raise BackendError(f"SQLite error: {exc}", backend=self.name,
+                               query=query.text) from exc
+        finally:
+            connection.set_progress_handler(None, 0)
+        columns = [d[0] for d in cursor.description or ()]
+        return QueryResult(self._samples(columns, rows, query))
+
+    def _samples(self, columns: list[str], rows: list[Any], query: Query) -> tuple[Sample, ...]:
+        if len(columns) not in (1, 2):
+            raise BackendError(
+                f"the query returned {len(columns)} columns ({', '.join(columns) or 'none'}); "
+                "return one numeric column, or two: label, value", backend=self.name,
+                query=query.text)
+        samples = []
+        for number, row in enumerate(rows, start=1):
+            value = row[-1]
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, (int, float))):
+                raise BackendError(
+                    f"row {number} column {columns[-1]!r} holds {type(value).__name__} "
+                    f"{value!r}, not a number; the value column must be numeric (or NULL)",
+                    backend=self.name, query=query.text)
+            labels = ((columns[0], str(row[0])),) if len(columns) == 2 else ()
+            samples.append(Sample(labels, None if value is None else float(value)))
+        return tuple(samples)
+
+    def close(self) -> None:
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+
+
+def _binding_message(exc: sqlite3.ProgrammingError, query: Query) -> str:
+    text = str(exc)
+    if "binding parameter" in text:
+        bound = ", ".join(f":{name}" for name in sorted(query.params))
+        hint = (" (:window_start and :window_end need a `window` variable)"
+                if "window_" in text else "")
+        return f"{text.rstrip('.')}{hint}; bound here: {bound}"
+    return f"SQLite could not run the query: {text}"
+
+
+SQLITE = SqliteType()

@@ -1,0 +1,156 @@
+"""Verdict logic: the values a backend returned plus the bounds of a stage give one verdict.
+
+Pure functions over plain data: no pytest, no I/O, no clock. Everything that decides whether
+a rollout stage may be promoted lives here, so it can be tested at its boundaries alone.
+
+Rules (SPEC-V1.md, "Evaluation and outcomes"):
+
+* a value outside [min, max] fails the objective, whatever its siblings are;
+* otherwise any missing value (empty answer, NaN, NULL, a ratio whose denominator is 0 or
+  below ``min_denominator``) makes the verdict *no data*, never a pass;
+* otherwise every value lies within the bounds: pass.
+
+A ratio's numerator that returns nothing while its denominator has data is *no data*, not
+zero: a typo in the numerator's metric name must never read as a 0 % error rate.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pytest_rollout_slo.backends import Sample
+from pytest_rollout_slo.spec import Bounds
+
+
+class Verdict(enum.Enum):
+    PASS = "pass"
+    FAIL = "fail"
+    NO_DATA = "no_data"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One checked value with what it is made of.
+
+    ``value`` is None when there is no usable value; ``reason`` then says why.
+    ``parts`` holds a ratio's numerator and denominator.
+    """
+
+    labels: tuple[tuple[str, str], ...]
+    value: float | None
+    reason: str = ""
+    parts: tuple[float | None, float | None] | None = None
+
+    @property
+    def missing(self) -> bool:
+        return self.value is None or math.isnan(self.value)
+
+    def label_text(self) -> str:
+        return Sample(self.labels, self.value).label_text()
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    verdict: Verdict
+    bounds: Bounds
+    observations: tuple[Observation, ...]
+    reason: str = ""
+    """For no data: why there is nothing to judge (``no series returned``)."""
+
+    @property
+    def violations(self) -> tuple[Observation, ...]:
+        """The observations outside the bounds, in answer order."""
+        return tuple(o for o in self.observations
+                     if o.value is not None and not o.missing and violation(o.value, self.bounds))
+
+
+def violation(value: float, bounds: Bounds) -> str | None:
+    """``"min"`` or ``"max"`` for the bound ``value`` breaks, or None; bounds are inclusive."""
+    if bounds.min is not None and value < bounds.min:
+        return "min"
+    if bounds.max is not None and value > bounds.max:
+        return "max"
+    return None
+
+
+def judge(observations: Sequence[Observation], bounds: Bounds, *,
+          empty_reason: str = "no series returned") -> Evaluation:
+    """The verdict for a set of observations, each of which must lie within ``bounds``."""
+    items = tuple(observations)
+    if not items:
+        return Evaluation(Verdict.NO_DATA, bounds, items, empty_reason)
+    evaluation = Evaluation(Verdict.FAIL, bounds, items)
+    if evaluation.violations:
+        return evaluation
+    missing = [o for o in items if o.missing]
+    if missing:
+        reasons = list(dict.fromkeys(o.reason or "no value" for o in missing))
+        return Evaluation(Verdict.NO_DATA, bounds, items, "; ".join(reasons))
+    return Evaluation(Verdict.PASS, bounds, items)
+
+
+def observe_values(samples: Sequence[Sample]) -> list[Observation]:
+    """Observations of a plain query: one per returned value."""
+    return [Observation(s.labels, s.value, _missing_reason(s.value)) for s in samples]
+
+
+def observe_ratio(numerator: Sequence[Sample], denominator: Sequence[Sample],
+                  min_denominator: float, window: str | None = None
+                  ) -> tuple[list[Observation], str]:
+    """Observations of a ratio, pairing numerator and denominator series by their labels.
+
+    One series on each side are paired whatever their labels; otherwise series are matched
+    on identical labels (``__name__`` ignored), as PromQL's one-to-one matching does.
+    Returns the observations and, when there are none, the reason.
+    """
+    if not numerator and not denominator:
+        return [], "numerator and denominator returned no data"
+    if len(numerator) == 1 and len(denominator) == 1:
+        pairs: list[tuple[tuple[tuple[str, str], ...], Sample | None, Sample | None]] = [
+            (denominator[0].labels or numerator[0].labels, numerator[0], denominator[0])]
+    else:
+        num = {_match_key(s): s for s in numerator}
+        den = {_match_key(s): s for s in denominator}
+        keys = list(dict.fromkeys([*den, *num]))
+        pairs = [(k, num.get(k), den.get(k)) for k in keys]
+    no_traffic = f"no traffic in window {window}" if window else "no traffic"
+    return [_ratio(labels, n, d, min_denominator, no_traffic) for labels, n, d in pairs], ""
+
+
+def _ratio(labels: tuple[tuple[str, str], ...], numerator: Sample | None,
+           denominator: Sample | None, min_denominator: float, no_traffic: str) -> Observation:
+    n = numerator.value if numerator is not None else None
+    d = denominator.value if denominator is not None else None
+    parts = (n, d)
+    if denominator is None or d is None or math.isnan(d):
+        return Observation(labels, None, "denominator returned no data", parts)
+    if numerator is None or n is None or math.isnan(n):
+        return Observation(labels, None, "numerator returned no data while the denominator is "
+                           f"{_number(d)}; make the numerator return 0 when nothing happened "
+                           "(PromQL: `... or vector(0)`)", parts)
+    if d == 0:
+        return Observation(labels, None, f"{_number(n)}/0 ({no_traffic})", parts)
+    if d < min_denominator:
+        return Observation(labels, None, f"denominator {_number(d)} is below min_denominator "
+                           f"{_number(min_denominator)}", parts)
+    return Observation(labels, n / d, "", parts)
+
+
+def _match_key(sample: Sample) -> tuple[tuple[str, str], ...]:
+    return tuple((k, v) for k, v in sample.labels if k != "__name__")
+
+
+def _missing_reason(value: float | None) -> str:
+    if value is None:
+        return "the query returned NULL"
+    if math.isnan(value):
+        return "the query returned NaN"
+    return ""
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value == int(value) and abs(value) < 1e15 else f"{value:g}"
