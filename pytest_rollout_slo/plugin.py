@@ -1,0 +1,173 @@
+"""The pytest11 entry point: options, ini keys and hooks, and nothing else.
+
+Without ``--slo-stage`` (or the ``slo_stage`` ini key) the plugin collects nothing, so a
+repository's ordinary test run is unchanged and stays offline.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from pytest_rollout_slo import hookspecs
+from pytest_rollout_slo.backends import BackendType, Query
+from pytest_rollout_slo.backends.prometheus import PROMETHEUS
+from pytest_rollout_slo.backends.sqlite import SQLITE
+from pytest_rollout_slo.collect import STATE, ObjectiveItem, RunState, SpecFile
+from pytest_rollout_slo.execute import BackendKey, Executor
+from pytest_rollout_slo.report import SummaryTable
+from pytest_rollout_slo.spec import BackendSpec
+
+DEFAULT_CONCURRENCY = 8
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("rollout-slo", "rollout SLO gates (pytest-rollout-slo)")
+    group.addoption("--slo-stage", dest="slo_stage", default=None, metavar="STAGE",
+                    help="Gate this rollout stage: collect spec files and check every objective "
+                         "of the stage (ini: slo_stage). Default: none, nothing is collected.")
+    group.addoption("--slo-at", dest="slo_at", default=None, metavar="TIME",
+                    help="Evaluate every query at this time: RFC 3339 (2026-11-26T12:00:00Z) or "
+                         "unix seconds (ini: slo_at). Default: when the session started.")
+    group.addoption("--slo-full-trace", dest="slo_full_trace", action="store_true",
+                    default=None,
+                    help="Show Python tracebacks for failed objectives instead of the plain "
+                         "verdict text (ini: slo_full_trace). Default: off.")
+    group.addoption("--slo-concurrency", dest="slo_concurrency", default=None, type=int,
+                    metavar="N",
+                    help="Run at most N queries at once (ini: slo_concurrency). "
+                         f"Default: {DEFAULT_CONCURRENCY}.")
+    parser.addini("slo_stage", "Rollout stage to gate when --slo-stage is not given.",
+                  default="")
+    parser.addini("slo_at", "Evaluation time when --slo-at is not given.", default="")
+    parser.addini("slo_full_trace", "Show tracebacks for failed objectives.", type="bool",
+                  default=False)
+    parser.addini("slo_concurrency", "Queries run at once.", default=str(DEFAULT_CONCURRENCY))
+    parser.addini("slo_files", "Glob patterns of spec files, replacing the default "
+                  "(YAML files in a slo_specs/ directory, and *.slo.yaml / *.slo.yml).",
+                  type="linelist", default=[])
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+@pytest.hookimpl
+def pytest_slo_backend_types() -> list[BackendType]:
+    return [SQLITE, PROMETHEUS]
+
+
+def parse_at(text: str) -> float:
+    """Unix seconds from ``--slo-at``: RFC 3339 (``Z`` or an offset) or a number."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise pytest.UsageError(
+            f"--slo-at {text!r} is not a time; give RFC 3339 with a zone "
+            "(2026-11-26T12:00:00Z) or unix seconds (1795867200)") from None
+    if moment.tzinfo is None:
+        raise pytest.UsageError(f"--slo-at {text!r} has no time zone; add Z for UTC "
+                                "or an offset such as +01:00")
+    return moment.astimezone(timezone.utc).timestamp()
+
+
+def _option(config: pytest.Config, name: str) -> str:
+    value = config.getoption(name)
+    return str(value) if value not in (None, "") else str(config.getini(name) or "")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    stage = _option(config, "slo_stage").strip()
+    if not stage:
+        return
+    at_text = _option(config, "slo_at")
+    at = parse_at(at_text) if at_text else time.time()
+    full_trace = bool(config.getoption("slo_full_trace") or config.getini("slo_full_trace"))
+    concurrency_text = _option(config, "slo_concurrency")
+    try:
+        concurrency = int(concurrency_text)
+        if concurrency < 1:
+            raise ValueError
+    except ValueError:
+        raise pytest.UsageError(f"slo_concurrency must be a whole number >= 1, "
+                                f"got {concurrency_text!r}") from None
+    backend_types: dict[str, BackendType] = {}
+    for answer in config.hook.pytest_slo_backend_types():
+        for backend_type in answer:
+            if backend_type.name in backend_types:
+                raise pytest.UsageError(f"two plugins provide backend type {backend_type.name!r}")
+            backend_types[backend_type.name] = backend_type
+    config.stash[STATE] = RunState(stage, at, full_trace, backend_types,
+                                   Executor(backend_types, concurrency))
+    if not hasattr(config, "workerinput"):  # the xdist controller or a plain run reports
+        config.pluginmanager.register(SummaryTable(), "rollout-slo-summary")
+
+
+def _is_spec_file(config: pytest.Config, file_path: Path) -> bool:
+    patterns = config.getini("slo_files")
+    if not patterns:
+        in_dir = file_path.suffix in (".yaml", ".yml") and file_path.parent.name == "slo_specs"
+        return in_dir or file_path.name.endswith((".slo.yaml", ".slo.yml"))
+    try:
+        relative = file_path.relative_to(config.rootpath).as_posix()
+    except ValueError:
+        relative = file_path.as_posix()
+    return any(fnmatch.fnmatch(relative, p) or ("/" not in p and fnmatch.fnmatch(file_path.name, p))
+               for p in patterns)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile | None:
+    if STATE not in parent.config.stash or not _is_spec_file(parent.config, file_path):
+        return None
+    return SpecFile.from_parent(parent, path=file_path)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    state = session.config.stash.get(STATE, None)
+    if state is None or session.testsfailed:
+        return  # collection errors are already reported; don't pile a usage error on top
+    if state.stage not in state.stages_seen:
+        if not state.stages_seen:
+            raise pytest.UsageError(
+                f"--slo-stage={state.stage}: no spec file was collected; put specs in a "
+                "slo_specs/ directory or name them *.slo.yaml, pass their path, or set slo_files")
+        raise pytest.UsageError(
+            f"unknown stage {state.stage!r}; the collected spec files define: "
+            f"{', '.join(state.stages_seen)}")
+    if state.selected == 0:
+        files = ", ".join(str(p) for p in state.stages_seen[state.stage])
+        raise pytest.UsageError(
+            f"stage {state.stage!r} selects no objective in {files}; a stage with nothing to "
+            "check is never a green gate")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Start every query of the selected items before the first one runs."""
+    state = session.config.stash.get(STATE, None)
+    if state is None or session.config.option.collectonly:
+        return
+    if hasattr(session.config, "workerinput"):
+        # An xdist worker holds every collected item but runs only those it is sent, so it
+        # fetches each item's answers when the item runs instead of prefetching them all.
+        return
+    plans: list[tuple[BackendKey, BackendSpec, Query]] = []
+    for item in session.items:
+        if isinstance(item, ObjectiveItem):
+            plans.extend((item.backend_key, item.backend_spec, q)
+                         for q in item.queries(state.at).values())
+    state.executor.prefetch(plans)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None:
+        state.executor.close()

@@ -1,0 +1,242 @@
+"""What people read: the failure text, the JUnit properties and the terminal summary table.
+
+GitLab shows only a testcase's name and failure text in a merge request, so the failure
+text carries everything: verdict, value against threshold, window, evaluation time, backend
+and the resolved queries. The JUnit ``<properties>`` carry the same facts for tools. The
+summary table is built from those properties, so it also works for pytest-xdist reports.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+from tabulate import tabulate
+
+from pytest_rollout_slo.evaluate import Evaluation, Observation, Verdict, violation
+from pytest_rollout_slo.quantity import Unit, format_duration, format_value
+from pytest_rollout_slo.spec import Bounds, OnNoData
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Everything known about one objective at one stage after it ran."""
+
+    service: str
+    objective: str
+    stage: str
+    verdict: Verdict
+    bounds: Bounds
+    unit: Unit
+    on_no_data: OnNoData
+    at: float
+    window: float | None
+    backend: str
+    """``metrics (prometheus, http://prometheus:9090)``, already free of secrets."""
+    queries: Mapping[str, str]
+    evaluation: Evaluation | None = None
+    error: str = ""
+    link: str | None = None
+    warnings: tuple[str, ...] = ()
+    parameters: Mapping[str, str | int | float] = field(default_factory=dict)
+    """Named values bound to the queries (SQL ``:window_start``); shown when a query uses them."""
+
+    @property
+    def title(self) -> str:
+        return f"{self.objective}[{self.stage}]"
+
+
+def format_time(at: float) -> str:
+    """RFC 3339 in UTC, whole seconds unless the time has a fraction."""
+    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at))
+    fraction = at - int(at)
+    return f"{whole}.{round(fraction * 1000):03d}Z" if fraction > 0.0005 else f"{whole}Z"
+
+
+def threshold_text(bounds: Bounds, unit: Unit) -> str:
+    if bounds.min is not None and bounds.max is not None:
+        return f"min {format_value(bounds.min, unit)}, max {format_value(bounds.max, unit)}"
+    if bounds.min is not None:
+        return f"min {format_value(bounds.min, unit)}"
+    return f"max {format_value(bounds.max, unit)}"
+
+
+def _compare(observation: Observation, bounds: Bounds, unit: Unit) -> str:
+    value = format_value(observation.value, unit)
+    if observation.missing:
+        return f"no data ({observation.reason})"
+    broken = violation(observation.value, bounds)  # type: ignore[arg-type]
+    if broken == "min":
+        return f"{value} < min {format_value(bounds.min, unit)}"
+    if broken == "max":
+        return f"{value} > max {format_value(bounds.max, unit)}"
+    return f"{value} within {threshold_text(bounds, unit)}"
+
+
+def _parts(observation: Observation) -> str:
+    if observation.parts is None:
+        return ""
+    numerator, denominator = (format_value(p, "number") for p in observation.parts)
+    return f"numerator {numerator}, denominator {denominator}"
+
+
+def value_text(outcome: Outcome) -> str:
+    """The measured value(s) in one short line: ``6.20%`` or ``eu 6.20%, us 1.00%``."""
+    if outcome.verdict is Verdict.ERROR or outcome.evaluation is None:
+        return "error"
+    observations = outcome.evaluation.observations
+    if not observations:
+        return "no data"
+    if len(observations) == 1:
+        only = observations[0]
+        return "no data" if only.missing else format_value(only.value, outcome.unit)
+    return ", ".join(
+        f"{o.label_text()} {'no data' if o.missing else format_value(o.value, outcome.unit)}"
+        for o in observations)
+
+
+def failure_text(outcome: Outcome) -> str:
+    """The plain-text verdict shown by pytest and GitLab; empty for a clean pass."""
+    lines = [_headline(outcome)]
+    evaluation = outcome.evaluation
+    context = f"window {format_duration(outcome.window)}, " if outcome.window else ""
+    context += f"at {format_time(outcome.at)}"
+    if evaluation is not None and len(evaluation.observations) == 1:
+        parts = _parts(evaluation.observations[0])
+        lines.append(f"  {parts} ({context})" if parts else f"  ({context})")
+    else:
+        if evaluation is not None:
+            shown = [o for o in evaluation.observations
+                     if o.missing or violation(o.value, evaluation.bounds)]  # type: ignore[arg-type]
+            for observation in shown:
+                parts = _parts(observation)
+                lines.append(f"  {observation.label_text() or '(no labels)'}: "
+                             f"{_compare(observation, evaluation.bounds, outcome.unit)}"
+                             + (f" ({parts})" if parts else ""))
+        lines.append(f"  ({context})")
+    if outcome.verdict is Verdict.NO_DATA:
+        lines.append(f"  on_no_data: {outcome.on_no_data}")
+    lines.append(f"  backend {outcome.backend}")
+    for part, query in outcome.queries.items():
+        lines.append(f"  {part} query: {query}" if part != "query" else f"  query: {query}")
+    bound = bound_parameters(outcome)
+    if bound:
+        lines.append(f"  parameters: {bound}")
+    for warning in outcome.warnings:
+        lines.append(f"  backend warning: {warning}")
+    if outcome.link:
+        lines.append(f"  graph: {outcome.link}")
+    return "\n".join(lines)
+
+
+_TIME_PARAMETERS = ("at", "window_start", "window_end")
+
+
+def bound_parameters(outcome: Outcome) -> str:
+    """``:stage='beta', :window_start=2026-...`` for the named values the queries use."""
+    used = {name for query in outcome.queries.values()
+            for name in re.findall(r"(?<![\w:]):([A-Za-z_]\w*)", query)}
+    shown = []
+    for name in sorted(used & set(outcome.parameters)):
+        value = outcome.parameters[name]
+        text = (format_time(float(value)) if name in _TIME_PARAMETERS
+                else repr(value) if isinstance(value, str) else str(value))
+        shown.append(f":{name}={text}")
+    return ", ".join(shown)
+
+
+def _headline(outcome: Outcome) -> str:
+    evaluation = outcome.evaluation
+    if outcome.verdict is Verdict.ERROR or evaluation is None:
+        return f"{outcome.title} ERROR: {outcome.error}"
+    if outcome.verdict is Verdict.NO_DATA:
+        return f"{outcome.title} NO DATA: {evaluation.reason}"
+    word = "FAILED" if outcome.verdict is Verdict.FAIL else "PASSED"
+    if len(evaluation.observations) == 1:
+        return f"{outcome.title} {word}: " + _compare(evaluation.observations[0],
+                                                      evaluation.bounds, outcome.unit)
+    total = len(evaluation.observations)
+    if outcome.verdict is Verdict.FAIL:
+        bad = len(evaluation.violations)
+        return (f"{outcome.title} FAILED: {bad} of {total} values outside "
+                f"{threshold_text(evaluation.bounds, outcome.unit)}")
+    return (f"{outcome.title} PASSED: all {total} values within "
+            f"{threshold_text(evaluation.bounds, outcome.unit)}")
+
+
+def properties(outcome: Outcome) -> list[tuple[str, object]]:
+    """JUnit ``<properties>`` of the testcase; written through ``item.user_properties``."""
+    props: list[tuple[str, object]] = [
+        ("slo.service", outcome.service),
+        ("slo.stage", outcome.stage),
+        ("slo.objective", outcome.objective),
+        ("slo.verdict", outcome.verdict.value),
+        ("slo.value", value_text(outcome)),
+        ("slo.min", "" if outcome.bounds.min is None else format_value(outcome.bounds.min,
+                                                                        outcome.unit)),
+        ("slo.max", "" if outcome.bounds.max is None else format_value(outcome.bounds.max,
+                                                                        outcome.unit)),
+        ("slo.unit", outcome.unit),
+        ("slo.backend", outcome.backend),
+    ]
+    queries = outcome.queries
+    if "query" in queries:
+        props.append(("slo.query", queries["query"]))
+    else:
+        props.append(("slo.query", " / ".join(f"({q})" for q in queries.values())))
+        props.extend((f"slo.{part}_query", query) for part, query in queries.items())
+    props.append(("slo.window", format_duration(outcome.window) if outcome.window else ""))
+    props.append(("slo.at", format_time(outcome.at)))
+    if outcome.verdict is not Verdict.PASS:
+        props.append(("slo.message", _headline(outcome)))
+    if outcome.link:
+        props.append(("slo.link", outcome.link))
+    return props
+
+
+_COLOURS = {"pass": "green", "fail": "red", "error": "red", "no_data": "yellow"}
+
+
+class SummaryTable:
+    """Collects ``slo.*`` properties from reports and prints one row per objective."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, str]] = []
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        props = {k: str(v) for k, v in report.user_properties if k.startswith("slo.")}
+        if "slo.verdict" in props:
+            props["outcome"] = report.outcome
+            self.rows.append(props)
+
+    @pytest.hookimpl
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if not self.rows:
+            return
+        writer = terminalreporter.config.get_terminal_writer()
+        table = [self._row(props, writer.hasmarkup, writer.markup) for props in self.rows]
+        terminalreporter.write_sep("=", "SLO summary")
+        headers = ["objective", "stage", "value", "threshold", "verdict"]
+        for line in tabulate(table, headers=headers, disable_numparse=True).splitlines():
+            terminalreporter.write_line(line)
+
+    @staticmethod
+    def _row(props: Mapping[str, str], colour: bool,
+             markup: Callable[..., str]) -> Sequence[str]:
+        verdict = props["slo.verdict"]
+        label = verdict.replace("_", " ").upper()
+        if verdict == "no_data":
+            label += {"passed": " (pass)", "skipped": " (skip)"}.get(props["outcome"], "")
+        if colour:
+            label = markup(label, **{_COLOURS.get(verdict, "red"): True, "bold": True})
+        bounds = [f"min {props['slo.min']}" if props.get("slo.min") else "",
+                  f"max {props['slo.max']}" if props.get("slo.max") else ""]
+        return [props["slo.objective"], props["slo.stage"], props.get("slo.value", ""),
+                ", ".join(b for b in bounds if b), label]
+

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The project's whole test run, as the README and .ci/run give it: install the Python test
+# dependencies and the Prometheus and VictoriaMetrics servers when they are missing, then
+# lint, type-check and run the suite (which starts its own servers on loopback).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+bash scripts/ensure-servers.sh
+
+echo "== ruff"
+python -m ruff check .
+echo "== mypy --strict"
+python -m mypy
+echo "== pytest"
+python -m pytest "$@"
