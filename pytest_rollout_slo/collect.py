@@ -25,7 +25,6 @@ from pytest_rollout_slo.evaluate import (
     observe_values,
 )
 from pytest_rollout_slo.execute import BackendKey, Executor
-from pytest_rollout_slo.quantity import format_duration
 from pytest_rollout_slo.report import Outcome, failure_text, properties
 from pytest_rollout_slo.spec import ResolvedObjective, Spec, load_spec
 
@@ -116,6 +115,7 @@ class ObjectiveItem(pytest.Item):
             service=self.spec.service, objective=objective.name, stage=self.resolved.stage,
             verdict=Verdict.ERROR, bounds=self.resolved.bounds, unit=objective.unit,
             on_no_data=objective.on_no_data, at=state.at, window=self.resolved.window,
+            window_text=self.resolved.window_text,
             backend=f"{self.backend_spec.name} ({self.backend_spec.type})",
             queries={part: q.text for part, q in queries.items()},
             parameters=next(iter(queries.values())).params)
@@ -138,7 +138,7 @@ class ObjectiveItem(pytest.Item):
         ratio = self.resolved.objective.ratio
         if ratio is None:
             return judge(observe_values(answers["query"].samples), bounds)
-        window = format_duration(self.resolved.window) if self.resolved.window else None
+        window = self.resolved.window_text or None
         observations, reason = observe_ratio(answers["numerator"].samples,
                                              answers["denominator"].samples,
                                              ratio.min_denominator, window)

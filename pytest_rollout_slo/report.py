@@ -17,7 +17,7 @@ import pytest
 from tabulate import tabulate
 
 from pytest_rollout_slo.evaluate import Evaluation, Observation, Verdict, violation
-from pytest_rollout_slo.quantity import Unit, format_duration, format_value
+from pytest_rollout_slo.quantity import Unit, format_value
 from pytest_rollout_slo.spec import Bounds, OnNoData
 
 
@@ -34,6 +34,7 @@ class Outcome:
     on_no_data: OnNoData
     at: float
     window: float | None
+    window_text: str
     backend: str
     """``metrics (prometheus, http://prometheus:9090)``, already free of secrets."""
     queries: Mapping[str, str]
@@ -102,7 +103,7 @@ def failure_text(outcome: Outcome) -> str:
     """The plain-text verdict shown by pytest and GitLab; empty for a clean pass."""
     lines = [_headline(outcome)]
     evaluation = outcome.evaluation
-    context = f"window {format_duration(outcome.window)}, " if outcome.window else ""
+    context = f"window {outcome.window_text}, " if outcome.window_text else ""
     context += f"at {format_time(outcome.at)}"
     if evaluation is not None and len(evaluation.observations) == 1:
         parts = _parts(evaluation.observations[0])
@@ -188,7 +189,7 @@ def properties(outcome: Outcome) -> list[tuple[str, object]]:
     else:
         props.append(("slo.query", " / ".join(f"({q})" for q in queries.values())))
         props.extend((f"slo.{part}_query", query) for part, query in queries.items())
-    props.append(("slo.window", format_duration(outcome.window) if outcome.window else ""))
+    props.append(("slo.window", outcome.window_text))
     props.append(("slo.at", format_time(outcome.at)))
     if outcome.verdict is not Verdict.PASS:
         props.append(("slo.message", _headline(outcome)))

@@ -19,6 +19,7 @@ from pytest_rollout_slo.quantity import (
     UNITS,
     QuantityError,
     Unit,
+    format_duration,
     parse_duration,
     parse_quantity,
 )
@@ -104,6 +105,8 @@ class ResolvedObjective:
     """``{"query": ...}`` or ``{"numerator": ..., "denominator": ...}``."""
     variables: Mapping[str, Scalar]
     window: float | None
+    window_text: str
+    """The window as the spec wrote it (``24h``), for reports; empty without a window."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,8 @@ class Spec:
             objective=objective, stage=stage, bounds=objective.bounds[stage], queries=queries,
             variables=variables,
             window=parse_duration(window) if window is not None else None,
+            window_text="" if window is None else (
+                window.strip() if isinstance(window, str) else format_duration(window)),
         )
 
 

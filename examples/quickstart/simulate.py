@@ -1,0 +1,701 @@
+"""The quickstart's data: seeded Conflict Resolver traffic and the exact answers it implies.
+
+This module owns three things and nothing else:
+
+* ``simulate`` draws three days of traffic ending at ``AT`` for the three rollout cohorts
+  (``internal``, ``beta``, ``ga``) from one ``random.Random(seed)``, so a seed is a dataset;
+* ``write_sqlite`` / ``ensure_database`` and ``write_openmetrics`` store that traffic as the
+  event tables the quickstart spec queries and as the Prometheus counters and histograms the
+  production spec queries;
+* the ``expected_*`` functions recompute every objective from the raw events, independently
+  of SQL and PromQL, so tests can hold the plugin's answers against them.
+
+Windows are half-open, ``[at - window, at)``, like the SQL ``ts >= :window_start AND
+ts < :window_end``. Quantiles use the nearest-rank method: the p-th percentile of n values is
+the value at 1-based rank ``ceil(p * n / 100)`` in ascending order, which SQLite expresses as
+``ORDER BY value LIMIT 1 OFFSET (p * count(*) + 99) / 100 - 1``.
+
+Stdlib only; run ``python simulate.py --help`` for the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import contextlib
+import math
+import os
+import random
+import sqlite3
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from operator import attrgetter
+from pathlib import Path
+from typing import Literal, Protocol, TextIO, TypeVar
+
+SIMULATOR_VERSION = "1"
+"""Bump whenever the same seed would produce different events; stale databases rebuild."""
+
+DEFAULT_SEED = 20261120
+AT = datetime(2026, 11, 20, 12, 0, 0, tzinfo=timezone.utc)
+AT_UNIX = AT.timestamp()
+PERIOD_SECONDS = 3 * 86400
+START_UNIX = AT_UNIX - PERIOD_SECONDS
+FEATURE = "conflict_resolver"
+
+Stage = Literal["internal", "beta", "ga"]
+STAGES: tuple[Stage, ...] = ("internal", "beta", "ga")
+STAGE_WINDOWS: dict[str, float] = {"internal": 86400.0, "beta": 2 * 86400.0, "ga": 86400.0}
+"""The ``window`` variable of each stage in rollout.slo.yaml, in seconds (24h, 2d, 24h)."""
+
+ERROR_TYPES = ("model_timeout", "tool_failure", "context_too_large", "rate_limited")
+TOOLS = ("list_conflicts", "read_file", "propose_resolution", "apply_resolution")
+TOOL_CALL_BUCKETS = (0.5, 1.0, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0)
+RESPONSE_BUCKETS = (1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 60.0, 120.0)
+TOOL_TIMEOUT_S = 60.0
+
+
+class _Timed(Protocol):
+    @property
+    def ts(self) -> float: ...
+    @property
+    def stage(self) -> str: ...
+
+
+_T = TypeVar("_T", bound=_Timed)
+
+
+@dataclass(frozen=True)
+class StageProfile:
+    """How one cohort behaves: volume, funnel and quality of the agent it sees."""
+
+    users: int
+    views_per_day: int
+    adopter_share: float
+    click_probability: float
+    error_probability: float
+    abandon_probability: float
+    tool_failure_probability: float
+    tool_median_s: float
+    tool_sigma: float
+    model_median_s: float
+    model_sigma: float
+    rating_probability: float
+    thumbs_up_if_mergeable: float
+    thumbs_up_otherwise: float
+    mergeable_probability: float
+
+
+# Internal users adopt eagerly but meet the slowest, buggiest agent; GA is the best agent
+# but, with every visitor counted, too few of them click: adoption ~12% misses the 15% floor.
+PROFILES: dict[str, StageProfile] = {
+    "internal": StageProfile(
+        users=160, views_per_day=700, adopter_share=0.45, click_probability=0.6,
+        error_probability=0.030, abandon_probability=0.06, tool_failure_probability=0.12,
+        tool_median_s=2.0, tool_sigma=0.75, model_median_s=5.0, model_sigma=0.45,
+        rating_probability=0.8, thumbs_up_if_mergeable=0.82, thumbs_up_otherwise=0.55,
+        mergeable_probability=0.58,
+    ),
+    "beta": StageProfile(
+        users=1500, views_per_day=1400, adopter_share=0.30, click_probability=0.6,
+        error_probability=0.020, abandon_probability=0.05, tool_failure_probability=0.09,
+        tool_median_s=1.6, tool_sigma=0.75, model_median_s=4.5, model_sigma=0.45,
+        rating_probability=0.7, thumbs_up_if_mergeable=0.86, thumbs_up_otherwise=0.60,
+        mergeable_probability=0.62,
+    ),
+    "ga": StageProfile(
+        users=5000, views_per_day=3000, adopter_share=0.165, click_probability=0.6,
+        error_probability=0.012, abandon_probability=0.04, tool_failure_probability=0.05,
+        tool_median_s=1.1, tool_sigma=0.7, model_median_s=4.0, model_sigma=0.4,
+        rating_probability=0.7, thumbs_up_if_mergeable=0.92, thumbs_up_otherwise=0.70,
+        mergeable_probability=0.66,
+    ),
+}
+
+
+# -- events -------------------------------------------------------------------------------
+# Field order is column order in the SQLite tables.
+
+
+@dataclass(frozen=True, slots=True)
+class PageView:
+    """A conflict page was shown with the "Resolve with AI" button (a button impression)."""
+
+    ts: float
+    stage: str
+    user_id: int
+    merge_request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ButtonClick:
+    ts: float
+    stage: str
+    user_id: int
+    merge_request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSession:
+    """``ts`` is when it was initiated; ``ended_ts`` is set only for completed sessions."""
+
+    ts: float
+    stage: str
+    session_id: int
+    user_id: int
+    merge_request_id: int
+    turns: int
+    completed: bool
+    ended_ts: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRequest:
+    ts: float
+    stage: str
+    request_id: int
+    session_id: int
+    outcome: Literal["ok", "error"]
+    error_type: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """``ts`` is when the call finished, the moment its duration is known."""
+
+    ts: float
+    stage: str
+    request_id: int
+    tool: str
+    success: bool
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentResponse:
+    """The agent's answer to an ``ok`` request; ``ts`` is when it was delivered."""
+
+    ts: float
+    stage: str
+    request_id: int
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Rating:
+    ts: float
+    stage: str
+    session_id: int
+    user_id: int
+    thumbs: Literal["up", "down"]
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """One per completed session, at its end: did the merge request become mergeable?"""
+
+    ts: float
+    stage: str
+    session_id: int
+    merge_request_id: int
+    mergeable: bool
+
+
+@dataclass(frozen=True)
+class Events:
+    """Everything one seed produced, each table sorted by ``ts``."""
+
+    seed: int
+    page_views: tuple[PageView, ...]
+    button_clicks: tuple[ButtonClick, ...]
+    chat_sessions: tuple[ChatSession, ...]
+    agent_requests: tuple[AgentRequest, ...]
+    tool_calls: tuple[ToolCall, ...]
+    agent_responses: tuple[AgentResponse, ...]
+    ratings: tuple[Rating, ...]
+    resolutions: tuple[Resolution, ...]
+
+
+# -- simulation ---------------------------------------------------------------------------
+
+
+class _Builder:
+    """Accumulates events; ids are global so tables can be joined across stages."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.views: list[PageView] = []
+        self.clicks: list[ButtonClick] = []
+        self.sessions: list[ChatSession] = []
+        self.requests: list[AgentRequest] = []
+        self.tool_calls: list[ToolCall] = []
+        self.responses: list[AgentResponse] = []
+        self.ratings: list[Rating] = []
+        self.resolutions: list[Resolution] = []
+        self.next_session = 1
+        self.next_request = 1
+
+    def stage(self, stage: str, index: int, profile: StageProfile) -> None:
+        rng = self.rng
+        user_base = (index + 1) * 1_000_000  # cohorts never share a user
+        adopters = [rng.random() < profile.adopter_share for _ in range(profile.users)]
+        count = profile.views_per_day * PERIOD_SECONDS // 86400
+        for ts in sorted(_ms(rng.uniform(START_UNIX, AT_UNIX)) for _ in range(count)):
+            user = rng.randrange(profile.users)
+            merge_request = rng.randrange(1, 400_000)
+            self.views.append(PageView(ts, stage, user_base + user, merge_request))
+            if adopters[user] and rng.random() < profile.click_probability:
+                click_ts = _ms(ts + rng.uniform(3.0, 40.0))
+                self.clicks.append(ButtonClick(click_ts, stage, user_base + user, merge_request))
+                self.session(stage, profile, user_base + user, merge_request, click_ts)
+
+    def session(self, stage: str, p: StageProfile, user: int, merge_request: int,
+                click_ts: float) -> None:
+        rng = self.rng
+        session_id, self.next_session = self.next_session, self.next_session + 1
+        started = _ms(click_ts + rng.uniform(1.0, 4.0))
+        planned = rng.choice((1, 2, 2, 3, 3, 3, 4, 4, 5, 6, 8))
+        t, turns, completed = started, 0, True
+        for turn in range(planned):
+            turns += 1
+            t = self.turn(stage, p, session_id, t)
+            if t < 0:  # the user gave up after an error
+                t, completed = -t, False
+                break
+            if turn < planned - 1:
+                if rng.random() < p.abandon_probability:
+                    completed = False
+                    break
+                t += rng.uniform(10.0, 90.0)  # the user reads the answer and replies
+        ended = _ms(t + rng.uniform(1.0, 5.0))
+        # A session still running at AT is not completed yet: nothing after AT exists.
+        completed = completed and ended < AT_UNIX
+        self.sessions.append(ChatSession(started, stage, session_id, user, merge_request, turns,
+                                         completed, ended if completed else None))
+        if not completed:
+            return
+        mergeable = rng.random() < p.mergeable_probability
+        self.resolutions.append(Resolution(ended, stage, session_id, merge_request, mergeable))
+        if rng.random() < p.rating_probability:
+            up = p.thumbs_up_if_mergeable if mergeable else p.thumbs_up_otherwise
+            rated = _ms(ended + rng.uniform(2.0, 30.0))
+            self.ratings.append(Rating(rated, stage, session_id, user,
+                                       "up" if rng.random() < up else "down"))
+
+    def turn(self, stage: str, p: StageProfile, session_id: int, t: float) -> float:
+        """Add one request and what it caused; return when it ended (negated: user left)."""
+        rng = self.rng
+        request_id, self.next_request = self.next_request, self.next_request + 1
+        if rng.random() < p.error_probability:
+            error_type = rng.choices(ERROR_TYPES, weights=(4, 3, 2, 1))[0]
+            self.requests.append(AgentRequest(t, stage, request_id, session_id, "error",
+                                              error_type))
+            ended = t + rng.uniform(2.0, 20.0)
+            return -ended if rng.random() < 0.5 else ended
+        self.requests.append(AgentRequest(t, stage, request_id, session_id, "ok", None))
+        elapsed = 0.0
+        for _ in range(rng.choice((0, 1, 1, 2, 2, 3))):
+            duration = _ms(min(rng.lognormvariate(_ln(p.tool_median_s), p.tool_sigma),
+                               TOOL_TIMEOUT_S))
+            elapsed += duration
+            self.tool_calls.append(ToolCall(_ms(t + elapsed), stage, request_id,
+                                            rng.choice(TOOLS),
+                                            rng.random() >= p.tool_failure_probability,
+                                            duration))
+        duration = _ms(elapsed + rng.lognormvariate(_ln(p.model_median_s), p.model_sigma))
+        self.responses.append(AgentResponse(_ms(t + duration), stage, request_id, duration))
+        return _ms(t + duration)
+
+    def events(self, seed: int) -> Events:
+        def keep(rows: Iterable[_T]) -> tuple[_T, ...]:
+            return tuple(sorted((r for r in rows if r.ts < AT_UNIX), key=_by_ts))
+
+        return Events(seed, keep(self.views), keep(self.clicks), keep(self.sessions),
+                      keep(self.requests), keep(self.tool_calls), keep(self.responses),
+                      keep(self.ratings), keep(self.resolutions))
+
+
+def simulate(seed: int = DEFAULT_SEED) -> Events:
+    """Draw the three cohorts' traffic over the three days before ``AT``; same seed, same data."""
+    builder = _Builder(random.Random(seed))
+    for index, stage in enumerate(STAGES):
+        builder.stage(stage, index, PROFILES[stage])
+    return builder.events(seed)
+
+
+# -- SQLite -------------------------------------------------------------------------------
+
+_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    # table: (attribute of Events, column definitions in dataclass field order)
+    "conflict_page_views": ("page_views", (
+        "ts REAL NOT NULL", "stage TEXT NOT NULL", "user_id INTEGER NOT NULL",
+        "merge_request_id INTEGER NOT NULL")),
+    "button_clicks": ("button_clicks", (
+        "ts REAL NOT NULL", "stage TEXT NOT NULL", "user_id INTEGER NOT NULL",
+        "merge_request_id INTEGER NOT NULL")),
+    "chat_sessions": ("chat_sessions", (
+        "ts REAL NOT NULL", "stage TEXT NOT NULL", "session_id INTEGER PRIMARY KEY",
+        "user_id INTEGER NOT NULL", "merge_request_id INTEGER NOT NULL",
+        "turns INTEGER NOT NULL", "completed INTEGER NOT NULL CHECK (completed IN (0, 1))",
+        "ended_ts REAL")),
+    "agent_requests": ("agent_requests", (
+        "ts REAL NOT NULL", "stage TEXT NOT NULL", "request_id INTEGER PRIMARY KEY",
+        "session_id INTEGER NOT NULL", "outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'error'))",
+        "error_type TEXT")),
+    "tool_calls": ("tool_calls", (
+        "ts REAL NOT NULL", "stage TEXT NOT NULL", "request_id INTEGER NOT NULL",
+        "tool TEXT NOT NULL", "success INTEGER NOT NULL CHECK (success IN (0, 1))",
+        "duration_s REAL NOT NULL")),
+    "agent_responses": ("agent_responses", (
+        "ts REAL NOT NULL", "stage TEXT NOT NULL", "request_id INTEGER NOT NULL",
+        "duration_s REAL NOT NULL")),
+    "ratings": ("ratings", (
+        "ts REAL NOT NULL", "stage TEXT NOT NULL", "session_id INTEGER NOT NULL",
+        "user_id INTEGER NOT NULL", "thumbs TEXT NOT NULL CHECK (thumbs IN ('up', 'down'))")),
+    "resolutions": ("resolutions", (
+        "ts REAL NOT NULL", "stage TEXT NOT NULL", "session_id INTEGER NOT NULL",
+        "merge_request_id INTEGER NOT NULL",
+        "mergeable INTEGER NOT NULL CHECK (mergeable IN (0, 1))")),
+}
+
+
+def write_sqlite(events: Events, path: str | os.PathLike[str]) -> None:
+    """Write the event tables (indexed on ``(stage, ts)``) and a ``meta`` table to ``path``.
+
+    The database is built in a temporary file beside ``path`` and renamed over it, so a reader
+    (or a parallel pytest-xdist worker) never sees a half-written file.
+    """
+    target = Path(path)
+    with _atomic_path(target) as tmp:
+        connection = sqlite3.connect(tmp)
+        try:
+            connection.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            connection.executemany("INSERT INTO meta VALUES (?, ?)", _meta(events.seed).items())
+            for table, (attribute, columns) in _TABLES.items():
+                rows: tuple[object, ...] = getattr(events, attribute)
+                names = [column.split()[0] for column in columns]
+                connection.execute(f"CREATE TABLE {table} ({', '.join(columns)})")
+                connection.execute(f"CREATE INDEX {table}_stage_ts ON {table} (stage, ts)")
+                getter = attrgetter(*names)
+                marks = ", ".join("?" * len(names))
+                connection.executemany(f"INSERT INTO {table} VALUES ({marks})",
+                                       (getter(row) for row in rows))
+            connection.commit()
+        finally:
+            connection.close()
+
+
+def ensure_database(path: str | os.PathLike[str], *, seed: int = DEFAULT_SEED) -> Path:
+    """Return ``path``, building it first if it is missing or another simulator/seed made it."""
+    target = Path(path)
+    if _stored_meta(target) != _meta(seed):
+        write_sqlite(simulate(seed), target)
+    return target
+
+
+def _meta(seed: int) -> dict[str, str]:
+    return {"simulator_version": SIMULATOR_VERSION, "seed": str(seed),
+            "at": AT.isoformat().replace("+00:00", "Z")}
+
+
+def _stored_meta(path: Path) -> dict[str, str] | None:
+    if not path.is_file():
+        return None
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return dict(connection.execute("SELECT key, value FROM meta").fetchall())
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError:
+        return None  # not ours, or damaged: rebuild it
+
+
+# -- OpenMetrics --------------------------------------------------------------------------
+
+
+def write_openmetrics(events: Events, path: str | os.PathLike[str], *, step: int = 60) -> None:
+    """Write the traffic as cumulative counters and histograms sampled every ``step`` seconds.
+
+    The output is OpenMetrics text for ``promtool tsdb create-blocks-from openmetrics``: a
+    timestamp (seconds) on every sample, each series' samples together and in time order,
+    ``# EOF`` at the end. Samples run from ``START_UNIX`` to ``AT`` inclusive and every series
+    starts at 0, so with ``step`` dividing 3600, ``increase(x[24h])`` at ``AT`` has samples
+    exactly at both ends of the range, needs no extrapolation (Prometheus 2.x closed ranges),
+    and equals the event count of ``[AT - 24h, AT)``.
+    """
+    if step <= 0:
+        raise ValueError(f"step must be a positive number of seconds, got {step}")
+    grid = list(range(int(START_UNIX), int(AT_UNIX) + 1, step))
+    if grid[-1] != int(AT_UNIX):
+        grid.append(int(AT_UNIX))
+    with _atomic_path(Path(path)) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        _counter(out, "agent_requests", "Agent requests of the Conflict Resolver.", grid,
+                 [({"stage": s}, [r.ts for r in events.agent_requests if r.stage == s])
+                  for s in STAGES])
+        _counter(out, "agent_errors", "Agent requests that ended in an error, by type.", grid,
+                 [({"stage": s, "error_type": e},
+                   [r.ts for r in events.agent_requests if r.stage == s and r.error_type == e])
+                  for s in STAGES for e in ERROR_TYPES])
+        _counter(out, "tool_calls", "Tool calls made by the agent, by outcome.", grid,
+                 [({"stage": s, "outcome": "success" if ok else "failure"},
+                   [c.ts for c in events.tool_calls if c.stage == s and c.success == ok])
+                  for s in STAGES for ok in (True, False)])
+        _histogram(out, "tool_call_duration_seconds", "Duration of one tool call.", grid,
+                   TOOL_CALL_BUCKETS,
+                   {s: [(c.ts, c.duration_s) for c in events.tool_calls if c.stage == s]
+                    for s in STAGES})
+        _histogram(out, "agent_response_duration_seconds",
+                   "Time from a request to the agent's response.", grid, RESPONSE_BUCKETS,
+                   {s: [(r.ts, r.duration_s) for r in events.agent_responses if r.stage == s]
+                    for s in STAGES})
+        out.write("# EOF\n")
+
+
+def _labels(labels: dict[str, str]) -> str:
+    return ",".join(f'{k}="{v}"' for k, v in {"feature": FEATURE, **labels}.items())
+
+
+def _cumulative(times: Sequence[float], grid: Sequence[int]) -> Iterator[int]:
+    # Events strictly before the sample time: the sample at AT counts [start, AT) exactly.
+    ordered = sorted(times)
+    return (bisect.bisect_left(ordered, t) for t in grid)
+
+
+def _counter(out: TextIO, name: str, help_text: str, grid: Sequence[int],
+             series: list[tuple[dict[str, str], list[float]]]) -> None:
+    out.write(f"# TYPE {name} counter\n# HELP {name} {help_text}\n")
+    for labels, times in series:
+        text = _labels(labels)
+        out.writelines(f"{name}_total{{{text}}} {n} {t}\n"
+                       for n, t in zip(_cumulative(times, grid), grid, strict=True))
+
+
+def _histogram(out: TextIO, name: str, help_text: str, grid: Sequence[int],
+               buckets: Sequence[float], per_stage: dict[str, list[tuple[float, float]]]) -> None:
+    out.write(f"# TYPE {name} histogram\n# UNIT {name} seconds\n# HELP {name} {help_text}\n")
+    for stage, observations in per_stage.items():
+        observations.sort()
+        times = [ts for ts, _ in observations]
+        sums = [0.0]
+        for _, value in observations:
+            sums.append(sums[-1] + value)
+        les = [repr(le) for le in buckets] + ["+Inf"]
+        columns = [list(_cumulative([ts for ts, v in observations if v <= le], grid))
+                   for le in buckets]
+        columns.append(list(_cumulative(times, grid)))
+        prefixes = [f'{name}_bucket{{{_labels({"stage": stage, "le": le})}}} ' for le in les]
+        base = _labels({"stage": stage})
+        # One MetricPoint per timestamp (buckets, _count, _sum), as OpenMetrics lays them out.
+        for k, t in enumerate(grid):
+            out.writelines(f"{prefix}{column[k]} {t}\n"
+                           for prefix, column in zip(prefixes, columns, strict=True))
+            count = columns[-1][k]
+            out.write(f"{name}_count{{{base}}} {count} {t}\n")
+            out.write(f"{name}_sum{{{base}}} {round(sums[count], 3)!r} {t}\n")
+
+
+# -- expected values ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ratio:
+    numerator: int
+    denominator: int
+
+    @property
+    def value(self) -> float | None:
+        """``numerator / denominator``; ``None`` (no data) when the denominator is 0."""
+        return self.numerator / self.denominator if self.denominator else None
+
+
+def nearest_rank(values: Iterable[float], percent: int = 95) -> float | None:
+    """The value at rank ``ceil(percent * n / 100)`` of the sorted values; ``None`` if empty."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return ordered[(percent * len(ordered) + 99) // 100 - 1]
+
+
+def expected_error_rate(events: Events, stage: str, *, window: float | None = None,
+                        at: float = AT_UNIX) -> Ratio:
+    """Requests with outcome ``error`` / all requests, by request time."""
+    rows = _window(events.agent_requests, stage, window, at)
+    return Ratio(sum(r.outcome == "error" for r in rows), len(rows))
+
+
+def expected_tool_call_success_rate(events: Events, stage: str, *,
+                                    window: float | None = None, at: float = AT_UNIX) -> Ratio:
+    rows = _window(events.tool_calls, stage, window, at)
+    return Ratio(sum(c.success for c in rows), len(rows))
+
+
+def expected_positive_ratings(events: Events, stage: str, *, window: float | None = None,
+                              at: float = AT_UNIX) -> Ratio:
+    rows = _window(events.ratings, stage, window, at)
+    return Ratio(sum(r.thumbs == "up" for r in rows), len(rows))
+
+
+def expected_adoption(events: Events, stage: str, *, window: float | None = None,
+                      at: float = AT_UNIX) -> Ratio:
+    """Distinct users who clicked the button / distinct users who viewed a conflict page."""
+    clickers = {c.user_id for c in _window(events.button_clicks, stage, window, at)}
+    viewers = {v.user_id for v in _window(events.page_views, stage, window, at)}
+    return Ratio(len(clickers), len(viewers))
+
+
+def expected_resolution_rate(events: Events, stage: str, *, window: float | None = None,
+                             at: float = AT_UNIX) -> Ratio:
+    """Mergeable resolutions / sessions completed (by ``ended_ts``) in the window."""
+    start, end = _bounds(stage, window, at)
+    resolved = sum(r.mergeable for r in _window(events.resolutions, stage, window, at))
+    completed = sum(1 for s in events.chat_sessions if s.stage == stage and s.completed
+                    and s.ended_ts is not None and start <= s.ended_ts < end)
+    return Ratio(resolved, completed)
+
+
+def expected_tool_call_latency_p95(events: Events, stage: str, *, window: float | None = None,
+                                   at: float = AT_UNIX) -> float | None:
+    return nearest_rank(c.duration_s for c in _window(events.tool_calls, stage, window, at))
+
+
+def expected_agent_response_time_p95(events: Events, stage: str, *,
+                                     window: float | None = None,
+                                     at: float = AT_UNIX) -> float | None:
+    return nearest_rank(r.duration_s for r in _window(events.agent_responses, stage, window, at))
+
+
+def histogram_quantile(q: float, buckets: Sequence[float],
+                       values: Iterable[float]) -> float | None:
+    """What PromQL ``histogram_quantile(q, ...)`` answers for ``values`` put in ``buckets``.
+
+    Prometheus interpolates linearly inside the bucket that holds rank ``q * count`` (from 0
+    for the first bucket) and answers the highest finite bound when that rank falls in
+    ``+Inf``. Over ``rate()`` the counts are divided by the range, which changes nothing but
+    the last bits of the float.
+    """
+    observed = list(values)
+    if not observed:
+        return None
+    counts = [sum(v <= le for v in observed) for le in buckets]
+    rank = q * len(observed)
+    for index, (upper, count) in enumerate(zip(buckets, counts, strict=True)):
+        if count >= rank:
+            lower = buckets[index - 1] if index else 0.0
+            below = counts[index - 1] if index else 0
+            return lower + (upper - lower) * (rank - below) / (count - below)
+    return buckets[-1]
+
+
+def expected_histogram_p95(events: Events, stage: str,
+                           metric: Literal["tool_call_duration_seconds",
+                                           "agent_response_duration_seconds"], *,
+                           window: float | None = None, at: float = AT_UNIX) -> float | None:
+    """The production spec's ``histogram_quantile(0.95, ...)`` over ``metric``, exactly."""
+    if metric == "tool_call_duration_seconds":
+        durations = [c.duration_s for c in _window(events.tool_calls, stage, window, at)]
+        return histogram_quantile(0.95, TOOL_CALL_BUCKETS, durations)
+    durations = [r.duration_s for r in _window(events.agent_responses, stage, window, at)]
+    return histogram_quantile(0.95, RESPONSE_BUCKETS, durations)
+
+
+def expected_values(events: Events, stage: str, *, window: float | None = None,
+                    at: float = AT_UNIX) -> dict[str, float | None]:
+    """Every objective of rollout.slo.yaml by name, whether or not it applies to ``stage``."""
+    ratings = expected_positive_ratings(events, stage, window=window, at=at).value
+    p95 = expected_tool_call_latency_p95(events, stage, window=window, at=at)
+    return {
+        "error_rate": expected_error_rate(events, stage, window=window, at=at).value,
+        "tool_call_latency_p95": p95,
+        "agent_response_time_p95": expected_agent_response_time_p95(
+            events, stage, window=window, at=at),
+        "positive_ratings": ratings,
+        "ai_adoption": expected_adoption(events, stage, window=window, at=at).value,
+        "tool_call_success_rate": expected_tool_call_success_rate(
+            events, stage, window=window, at=at).value,
+        "positive_ratings_target": ratings,
+        "tool_call_latency_p95_target": p95,
+        "successful_resolutions": expected_resolution_rate(
+            events, stage, window=window, at=at).value,
+    }
+
+
+def _bounds(stage: str, window: float | None, at: float) -> tuple[float, float]:
+    return at - (STAGE_WINDOWS[stage] if window is None else window), at
+
+
+def _window(rows: Sequence[_T], stage: str, window: float | None, at: float) -> list[_T]:
+    start, end = _bounds(stage, window, at)
+    # rows are sorted by ts, so bisect finds the window without scanning all three days
+    low = bisect.bisect_left(rows, start, key=_by_ts)
+    high = bisect.bisect_left(rows, end, key=_by_ts)
+    return [r for r in rows[low:high] if r.stage == stage]
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> float:
+    # Millisecond timestamps and durations: what real event pipelines store, and short in SQL.
+    return round(seconds, 3)
+
+
+def _ln(median: float) -> float:
+    return math.log(median)  # lognormvariate takes mu = ln(median)
+
+
+def _by_ts(row: _Timed) -> float:
+    return row.ts
+
+
+@contextlib.contextmanager
+def _atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success rename it over ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the result is an ordinary shared file
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _format(value: float | None) -> str:
+    return "no data" if value is None else f"{value:.4f}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Simulate Conflict Resolver traffic ending at "
+                    f"{_meta(DEFAULT_SEED)['at']} and write it out.")
+    parser.add_argument("--db", type=Path, default=Path(__file__).with_name("events.db"),
+                        help="SQLite database to (re)write (default: events.db beside this file)")
+    parser.add_argument("--openmetrics", type=Path, default=None,
+                        help="also write OpenMetrics text for promtool backfill to this path")
+    parser.add_argument("--step", type=int, default=60,
+                        help="seconds between OpenMetrics samples (default: 60)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help=f"random seed (default: {DEFAULT_SEED})")
+    args = parser.parse_args(argv)
+    events = simulate(args.seed)
+    write_sqlite(events, args.db)
+    print(f"wrote {args.db}")
+    if args.openmetrics is not None:
+        write_openmetrics(events, args.openmetrics, step=args.step)
+        print(f"wrote {args.openmetrics}")
+    print(f"expected values at {_meta(args.seed)['at']}:")
+    for stage in STAGES:
+        values = expected_values(events, stage)
+        shown = ", ".join(f"{name}={_format(v)}" for name, v in values.items())
+        print(f"  {stage} (window {STAGE_WINDOWS[stage] / 3600:g}h): {shown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
