@@ -18,6 +18,7 @@ import pytest
 from pytest_rollout_slo.backends import BackendType, Query, QueryResult
 from pytest_rollout_slo.errors import BackendError, SloError, SpecError
 from pytest_rollout_slo.evaluate import (
+    AmbiguousAnswer,
     Evaluation,
     Verdict,
     judge,
@@ -128,7 +129,10 @@ class ObjectiveItem(pytest.Item):
                 for part, query in queries.items()}
         except BackendError as exc:
             return replace(outcome, error=exc.message)
-        evaluation = self._judge(answers)
+        try:
+            evaluation = self._judge(answers)
+        except AmbiguousAnswer as exc:
+            return replace(outcome, error=str(exc))
         warnings = tuple(w for answer in answers.values() for w in answer.warnings)
         return replace(outcome, verdict=evaluation.verdict, evaluation=evaluation,
                        warnings=warnings)

@@ -105,7 +105,8 @@ def observe_ratio(numerator: Sequence[Sample], denominator: Sequence[Sample],
 
     One series on each side are paired whatever their labels; otherwise series are matched
     on identical labels (``__name__`` ignored), as PromQL's one-to-one matching does.
-    Returns the observations and, when there are none, the reason.
+    Returns the observations and, when there are none, the reason. Raises AmbiguousAnswer
+    when one side holds two series with the same labels.
     """
     if not numerator and not denominator:
         return [], "numerator and denominator returned no data"
@@ -113,8 +114,8 @@ def observe_ratio(numerator: Sequence[Sample], denominator: Sequence[Sample],
         pairs: list[tuple[tuple[tuple[str, str], ...], Sample | None, Sample | None]] = [
             (denominator[0].labels or numerator[0].labels, numerator[0], denominator[0])]
     else:
-        num = {_match_key(s): s for s in numerator}
-        den = {_match_key(s): s for s in denominator}
+        num = _by_labels(numerator, "numerator")
+        den = _by_labels(denominator, "denominator")
         keys = list(dict.fromkeys([*den, *num]))
         pairs = [(k, num.get(k), den.get(k)) for k in keys]
     no_traffic = f"no traffic in window {window}" if window else "no traffic"
@@ -138,6 +139,25 @@ def _ratio(labels: tuple[tuple[str, str], ...], numerator: Sample | None,
         return Observation(labels, None, f"denominator {_number(d)} is below min_denominator "
                            f"{_number(min_denominator)}", parts)
     return Observation(labels, n / d, "", parts)
+
+
+class AmbiguousAnswer(ValueError):
+    """Several series of one side of a ratio share labels, so they cannot be paired."""
+
+
+def _by_labels(samples: Sequence[Sample], side: str) -> dict[tuple[tuple[str, str], ...], Sample]:
+    paired: dict[tuple[tuple[str, str], ...], Sample] = {}
+    for sample in samples:
+        key = _match_key(sample)
+        if key in paired:
+            # Keeping either one could hide the other's bad value: refuse, never guess.
+            shown = Sample(key, None).label_text() or "(no labels)"
+            raise AmbiguousAnswer(
+                f"the {side} returned several series with the labels {shown}, so numerator and "
+                "denominator cannot be paired; aggregate them (sum by (...)) so that each label "
+                "set appears once")
+        paired[key] = sample
+    return paired
 
 
 def _match_key(sample: Sample) -> tuple[tuple[str, str], ...]:

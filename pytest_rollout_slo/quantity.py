@@ -32,7 +32,7 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise QuantityError(f"expected {DURATION_HELP}, got {value!r}")
     if isinstance(value, (int, float)):
-        if value < 0 or math.isnan(value):
+        if value < 0 or not math.isfinite(value):
             raise QuantityError(f"expected {DURATION_HELP}, got {value!r}")
         return float(value)
     if isinstance(value, str):
@@ -47,8 +47,9 @@ def parse_quantity(value: object) -> tuple[float, Unit]:
     if isinstance(value, bool):
         raise QuantityError(f"expected {QUANTITY_HELP}, got {value!r}")
     if isinstance(value, (int, float)):
-        if math.isnan(value):
-            raise QuantityError(f"expected {QUANTITY_HELP}, got NaN")
+        if not math.isfinite(value):
+            shown = "NaN" if math.isnan(value) else repr(value)
+            raise QuantityError(f"expected {QUANTITY_HELP}, got {shown}")
         return float(value), "number"
     if isinstance(value, str):
         text = value.strip()

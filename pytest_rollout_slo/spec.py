@@ -20,6 +20,7 @@ from pytest_rollout_slo.quantity import (
     QuantityError,
     Unit,
     format_duration,
+    format_value,
     parse_duration,
     parse_quantity,
 )
@@ -370,6 +371,7 @@ class _Loader:
         stages = self.objective_stages(node, where, spec)
         base, units = self.bounds(node, where, node)
         overrides: dict[str, tuple[dict[str, float], list[Unit]]] = {}
+        override_nodes: dict[str, YamlMap] = {}
         if "thresholds" in node:
             table = self.mapping(node["thresholds"], node.line_of("thresholds"),
                                  f"{where}thresholds")
@@ -385,6 +387,7 @@ class _Loader:
                 body_node = self.mapping(body, table.line_of(stage), key)
                 self.keys(body_node, _BOUND_KEYS, f"{key}.")
                 overrides[stage] = self.bounds(body_node, f"{key}.", body_node)
+                override_nodes[stage] = body_node
         all_units = [*units, *(u for _, us in overrides.values() for u in us)]
         shown: Unit = unit or next((u for u in all_units if u != "number"), "number")  # type: ignore[assignment]
         bounds: dict[str, Bounds] = {}
@@ -392,14 +395,21 @@ class _Loader:
             merged = dict(base)
             merged.update(overrides.get(stage, ({}, []))[0])
             low, high = merged.get("min"), merged.get("max")
-            at_line = node.line_of("thresholds") if stage in overrides else node.line
             if low is None and high is None:
+                at_line = override_nodes[stage].line if stage in override_nodes else node.line
                 raise self.error(at_line, f"{where}max",
                                  f"no min or max for stage {stage!r}; give min, max, or both "
                                  "(on the objective or in thresholds)")
             if low is not None and high is not None and low > high:
-                raise self.error(at_line, f"{where}min",
-                                 f"min {low:g} is greater than max {high:g} at stage {stage!r}")
+                # Point at the override that made it so, else at the objective's own min.
+                source = override_nodes.get(stage)
+                if source is None or not ({"min", "max"} & set(source)):
+                    source = node
+                bound = "min" if "min" in source else "max"
+                key = f"{where}thresholds.{stage}.{bound}" if source is not node else f"{where}min"
+                raise self.error(source.line_of(bound), key,
+                                 f"min {format_value(low, shown)} is greater than max "
+                                 f"{format_value(high, shown)} at stage {stage!r}")
             bounds[stage] = Bounds(low, high)
             self.check_placeholders(node, where, query, ratio, spec, stage)
         return Objective(name, self.string(node, "description", where), backend, query, ratio,
@@ -458,7 +468,8 @@ class _Loader:
                   "ratio.denominator": ratio.denominator})  # type: ignore[union-attr]
         for part, text in parts.items():
             _, missing = substitute(text, variables)
-            line = node.line_of(part.split(".")[0])
+            line = (node["ratio"].line_of(part.split(".")[1]) if part.startswith("ratio.")
+                    else node.line_of(part))
             for name in missing:
                 if name.startswith("env:"):
                     raise self.error(line, f"{where}{part}",

@@ -44,11 +44,15 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> YamlMap:
+    explicit = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
     loader.flatten_mapping(node)  # resolves `<<` merge keys the way safe_load does
+    # flatten_mapping puts merged pairs first; the mapping's own keys may override them.
+    merged = len(node.value) - explicit
     result = YamlMap()
     result.line = node.start_mark.line + 1
     result.key_lines = {}
-    for key_node, value_node in node.value:
+    own: set[str] = set()
+    for index, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
         key_line = key_node.start_mark.line + 1
         if not isinstance(key, str):
@@ -56,12 +60,14 @@ def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> YamlMap:
             raise YamlSyntaxError(key_line, str(key),
                                   f"keys must be strings, got {type(key).__name__} {key!r}; "
                                   "quote the key")
-        if key in result:
+        if index >= merged and key in own:
             raise YamlSyntaxError(key_line, key,
                                   f"duplicate key (first defined on line {result.key_lines[key]}); "
                                   "each key may appear once in a mapping")
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_lines[key] = key_line
+        if index >= merged:
+            own.add(key)
     return result
 
 

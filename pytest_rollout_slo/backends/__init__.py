@@ -164,10 +164,13 @@ def resolve_env(value: Any, backend: str, environ: Mapping[str, str] | None = No
     if isinstance(value, str):
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
-            if name in env:
+            # As in the shell, `:-` also replaces a variable that is set but empty.
+            if env.get(name):
                 return env[name]
             if default is not None:
                 return default
+            if name in env:
+                return ""
             raise BackendConfigError(
                 f"environment variable {name} is not set "
                 f"(backend {backend}, setting {key or '?'}); set it or give a default "

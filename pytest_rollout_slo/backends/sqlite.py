@@ -75,6 +75,9 @@ class SqliteBackend:
         try:
             connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
             connection.execute("PRAGMA query_only = ON")
+            # mode=ro protects the events file only: ATTACH could create another file and a
+            # PRAGMA could lift query_only. The authorizer lets a query read and nothing else.
+            connection.set_authorizer(_read_only)
         except sqlite3.Error as exc:
             raise BackendError(f"cannot open {self.path} read-only: {exc}",
                                backend=self.name) from exc
@@ -91,17 +94,8 @@ class SqliteBackend:
         try:
             cursor = connection.execute(query.text, dict(query.params))
             rows = cursor.fetchall()
-        except sqlite3.OperationalError as exc:
-            if str(exc) == "interrupted":
-                raise BackendError(f"the query timed out after {format_duration(self.timeout)}",
-                                   backend=self.name, query=query.text) from exc
-            raise BackendError(f"SQLite rejected the query: {exc}", backend=self.name,
-                               query=query.text) from exc
-        except sqlite3.ProgrammingError as exc:
-            raise BackendError(_binding_message(exc, query), backend=self.name,
-                               query=query.text) from exc
         except sqlite3.Error as exc:
-            raise BackendError(f"SQLite error: {exc}", backend=self.name,
+            raise BackendError(_error_message(exc, query, self.timeout), backend=self.name,
                                query=query.text) from exc
         finally:
             connection.set_progress_handler(None, 0)
@@ -123,7 +117,8 @@ class SqliteBackend:
                     f"row {number} column {columns[-1]!r} holds {type(value).__name__} "
                     f"{value!r}, not a number; the value column must be numeric (or NULL)",
                     backend=self.name, query=query.text)
-            labels = ((columns[0], str(row[0])),) if len(columns) == 2 else ()
+            label = "NULL" if len(columns) == 2 and row[0] is None else str(row[0])
+            labels = ((columns[0], label),) if len(columns) == 2 else ()
             samples.append(Sample(labels, None if value is None else float(value)))
         return tuple(samples)
 
@@ -134,13 +129,28 @@ class SqliteBackend:
             self._connections.clear()
 
 
-def _binding_message(exc: sqlite3.ProgrammingError, query: Query) -> str:
+_READ_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
+                           getattr(sqlite3, "SQLITE_RECURSIVE", 33)})
+
+
+def _read_only(action: int, *_: object) -> int:
+    return sqlite3.SQLITE_OK if action in _READ_ACTIONS else sqlite3.SQLITE_DENY
+
+
+def _error_message(exc: sqlite3.Error, query: Query, timeout: float) -> str:
     text = str(exc)
-    if "binding parameter" in text:
+    if text == "not authorized":  # raised by _read_only
+        return ("the query tried to do more than read (a write, ATTACH or PRAGMA); a gate only "
+                "reads, so only SELECT is allowed")
+    if text == "interrupted":  # raised by the progress handler at the deadline
+        return f"the query timed out after {format_duration(timeout)}"
+    if isinstance(exc, sqlite3.ProgrammingError) and "binding parameter" in text:
         bound = ", ".join(f":{name}" for name in sorted(query.params))
         hint = (" (:window_start and :window_end need a `window` variable)"
                 if "window_" in text else "")
         return f"{text.rstrip('.')}{hint}; bound here: {bound}"
+    if isinstance(exc, sqlite3.OperationalError):
+        return f"SQLite rejected the query: {text}"
     return f"SQLite could not run the query: {text}"
 
 
