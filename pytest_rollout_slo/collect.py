@@ -8,6 +8,7 @@ Collection never touches a backend.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,18 +16,12 @@ from typing import Any
 
 import pytest
 
-from pytest_rollout_slo.backends import BackendType, Query, QueryResult
-from pytest_rollout_slo.errors import BackendError, SloError, SpecError
-from pytest_rollout_slo.evaluate import (
-    AmbiguousAnswer,
-    Evaluation,
-    Verdict,
-    judge,
-    observe_ratio,
-    observe_values,
-)
+from pytest_rollout_slo.backends import BackendType, Query, RangeBackend
+from pytest_rollout_slo.errors import BackendError, SloError, SloWarning, SpecError
+from pytest_rollout_slo.evaluate import AmbiguousAnswer, Verdict
 from pytest_rollout_slo.execute import BackendKey, Executor
-from pytest_rollout_slo.report import Outcome, failure_text, properties
+from pytest_rollout_slo.measure import Answer, Measurement, Need, query_params
+from pytest_rollout_slo.report import Outcome, failure_text, format_time, properties
 from pytest_rollout_slo.spec import ResolvedObjective, Spec, load_spec
 
 
@@ -37,6 +32,7 @@ class RunState:
     stage: str
     at: float
     full_trace: bool
+    strict: bool
     backend_types: dict[str, BackendType]
     executor: Executor
     specs: dict[Path, Spec] = field(default_factory=dict)
@@ -69,11 +65,13 @@ class SpecFile(pytest.File):
         if state.stage not in spec.stages:
             return
         for objective in spec.objectives:
-            if state.stage in objective.bounds:
+            if state.stage not in objective.bounds:
+                continue
+            for combination in objective.combinations():
+                resolved = spec.resolve(objective, state.stage, combination)
                 state.selected += 1
-                yield ObjectiveItem.from_parent(
-                    self, name=f"{objective.name}[{state.stage}]",
-                    resolved=spec.resolve(objective, state.stage), spec=spec)
+                yield ObjectiveItem.from_parent(self, name=resolved.title, resolved=resolved,
+                                                spec=spec)
 
 
 class ObjectiveItem(pytest.Item):
@@ -84,33 +82,49 @@ class ObjectiveItem(pytest.Item):
         self.backend_spec = spec.backends[resolved.objective.backend]
         self.backend_key = BackendKey(spec.path, self.backend_spec.name)
 
-    def queries(self, at: float) -> dict[str, Query]:
-        """The resolved queries of this item at evaluation time ``at``."""
-        params: dict[str, str | int | float] = dict(self.resolved.variables)
-        params["at"] = at
-        if self.resolved.window is not None:
-            params["window"] = self.resolved.window
-            params["window_start"] = at - self.resolved.window
-            params["window_end"] = at
-        return {part: Query(text, at, params) for part, text in self.resolved.queries.items()}
+    def measurement(self, at: float) -> Measurement:
+        """What this item queries at ``at``; asks for the backend, so only at run time."""
+        state = self.config.stash[STATE]
+        try:
+            backend = state.executor.backend(self.backend_key, self.backend_spec)
+        except BackendError:
+            ranged = False  # the item reports the error when it runs
+        else:
+            ranged = isinstance(backend, RangeBackend)
+        return Measurement(self.resolved, at, ranged=ranged)
+
+    def needs(self, at: float) -> list[Need]:
+        return self.measurement(at).needs()
 
     def runtest(self) -> None:
         state = self.config.stash[STATE]
         outcome = self._evaluate(state)
         self.stash[OUTCOME] = outcome
         self.user_properties.extend(properties(outcome))
-        if outcome.verdict is Verdict.PASS:
+        verdict = outcome.verdict
+        if verdict is Verdict.PASS:
             return
-        if outcome.verdict is Verdict.NO_DATA and outcome.on_no_data != "fail":
+        text = failure_text(outcome)
+        if verdict is Verdict.WARN and not state.strict:
+            # Shown three ways: pytest's warnings summary, the captured output (JUnit
+            # system-out) and the summary table.
+            print(text)
+            warnings.warn(SloWarning(text.splitlines()[0]), stacklevel=1)
+            return
+        if verdict is Verdict.NO_DATA and outcome.on_no_data != "fail":
             if outcome.on_no_data == "skip":
-                pytest.skip(failure_text(outcome).splitlines()[0])
+                # Reported at the objective's line in the spec, not at this line.
+                raise pytest.skip.Exception(text.splitlines()[0], _use_item_location=True)
+            print(text)
             return
-        raise SloCheckFailed(failure_text(outcome))
+        raise SloCheckFailed(text)
 
     def _evaluate(self, state: RunState) -> Outcome:
         executor = state.executor
         objective = self.resolved.objective
-        queries = self.queries(state.at)
+        measurement = self.measurement(state.at)
+        needs = measurement.needs()
+        queries = dict(self.resolved.queries)
         # Start as an error: only a complete, judged answer turns it into anything else.
         outcome = Outcome(
             service=self.spec.service, objective=objective.name, stage=self.resolved.stage,
@@ -118,35 +132,28 @@ class ObjectiveItem(pytest.Item):
             on_no_data=objective.on_no_data, at=state.at, window=self.resolved.window,
             window_text=self.resolved.window_text,
             backend=f"{self.backend_spec.name} ({self.backend_spec.type})",
-            queries={part: q.text for part, q in queries.items()},
-            parameters=next(iter(queries.values())).params)
+            queries=queries, parameters=query_params(self.resolved.variables, state.at),
+            title=self.resolved.title, strict=state.strict,
+            matrix=", ".join(f"{k}={v}" for k, v in self.resolved.combination),
+            limits=_limits(self.resolved))
         try:
             backend = executor.backend(self.backend_key, self.backend_spec)
+            # The link shows the objective's own query at the evaluation time.
+            shown = Query(next(iter(queries.values())), state.at)
             outcome = replace(outcome, backend=f"{self.backend_spec.name} ({backend.describe()})",
-                              link=backend.graph_url(next(iter(queries.values()))))
-            answers: dict[str, QueryResult] = {
-                part: executor.result(self.backend_key, self.backend_spec, query)
-                for part, query in queries.items()}
+                              link=backend.graph_url(shown))
+            answers: dict[str, Answer] = {
+                need.name: executor.result(self.backend_key, self.backend_spec, need.query)
+                for need in needs}
+            evaluation = measurement.evaluate(answers, format_time)
         except BackendError as exc:
             return replace(outcome, error=exc.message)
-        try:
-            evaluation = self._judge(answers)
         except AmbiguousAnswer as exc:
             return replace(outcome, error=str(exc))
-        warnings = tuple(w for answer in answers.values() for w in answer.warnings)
+        warned = tuple(w for answer in answers.values() if not isinstance(answer, tuple)
+                       for w in answer.warnings)
         return replace(outcome, verdict=evaluation.verdict, evaluation=evaluation,
-                       warnings=warnings)
-
-    def _judge(self, answers: dict[str, QueryResult]) -> Evaluation:
-        bounds = self.resolved.bounds
-        ratio = self.resolved.objective.ratio
-        if ratio is None:
-            return judge(observe_values(answers["query"].samples), bounds)
-        window = self.resolved.window_text or None
-        observations, reason = observe_ratio(answers["numerator"].samples,
-                                             answers["denominator"].samples,
-                                             ratio.min_denominator, window)
-        return judge(observations, bounds, empty_reason=reason)
+                       warnings=warned)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str | Any:
@@ -157,6 +164,23 @@ class ObjectiveItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.resolved.objective.line - 1, self.name
+
+
+def _limits(resolved: ResolvedObjective) -> tuple[tuple[str, str], ...]:
+    objective = resolved.objective
+    limits: list[tuple[str, str]] = []
+    if objective.baseline is not None:
+        limits.append(("baseline", objective.baseline.describe()))
+        limits.extend((name, change.text) for name, change in (
+            ("max_increase", objective.baseline.max_increase),
+            ("max_decrease", objective.baseline.max_decrease)) if change is not None)
+    if objective.sustained is not None:
+        sustained = objective.sustained
+        limits.append(("sustained", f"over {sustained.over_text}, step {sustained.step_text}"))
+        limits.append(("max_violations", str(sustained.max_violations)))
+    if objective.burn_rate is not None:
+        limits.append(("burn_rate_target", f"{objective.burn_rate.target * 100:g}%"))
+    return tuple(limits)
 
 
 __all__ = ["OUTCOME", "STATE", "ObjectiveItem", "RunState", "SloCheckFailed", "SpecFile"]

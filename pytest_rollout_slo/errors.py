@@ -45,3 +45,11 @@ class BackendError(SloError):
 
 class BackendConfigError(BackendError):
     """A backend's settings cannot be used at run time (a missing ``${env:...}``, a bad URL)."""
+
+
+class SloWarning(UserWarning):
+    """An objective held, but outside its warning level (verdict *warn*).
+
+    A UserWarning, not a PytestWarning: ``-W error::pytest.PytestWarning`` must not turn a
+    rollout warning into a failure; ``--slo-strict`` does that on purpose.
+    """

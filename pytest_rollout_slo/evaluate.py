@@ -22,11 +22,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pytest_rollout_slo.backends import Sample
-from pytest_rollout_slo.spec import Bounds
+from pytest_rollout_slo.model import NO_BOUNDS, Bounds
 
 
 class Verdict(enum.Enum):
     PASS = "pass"
+    WARN = "warn"
+    """Within the bounds but outside the warning level: passes, and says so."""
     FAIL = "fail"
     NO_DATA = "no_data"
     ERROR = "error"
@@ -60,6 +62,20 @@ class Evaluation:
     observations: tuple[Observation, ...]
     reason: str = ""
     """For no data: why there is nothing to judge (``no series returned``)."""
+    warn: Bounds = NO_BOUNDS
+    headline: str = ""
+    """For gates beyond one instant: what follows ``FAILED:`` (else built from the values)."""
+    details: tuple[str, ...] = ()
+    """For gates beyond one instant: the lines that explain the verdict."""
+    value_text: str = ""
+    """For gates beyond one instant: the measured value in one short phrase."""
+
+    @property
+    def warnings(self) -> tuple[Observation, ...]:
+        """The observations inside the bounds but outside the warning level."""
+        return tuple(o for o in self.observations
+                     if o.value is not None and not o.missing and violation(o.value, self.warn)
+                     and not violation(o.value, self.bounds))
 
     @property
     def violations(self) -> tuple[Observation, ...]:
@@ -77,20 +93,22 @@ def violation(value: float, bounds: Bounds) -> str | None:
     return None
 
 
-def judge(observations: Sequence[Observation], bounds: Bounds, *,
+def judge(observations: Sequence[Observation], bounds: Bounds, *, warn: Bounds = NO_BOUNDS,
           empty_reason: str = "no series returned") -> Evaluation:
     """The verdict for a set of observations, each of which must lie within ``bounds``."""
     items = tuple(observations)
     if not items:
-        return Evaluation(Verdict.NO_DATA, bounds, items, empty_reason)
-    evaluation = Evaluation(Verdict.FAIL, bounds, items)
+        return Evaluation(Verdict.NO_DATA, bounds, items, empty_reason, warn)
+    evaluation = Evaluation(Verdict.FAIL, bounds, items, warn=warn)
     if evaluation.violations:
         return evaluation
     missing = [o for o in items if o.missing]
     if missing:
         reasons = list(dict.fromkeys(o.reason or "no value" for o in missing))
-        return Evaluation(Verdict.NO_DATA, bounds, items, "; ".join(reasons))
-    return Evaluation(Verdict.PASS, bounds, items)
+        return Evaluation(Verdict.NO_DATA, bounds, items, "; ".join(reasons), warn)
+    if evaluation.warnings:
+        return Evaluation(Verdict.WARN, bounds, items, warn=warn)
+    return Evaluation(Verdict.PASS, bounds, items, warn=warn)
 
 
 def observe_values(samples: Sequence[Sample]) -> list[Observation]:

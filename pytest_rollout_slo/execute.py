@@ -1,23 +1,77 @@
-"""Running queries: one backend object per spec backend, and each distinct query run once.
+"""Running queries: one backend object per spec backend, each distinct query run once, in time.
 
 Items ask the :class:`Executor` for answers. Before the first item runs, the plugin hands it
-every query of the selected items, so identical queries are shared and all of them run on a
-bounded thread pool (at most ``max_concurrency`` at once per backend) while pytest walks the
-items in order. Backends are created when first needed, never at collection.
+the queries of the selected items (all of them, or on a pytest-xdist worker the items about to
+run there), so identical queries are shared and all of them run on a bounded set of threads,
+at most ``concurrency`` at once overall and at most the backend's ``max_concurrency`` at once
+per backend, while pytest walks the items in order. Queries start in the order they were
+planned, so the item that runs next finds its answer first.
+
+The whole run has a deadline. An item never waits past it, a query that has not started by
+then never starts, and an answer that arrives after it is not used: each of these is an
+*error* verdict that names the deadline. The threads are daemons and are never joined, so a
+request stuck in a socket read cannot keep pytest from ending. Backends are created when
+first needed, never at collection.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
-from pytest_rollout_slo.backends import Backend, BackendType, Query, QueryResult, resolve_env
+from pytest_rollout_slo.backends import (
+    Backend,
+    BackendType,
+    Query,
+    QueryResult,
+    RangeBackend,
+    RangeQuery,
+    Series,
+    resolve_env,
+)
 from pytest_rollout_slo.errors import BackendError
+from pytest_rollout_slo.quantity import format_duration, parse_duration
 from pytest_rollout_slo.spec import BackendSpec
+
+DEFAULT_DEADLINE = 300.0
+
+_T = TypeVar("_T")
+_Identity = tuple["BackendKey", str, tuple[float, ...], tuple[tuple[str, object], ...]]
+
+
+def _identity(key: BackendKey, query: AnyQuery) -> _Identity:
+    """Two queries are the same when text, times and bound values are (dicts don't hash)."""
+    times = ((query.at,) if isinstance(query, Query)
+             else (query.start, query.end, query.step))
+    return (key, query.text, times, tuple(sorted(query.params.items())))
+_running_deadline = threading.local()
+
+
+AnyQuery = Query | RangeQuery
+Answer = QueryResult | tuple[Series, ...]
+
+
+def _ask(backend: Backend, query: AnyQuery) -> Answer:
+    if isinstance(query, Query):
+        return backend.query(query)
+    if not isinstance(backend, RangeBackend):
+        raise BackendError(f"backend {backend.name} ({backend.type_name}) cannot answer range "
+                           "queries", backend=backend.name, query=query.text)
+    return backend.query_range(query)
+
+
+class DeadlineExceeded(BackendError):
+    """The run deadline passed before a query answered: an error verdict, never a pass."""
 
 
 @dataclass(frozen=True)
@@ -28,26 +82,87 @@ class BackendKey:
     name: str
 
 
+@dataclass
+class _Task:
+    order: int
+    key: BackendKey
+    spec: BackendSpec
+    query: AnyQuery
+    future: Future[Answer] = field(default_factory=Future)
+
+
+def time_left() -> float | None:
+    """Seconds until the run deadline, for a backend running a query; None outside a query.
+
+    A backend may use it to keep its own retries and timeouts inside the deadline; the
+    executor enforces the deadline for the items either way.
+    """
+    deadline: float | None = getattr(_running_deadline, "at", None)
+    return None if deadline is None else deadline - time.monotonic()
+
+
 class Executor:
+    """Runs queries for the items of one pytest process and hands each item its answers."""
+
     def __init__(self, backend_types: Mapping[str, BackendType], concurrency: int,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, *,
+                 deadline: float = DEFAULT_DEADLINE) -> None:
         self._types = backend_types
         self._environ = os.environ if environ is None else environ
         self._concurrency = max(1, concurrency)
-        self._pool: ThreadPoolExecutor | None = None
+        self.deadline = deadline
+        self._deadline_at: float | None = None
         self._backends: dict[BackendKey, Backend | BackendError] = {}
-        self._limits: dict[BackendKey, threading.Semaphore] = {}
-        self._futures: dict[tuple[BackendKey, str, float, tuple[tuple[str, object], ...]],
-                            Future[QueryResult]] = {}
-        self._lock = threading.Lock()
+        self._limits: dict[BackendKey, int] = {}
+        self._create_lock = threading.Lock()
+        # Guards everything below; threads wait on it for work or for a free backend slot.
+        self._cond = threading.Condition(threading.Lock())
+        self._futures: dict[_Identity, Future[Answer]] = {}
+        self._waiting: dict[BackendKey, deque[_Task]] = {}
+        self._running: dict[BackendKey, int] = {}
+        self._order = 0
+        self._threads = 0
+        self._closed = False
+
+    @property
+    def concurrency(self) -> int:
+        """Queries that may run at once, over all backends."""
+        return self._concurrency
+
+    # -- the deadline ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the run's deadline clock, once; the first query starts it if nobody did."""
+        if self._deadline_at is None:
+            self._deadline_at = time.monotonic() + self.deadline
+
+    def time_left(self) -> float:
+        """Seconds until the run deadline (negative once it passed)."""
+        self.start()
+        assert self._deadline_at is not None
+        return self._deadline_at - time.monotonic()
+
+    def _late(self, task: _Task, started: bool) -> DeadlineExceeded:
+        where = ("it was still running" if started else
+                 "it had not started: earlier queries held every query slot")
+        return DeadlineExceeded(
+            f"the run deadline of {format_duration(self.deadline)} passed before this query "
+            f"answered ({where}); raise --slo-deadline or find out why {task.spec.name} is slow",
+            backend=task.spec.name, query=task.query.text)
+
+    # -- backends -------------------------------------------------------------------------
 
     def backend(self, key: BackendKey, spec: BackendSpec) -> Backend:
         """The backend for ``key``, created once; a creation error is raised on every use."""
-        with self._lock:
-            found = self._backends.get(key)
-            if found is None:
-                found = self._create(key, spec)
-                self._backends[key] = found
+        found = self._backends.get(key)
+        if found is None:
+            with self._create_lock:
+                found = self._backends.get(key)
+                if found is None:
+                    found = self._create(key, spec)
+                    self._backends[key] = found
+            with self._cond:  # its own limit now applies instead of one at a time
+                self._cond.notify_all()
         if isinstance(found, BackendError):
             raise found
         return found
@@ -59,49 +174,114 @@ class Executor:
         except BackendError as exc:
             exc.backend = exc.backend or spec.name
             return exc
-        limit = getattr(backend, "max_concurrency", self._concurrency)
-        self._limits[key] = threading.Semaphore(max(1, min(int(limit), self._concurrency)))
+        self._limits[key] = max(1, int(getattr(backend, "max_concurrency", self._concurrency)))
         return backend
 
-    def submit(self, key: BackendKey, spec: BackendSpec, query: Query) -> Future[QueryResult]:
-        """Start ``query`` unless the same query on the same backend already started."""
-        identity = (key, query.text, query.at, tuple(sorted(query.params.items())))
-        with self._lock:
+    # -- planning and answers -------------------------------------------------------------
+
+    def submit(self, key: BackendKey, spec: BackendSpec, query: AnyQuery) -> Future[Answer]:
+        """Queue ``query`` unless the same query on the same backend was queued already."""
+        identity = _identity(key, query)
+        self.start()
+        with self._cond:
             future = self._futures.get(identity)
             if future is not None:
                 return future
-            future = Future()
-            self._futures[identity] = future
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self._concurrency,
-                                                thread_name_prefix="slo-query")
-            pool = self._pool
-        pool.submit(self._run, future, key, spec, query)
-        return future
+            task = _Task(self._order, key, spec, query)
+            self._order += 1
+            self._futures[identity] = task.future
+            if self._closed:
+                task.future.set_exception(self._late(task, started=False))
+                return task.future
+            self._waiting.setdefault(key, deque()).append(task)
+            if self._threads < self._concurrency:
+                self._threads += 1
+                threading.Thread(target=self._work, name=f"slo-query-{self._threads}",
+                                 daemon=True).start()
+            self._cond.notify()
+        return task.future
 
-    def _run(self, future: Future[QueryResult], key: BackendKey, spec: BackendSpec,
-             query: Query) -> None:
-        if not future.set_running_or_notify_cancel():
-            return
-        try:
-            backend = self.backend(key, spec)
-            with self._limits[key]:
-                result = backend.query(query)
-        except BaseException as exc:  # handed to the item that reads the answer
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
-
-    def prefetch(self, plans: Iterable[tuple[BackendKey, BackendSpec, Query]]) -> None:
+    def prefetch(self, plans: Iterable[tuple[BackendKey, BackendSpec, AnyQuery]]) -> None:
+        """Queue every planned query, in order; the answers are read later by the items."""
         for key, spec, query in plans:
             self.submit(key, spec, query)
 
-    def result(self, key: BackendKey, spec: BackendSpec, query: Query) -> QueryResult:
-        return self.submit(key, spec, query).result()
+    def result(self, key: BackendKey, spec: BackendSpec, query: AnyQuery) -> Answer:
+        """The answer to ``query``, waiting for it at most until the run deadline.
+
+        Raises the backend's error (or, for a bug in a backend, whatever it raised), and
+        DeadlineExceeded when no answer came in time.
+        """
+        future = self.submit(key, spec, query)
+        try:
+            return future.result(timeout=max(0.0, self.time_left()))
+        except FutureTimeout:
+            task = _Task(-1, key, spec, query)
+            raise self._late(task, started=future.running()) from None
+
+    # -- the threads ----------------------------------------------------------------------
+
+    def _next_task(self) -> _Task | None:
+        """The earliest planned query whose backend has a free slot."""
+        best: _Task | None = None
+        for key, tasks in self._waiting.items():
+            free = tasks and self._running.get(key, 0) < self._limits.get(key, 1)
+            if free and (best is None or tasks[0].order < best.order):
+                best = tasks[0]
+        if best is not None:
+            self._waiting[best.key].popleft()
+            self._running[best.key] = self._running.get(best.key, 0) + 1
+        return best
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                task = self._next_task()
+                while task is None:
+                    if self._closed:
+                        self._threads -= 1
+                        return
+                    self._cond.wait()
+                    task = self._next_task()
+            try:
+                self._run(task)
+            finally:
+                with self._cond:
+                    self._running[task.key] -= 1
+                    self._cond.notify()
+
+    def _run(self, task: _Task) -> None:
+        future = task.future
+        if not future.set_running_or_notify_cancel():
+            return
+        if self.time_left() <= 0:
+            future.set_exception(self._late(task, started=False))
+            return
+        _running_deadline.at = self._deadline_at
+        try:
+            backend = self.backend(task.key, task.spec)
+            result = _ask(backend, task.query)
+        except BaseException as exc:  # handed to the item that reads the answer
+            future.set_exception(exc)
+        else:
+            # An item that waited for this answer has already given up; later ones must agree.
+            if self.time_left() <= 0:
+                future.set_exception(self._late(task, started=True))
+            else:
+                future.set_result(result)
+        finally:
+            _running_deadline.at = None
 
     def close(self, on_error: Callable[[str], None] | None = None) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop the threads without waiting for them, and close every backend."""
+        with self._cond:
+            self._closed = True
+            for tasks in self._waiting.values():
+                for task in tasks:
+                    if task.future.set_running_or_notify_cancel():
+                        task.future.set_exception(self._late(task, started=False))
+                tasks.clear()
+            self._cond.notify_all()
         for backend in self._backends.values():
             if isinstance(backend, BackendError):
                 continue
@@ -110,3 +290,75 @@ class Executor:
             except Exception as exc:  # closing must never hide the verdicts
                 if on_error is not None:
                     on_error(f"closing backend {backend.name}: {exc}")
+
+
+class WorkerPlan(Generic[_T]):
+    """Which items a pytest-xdist worker plans when one is about to run: its own, each once.
+
+    A worker collects every item but runs only those the controller sends it. It plans the
+    item about to run, the next one (pytest's public ``nextitem``) and every item already
+    queued for it, read through ``queued`` (see :func:`xdist_queue`); without that, two
+    items, so a worker never runs a query for an item another worker will run.
+    """
+
+    def __init__(self, items: Sequence[_T],
+                 queued: Callable[[], Iterable[int]] | None = None) -> None:
+        self._items = items
+        self._queued = queued
+        self._index = {id(item): i for i, item in enumerate(items)}
+        self._planned: set[int] = set()
+
+    def window(self, item: _T, nextitem: _T | None = None) -> list[_T]:
+        indices = [self._index.get(id(item)), self._index.get(id(nextitem))]
+        if self._queued is not None:
+            indices.extend(self._queued())
+        fresh: list[int] = []
+        for index in indices:
+            if index is not None and index not in self._planned and index < len(self._items):
+                self._planned.add(index)
+                fresh.append(index)
+        return [self._items[i] for i in fresh]
+
+
+def xdist_queue(plugins: Iterable[object]) -> Callable[[], list[int]] | None:
+    """How to read the indices of the items queued on this pytest-xdist worker, if we can.
+
+    xdist has no public API for it. Its worker plugin keeps them in ``torun``: a TestQueue
+    read under ``lock()`` (xdist 3.6 and later) or a ``queue.Queue`` (earlier). Both are
+    only read, under their own lock; if neither is found the worker plans two items at a
+    time, which costs concurrency but never a verdict.
+    """
+    for plugin in plugins:
+        torun = getattr(plugin, "torun", None)
+        lock = getattr(torun, "lock", None)
+        if callable(lock):
+            return functools.partial(_read_test_queue, lock)
+        if getattr(torun, "mutex", None) is not None and hasattr(torun, "queue"):
+            return functools.partial(_read_queue, torun)
+    return None
+
+
+def _read_test_queue(lock: Callable[[], Any]) -> list[int]:
+    with lock() as queued:
+        return [i for i in queued if type(i) is int]
+
+
+def _read_queue(torun: Any) -> list[int]:
+    with torun.mutex:
+        return [i for i in torun.queue if type(i) is int]
+
+
+def parse_deadline(text: str) -> float:
+    """Seconds in ``--slo-deadline``: a duration (``5m``, ``90s``) or a number of seconds."""
+    value = text.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = parse_duration(value)
+    if not seconds > 0 or math.isinf(seconds):
+        raise ValueError(f"expected a duration longer than 0s, got {text!r}")
+    return seconds
+
+
+__all__ = ["DEFAULT_DEADLINE", "BackendKey", "DeadlineExceeded", "Executor", "WorkerPlan",
+           "parse_deadline", "time_left", "xdist_queue"]

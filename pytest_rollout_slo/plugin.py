@@ -8,21 +8,33 @@ from __future__ import annotations
 
 import fnmatch
 import time
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pytest_rollout_slo import hookspecs
-from pytest_rollout_slo.backends import BackendType, Query
+from pytest_rollout_slo.backends import BackendType
 from pytest_rollout_slo.backends.prometheus import PROMETHEUS
 from pytest_rollout_slo.backends.sqlite import SQLITE
 from pytest_rollout_slo.collect import STATE, ObjectiveItem, RunState, SpecFile
-from pytest_rollout_slo.execute import BackendKey, Executor
-from pytest_rollout_slo.report import SummaryTable
+from pytest_rollout_slo.execute import (
+    DEFAULT_DEADLINE,
+    AnyQuery,
+    BackendKey,
+    Executor,
+    WorkerPlan,
+    parse_deadline,
+    xdist_queue,
+)
+from pytest_rollout_slo.quantity import format_duration
+from pytest_rollout_slo.report import SummaryTable, add_system_out
 from pytest_rollout_slo.spec import BackendSpec
 
 DEFAULT_CONCURRENCY = 8
+_WORKER_PLAN = pytest.StashKey[WorkerPlan[pytest.Item]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -37,16 +49,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     default=None,
                     help="Show Python tracebacks for failed objectives instead of the plain "
                          "verdict text (ini: slo_full_trace). Default: off.")
+    group.addoption("--slo-strict", dest="slo_strict", action="store_true", default=None,
+                    help="Fail objectives whose verdict is warn (outside their warning level) "
+                         "(ini: slo_strict). Default: off, warn passes with a warning.")
     group.addoption("--slo-concurrency", dest="slo_concurrency", default=None, type=int,
                     metavar="N",
                     help="Run at most N queries at once (ini: slo_concurrency). "
                          f"Default: {DEFAULT_CONCURRENCY}.")
+    group.addoption("--slo-deadline", dest="slo_deadline", default=None, metavar="DURATION",
+                    help="End the run in time: a query that has not answered this long after "
+                         "the run started (after collection) is an error for its objectives; "
+                         "5m, 90s or seconds (ini: slo_deadline). "
+                         f"Default: {format_duration(DEFAULT_DEADLINE)}.")
     parser.addini("slo_stage", "Rollout stage to gate when --slo-stage is not given.",
                   default="")
     parser.addini("slo_at", "Evaluation time when --slo-at is not given.", default="")
     parser.addini("slo_full_trace", "Show tracebacks for failed objectives.", type="bool",
                   default=False)
+    parser.addini("slo_strict", "Fail objectives whose verdict is warn.", type="bool",
+                  default=False)
     parser.addini("slo_concurrency", "Queries run at once.", default=str(DEFAULT_CONCURRENCY))
+    parser.addini("slo_deadline", "Deadline of the whole run, counted from after collection.",
+                  default=format_duration(DEFAULT_DEADLINE))
     parser.addini("slo_files", "Glob patterns of spec files, replacing the default "
                   "(YAML files in a slo_specs/ directory, and *.slo.yaml / *.slo.yml).",
                   type="linelist", default=[])
@@ -90,7 +114,10 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     at_text = _option(config, "slo_at")
     at = parse_at(at_text) if at_text else time.time()
+    workerinput = getattr(config, "workerinput", {})
+    at = float(workerinput.get("slo_at", at))  # one evaluation time on every xdist worker
     full_trace = bool(config.getoption("slo_full_trace") or config.getini("slo_full_trace"))
+    strict = bool(config.getoption("slo_strict") or config.getini("slo_strict"))
     concurrency_text = _option(config, "slo_concurrency")
     try:
         concurrency = int(concurrency_text)
@@ -99,14 +126,20 @@ def pytest_configure(config: pytest.Config) -> None:
     except ValueError:
         raise pytest.UsageError(f"slo_concurrency must be a whole number >= 1, "
                                 f"got {concurrency_text!r}") from None
+    deadline_text = _option(config, "slo_deadline")
+    try:
+        deadline = parse_deadline(deadline_text)
+    except ValueError:
+        raise pytest.UsageError(f"slo_deadline must be a duration longer than 0s, such as 5m, "
+                                f"90s or 300 (seconds), got {deadline_text!r}") from None
     backend_types: dict[str, BackendType] = {}
     for answer in config.hook.pytest_slo_backend_types():
         for backend_type in answer:
             if backend_type.name in backend_types:
                 raise pytest.UsageError(f"two plugins provide backend type {backend_type.name!r}")
             backend_types[backend_type.name] = backend_type
-    config.stash[STATE] = RunState(stage, at, full_trace, backend_types,
-                                   Executor(backend_types, concurrency))
+    config.stash[STATE] = RunState(stage, at, full_trace, strict, backend_types,
+                                   Executor(backend_types, concurrency, deadline=deadline))
     if not hasattr(config, "workerinput"):  # the xdist controller or a plain run reports
         config.pluginmanager.register(SummaryTable(), "rollout-slo-summary")
 
@@ -149,22 +182,54 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             "check is never a green gate")
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """On the xdist controller: give every worker the controller's evaluation time."""
+    state = node.config.stash.get(STATE, None)
+    if state is not None:
+        node.workerinput["slo_at"] = state.at
+
+
+def _plans(state: RunState,
+           items: Iterable[pytest.Item]) -> Iterator[tuple[BackendKey, BackendSpec, AnyQuery]]:
+    for item in items:
+        if isinstance(item, ObjectiveItem):
+            for need in item.needs(state.at):
+                yield item.backend_key, item.backend_spec, need.query
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> None:
-    """Start every query of the selected items before the first one runs."""
+    """Start the run deadline, and every query of the selected items before the first runs."""
     state = session.config.stash.get(STATE, None)
     if state is None or session.config.option.collectonly:
         return
+    state.executor.start()
     if hasattr(session.config, "workerinput"):
         # An xdist worker holds every collected item but runs only those it is sent, so it
-        # fetches each item's answers when the item runs instead of prefetching them all.
+        # plans them as they arrive (see pytest_runtest_protocol).
+        queued = xdist_queue(session.config.pluginmanager.get_plugins())
+        session.config.stash[_WORKER_PLAN] = WorkerPlan(session.items, queued)
         return
-    plans: list[tuple[BackendKey, BackendSpec, Query]] = []
-    for item in session.items:
-        if isinstance(item, ObjectiveItem):
-            plans.extend((item.backend_key, item.backend_spec, q)
-                         for q in item.queries(state.at).values())
-    state.executor.prefetch(plans)
+    state.executor.prefetch(_plans(state, session.items))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """On an xdist worker: before an item runs, plan it and the items queued after it."""
+    plan = item.config.stash.get(_WORKER_PLAN, None)
+    if plan is not None:
+        state = item.config.stash[STATE]
+        state.executor.prefetch(_plans(state, plan.window(item, nextitem)))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """After pytest wrote the JUnit file: put warn texts where GitLab shows them."""
+    config = session.config
+    xml_path = getattr(config.option, "xmlpath", None)
+    if STATE in config.stash and xml_path and not hasattr(config, "workerinput"):
+        add_system_out(Path(xml_path))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -12,13 +12,15 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from tabulate import tabulate
 
 from pytest_rollout_slo.evaluate import Evaluation, Observation, Verdict, violation
+from pytest_rollout_slo.model import NO_BOUNDS, Bounds, OnNoData
 from pytest_rollout_slo.quantity import Unit, format_value
-from pytest_rollout_slo.spec import Bounds, OnNoData
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,14 @@ class Outcome:
     parameters: Mapping[str, str | int | float] = field(default_factory=dict)
     """Named values bound to the queries (SQL ``:window_start``); shown when a query uses them."""
 
-    @property
-    def title(self) -> str:
-        return f"{self.objective}[{self.stage}]"
+    title: str = ""
+    """The item's name, ``error_rate[beta]`` or ``error_rate[beta-region=eu]``."""
+    limits: tuple[tuple[str, str], ...] = ()
+    """Bounds beyond min and max, for the table and JUnit: ``("max_increase", "10%")``."""
+    strict: bool = False
+    """``--slo-strict``: a warning fails the objective."""
+    matrix: str = ""
+    """The matrix combination, ``region=eu``; empty without a matrix."""
 
 
 def format_time(at: float) -> str:
@@ -58,6 +65,8 @@ def format_time(at: float) -> str:
 
 
 def threshold_text(bounds: Bounds, unit: Unit) -> str:
+    if bounds.empty:
+        return "no bounds"
     if bounds.min is not None and bounds.max is not None:
         return f"min {format_value(bounds.min, unit)}, max {format_value(bounds.max, unit)}"
     if bounds.min is not None:
@@ -65,15 +74,23 @@ def threshold_text(bounds: Bounds, unit: Unit) -> str:
     return f"max {format_value(bounds.max, unit)}"
 
 
-def _compare(observation: Observation, bounds: Bounds, unit: Unit) -> str:
+def _compare(observation: Observation, bounds: Bounds, unit: Unit,
+             warn: Bounds = NO_BOUNDS) -> str:
     value = format_value(observation.value, unit)
-    if observation.missing:
+    if observation.missing or observation.value is None:
         return f"no data ({observation.reason})"
-    broken = violation(observation.value, bounds)  # type: ignore[arg-type]
+    broken = violation(observation.value, bounds)
     if broken == "min":
         return f"{value} < min {format_value(bounds.min, unit)}"
     if broken == "max":
         return f"{value} > max {format_value(bounds.max, unit)}"
+    warned = violation(observation.value, warn)
+    if warned == "min":
+        return (f"{value} < warn min {format_value(warn.min, unit)} "
+                f"(bounds {threshold_text(bounds, unit)})")
+    if warned == "max":
+        return (f"{value} > warn max {format_value(warn.max, unit)} "
+                f"(bounds {threshold_text(bounds, unit)})")
     return f"{value} within {threshold_text(bounds, unit)}"
 
 
@@ -88,6 +105,8 @@ def value_text(outcome: Outcome) -> str:
     """The measured value(s) in one short line: ``6.20%`` or ``eu 6.20%, us 1.00%``."""
     if outcome.verdict is Verdict.ERROR or outcome.evaluation is None:
         return "error"
+    if outcome.evaluation.value_text:
+        return outcome.evaluation.value_text
     observations = outcome.evaluation.observations
     if not observations:
         return "no data"
@@ -105,17 +124,21 @@ def failure_text(outcome: Outcome) -> str:
     evaluation = outcome.evaluation
     context = f"window {outcome.window_text}, " if outcome.window_text else ""
     context += f"at {format_time(outcome.at)}"
-    if evaluation is not None and len(evaluation.observations) == 1:
+    if evaluation is not None and evaluation.details:
+        lines.append(f"  ({context})")
+        lines.extend(evaluation.details)
+    elif evaluation is not None and len(evaluation.observations) == 1:
         parts = _parts(evaluation.observations[0])
         lines.append(f"  {parts} ({context})" if parts else f"  ({context})")
     else:
         if evaluation is not None:
             shown = [o for o in evaluation.observations
-                     if o.missing or violation(o.value, evaluation.bounds)]  # type: ignore[arg-type]
+                     if o.missing or o in evaluation.violations or o in evaluation.warnings]
             for observation in shown:
                 parts = _parts(observation)
-                lines.append(f"  {observation.label_text() or '(no labels)'}: "
-                             f"{_compare(observation, evaluation.bounds, outcome.unit)}"
+                compared = _compare(observation, evaluation.bounds, outcome.unit,
+                                    evaluation.warn)
+                lines.append(f"  {observation.label_text() or '(no labels)'}: {compared}"
                              + (f" ({parts})" if parts else ""))
         lines.append(f"  ({context})")
     if outcome.verdict is Verdict.NO_DATA:
@@ -155,15 +178,22 @@ def _headline(outcome: Outcome) -> str:
         return f"{outcome.title} ERROR: {outcome.error}"
     if outcome.verdict is Verdict.NO_DATA:
         return f"{outcome.title} NO DATA: {evaluation.reason}"
-    word = "FAILED" if outcome.verdict is Verdict.FAIL else "PASSED"
+    word = {Verdict.FAIL: "FAILED", Verdict.WARN: "WARN"}.get(outcome.verdict, "PASSED")
+    if outcome.verdict is Verdict.WARN and outcome.strict:
+        word = "FAILED (warning under --slo-strict)"
+    if evaluation.headline:
+        return f"{outcome.title} {word}: {evaluation.headline}"
     if len(evaluation.observations) == 1:
-        return f"{outcome.title} {word}: " + _compare(evaluation.observations[0],
-                                                      evaluation.bounds, outcome.unit)
+        return f"{outcome.title} {word}: " + _compare(
+            evaluation.observations[0], evaluation.bounds, outcome.unit, evaluation.warn)
     total = len(evaluation.observations)
     if outcome.verdict is Verdict.FAIL:
         bad = len(evaluation.violations)
         return (f"{outcome.title} FAILED: {bad} of {total} values outside "
                 f"{threshold_text(evaluation.bounds, outcome.unit)}")
+    if outcome.verdict is Verdict.WARN:
+        return (f"{outcome.title} {word}: {len(evaluation.warnings)} of {total} values outside "
+                f"the warning level {threshold_text(evaluation.warn, outcome.unit)}")
     return (f"{outcome.title} PASSED: all {total} values within "
             f"{threshold_text(evaluation.bounds, outcome.unit)}")
 
@@ -174,12 +204,15 @@ def properties(outcome: Outcome) -> list[tuple[str, object]]:
         ("slo.service", outcome.service),
         ("slo.stage", outcome.stage),
         ("slo.objective", outcome.objective),
+        *([("slo.matrix", outcome.matrix)] if outcome.matrix else []),
         ("slo.verdict", outcome.verdict.value),
         ("slo.value", value_text(outcome)),
         ("slo.min", "" if outcome.bounds.min is None else format_value(outcome.bounds.min,
                                                                         outcome.unit)),
         ("slo.max", "" if outcome.bounds.max is None else format_value(outcome.bounds.max,
                                                                         outcome.unit)),
+        *_warn_properties(outcome),
+        *((f"slo.{name}", text) for name, text in outcome.limits),
         ("slo.unit", outcome.unit),
         ("slo.backend", outcome.backend),
     ]
@@ -192,13 +225,47 @@ def properties(outcome: Outcome) -> list[tuple[str, object]]:
     props.append(("slo.window", outcome.window_text))
     props.append(("slo.at", format_time(outcome.at)))
     if outcome.verdict is not Verdict.PASS:
-        props.append(("slo.message", _headline(outcome)))
+        props.append(("slo.message", failure_text(outcome)))
     if outcome.link:
         props.append(("slo.link", outcome.link))
     return props
 
 
-_COLOURS = {"pass": "green", "fail": "red", "error": "red", "no_data": "yellow"}
+def _warn_properties(outcome: Outcome) -> list[tuple[str, object]]:
+    warn = outcome.evaluation.warn if outcome.evaluation is not None else NO_BOUNDS
+    return [(f"slo.warn_{side}", format_value(value, outcome.unit))
+            for side, value in (("min", warn.min), ("max", warn.max)) if value is not None]
+
+
+def add_system_out(xml_path: Path) -> None:
+    """Copy the text of warn and no-data-but-passed testcases into their ``<system-out>``.
+
+    GitLab shows a testcase's system-out but not its properties, and pytest writes captured
+    output only under ``junit_logging``; without this a passed-with-warning objective would
+    look clean in the merge request.
+    """
+    try:
+        tree = ElementTree.parse(xml_path)
+    except (OSError, ElementTree.ParseError):
+        return  # not ours to repair; pytest reports its own write errors
+    changed = False
+    for case in tree.iter("testcase"):
+        props = {p.get("name"): p.get("value", "") for p in case.iter("property")}
+        if props.get("slo.verdict") not in ("warn", "no_data") or case.find("failure") is not None:
+            continue
+        text = props.get("slo.message", "")
+        out = case.find("system-out")
+        if out is None:
+            out = ElementTree.SubElement(case, "system-out")
+        if text not in (out.text or ""):
+            out.text = f"{out.text}\n{text}" if out.text else text
+            changed = True
+    if changed:
+        tree.write(xml_path, encoding="utf-8", xml_declaration=True)
+
+
+_LIMITS = ("max_increase", "max_decrease", "burn_rate_target", "max_violations")
+_COLOURS = {"pass": "green", "warn": "yellow", "fail": "red", "error": "red", "no_data": "yellow"}
 
 
 class SummaryTable:
@@ -237,7 +304,12 @@ class SummaryTable:
         if colour:
             label = markup(label, **{_COLOURS.get(verdict, "red"): True, "bold": True})
         bounds = [f"min {props['slo.min']}" if props.get("slo.min") else "",
-                  f"max {props['slo.max']}" if props.get("slo.max") else ""]
-        return [props["slo.objective"], props["slo.stage"], props.get("slo.value", ""),
+                  f"max {props['slo.max']}" if props.get("slo.max") else "",
+                  *(f"{name} {props[f'slo.{name}']}" for name in _LIMITS
+                    if props.get(f"slo.{name}"))]
+        objective = props["slo.objective"]
+        if props.get("slo.matrix"):
+            objective += f" ({props['slo.matrix']})"
+        return [objective, props["slo.stage"], props.get("slo.value", ""),
                 ", ".join(b for b in bounds if b), label]
 

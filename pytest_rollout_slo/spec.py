@@ -9,155 +9,41 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pytest_rollout_slo.backends import BackendType, Setting
 from pytest_rollout_slo.errors import SpecError
-from pytest_rollout_slo.quantity import (
-    UNITS,
-    QuantityError,
-    Unit,
-    format_duration,
-    format_value,
-    parse_duration,
-    parse_quantity,
+from pytest_rollout_slo.model import (
+    ON_NO_DATA,
+    BackendSpec,
+    Bounds,
+    Objective,
+    OnNoData,
+    Ratio,
+    ResolvedObjective,
+    Scalar,
+    Spec,
+    Stage,
+    substitute,
 )
+from pytest_rollout_slo.quantity import (
+    QuantityError,
+    parse_duration,
+)
+from pytest_rollout_slo.spec_objectives import Matrix, ObjectiveLoader
 from pytest_rollout_slo.yamlload import YamlList, YamlMap, YamlSyntaxError, load_yaml
 
-OnNoData = Literal["fail", "skip", "pass"]
-ON_NO_DATA: tuple[OnNoData, ...] = ("fail", "skip", "pass")
+__all__ = ["ON_NO_DATA", "BackendSpec", "Bounds", "Objective", "OnNoData", "Ratio",
+           "ResolvedObjective", "Scalar", "Spec", "Stage", "load_spec", "substitute"]
 
-_NAME_RE = re.compile(r"^[a-z0-9_]+$")
 _STAGE_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _VAR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# `$${` writes a literal `${`; `${env:...}` is matched so it can be refused in queries.
-_PLACEHOLDER_RE = re.compile(r"\$\$\{|\$\{(env:[^}]*|[^}]*)\}")
 
-_TOP_KEYS = ("version", "service", "description", "backends", "variables", "stages", "objectives")
+_TOP_KEYS = ("version", "service", "description", "backends", "variables", "stages", "objectives",
+             "matrix")
 _STAGE_KEYS = ("description", "variables")
-_OBJECTIVE_KEYS = ("name", "description", "backend", "query", "ratio", "min", "max", "unit",
-                   "thresholds", "stages", "on_no_data")
-_RATIO_KEYS = ("numerator", "denominator", "min_denominator")
-_BOUND_KEYS = ("min", "max")
 BUILTIN_VARIABLES = ("stage", "service")
-
-Scalar = str | int | float
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """Inclusive bounds of one objective at one stage; at least one is set."""
-
-    min: float | None
-    max: float | None
-
-
-@dataclass(frozen=True)
-class Ratio:
-    numerator: str
-    denominator: str
-    min_denominator: float
-
-
-@dataclass(frozen=True)
-class BackendSpec:
-    name: str
-    type: str
-    settings: Mapping[str, Any]
-    line: int
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    description: str
-    variables: Mapping[str, Scalar]
-    line: int
-
-
-@dataclass(frozen=True)
-class Objective:
-    name: str
-    description: str
-    backend: str
-    query: str | None
-    ratio: Ratio | None
-    bounds: Mapping[str, Bounds]
-    """Bounds per stage the objective applies to, overrides already merged."""
-    unit: Unit
-    on_no_data: OnNoData
-    line: int
-
-    @property
-    def stages(self) -> tuple[str, ...]:
-        return tuple(self.bounds)
-
-
-@dataclass(frozen=True)
-class ResolvedObjective:
-    """An objective at one stage: queries with every ``${name}`` replaced, and its bounds."""
-
-    objective: Objective
-    stage: str
-    bounds: Bounds
-    queries: Mapping[str, str]
-    """``{"query": ...}`` or ``{"numerator": ..., "denominator": ...}``."""
-    variables: Mapping[str, Scalar]
-    window: float | None
-    window_text: str
-    """The window as the spec wrote it (``24h``), for reports; empty without a window."""
-
-
-@dataclass(frozen=True)
-class Spec:
-    path: Path
-    service: str
-    description: str
-    backends: Mapping[str, BackendSpec]
-    variables: Mapping[str, Scalar]
-    stages: Mapping[str, Stage]
-    objectives: tuple[Objective, ...]
-
-    def variables_for(self, stage: str) -> dict[str, Scalar]:
-        merged: dict[str, Scalar] = {"stage": stage, "service": self.service}
-        merged.update(self.variables)
-        merged.update(self.stages[stage].variables)
-        return merged
-
-    def resolve(self, objective: Objective, stage: str) -> ResolvedObjective:
-        """The objective as it runs at ``stage``; validated at load, so it cannot fail."""
-        variables = self.variables_for(stage)
-        texts = ({"query": objective.query} if objective.query is not None else
-                 {"numerator": objective.ratio.numerator,  # type: ignore[union-attr]
-                  "denominator": objective.ratio.denominator})  # type: ignore[union-attr]
-        queries = {part: substitute(text, variables)[0] for part, text in texts.items()}
-        window = variables.get("window")
-        return ResolvedObjective(
-            objective=objective, stage=stage, bounds=objective.bounds[stage], queries=queries,
-            variables=variables,
-            window=parse_duration(window) if window is not None else None,
-            window_text="" if window is None else (
-                window.strip() if isinstance(window, str) else format_duration(window)),
-        )
-
-
-def substitute(text: str, variables: Mapping[str, Scalar]) -> tuple[str, list[str]]:
-    """Replace ``${name}``; return the text and the names that were not defined."""
-    missing: list[str] = []
-
-    def replace(match: re.Match[str]) -> str:
-        if match.group(0) == "$${":
-            return "${"
-        name = match.group(1)
-        if name in variables:
-            value = variables[name]
-            return str(value) if not isinstance(value, float) else repr(value)
-        missing.append(name)
-        return match.group(0)
-
-    return _PLACEHOLDER_RE.sub(replace, text), missing
 
 
 def load_spec(path: Path, backend_types: Mapping[str, BackendType]) -> Spec:
@@ -230,8 +116,10 @@ class _Loader:
         stages = self.stages(self.required(root, "stages", ""), root.line_of("stages"))
         names = dict(variables)
         spec = Spec(self.path, service, description, backends, names, stages, ())
+        matrix = (ObjectiveLoader.parse_matrix(root["matrix"], root.line_of("matrix"), "matrix",
+                                               self) if "matrix" in root else ())
         objectives = self.objectives(self.required(root, "objectives", ""),
-                                     root.line_of("objectives"), spec)
+                                     root.line_of("objectives"), spec, matrix)
         return Spec(self.path, service, description, backends, variables, stages, objectives)
 
     def backends(self, value: Any, line: int) -> dict[str, BackendSpec]:
@@ -330,14 +218,16 @@ class _Loader:
                                  variables, node.line_of(name))
         return result
 
-    def objectives(self, value: Any, line: int, spec: Spec) -> tuple[Objective, ...]:
+    def objectives(self, value: Any, line: int, spec: Spec, matrix: Matrix
+                   ) -> tuple[Objective, ...]:
+        objectives = ObjectiveLoader(self, spec, matrix)
         if not isinstance(value, YamlList) or not value:
             raise self.error(line, "objectives", "must be a list with at least one objective "
                                                  f"(- name: ...), got {_kind(value)}")
         seen: dict[str, int] = {}
         result = []
         for index, (item, item_line) in enumerate(zip(value, value.item_lines, strict=False)):
-            objective = self.objective(item, item_line, index, spec)
+            objective = objectives.load(item, item_line, index)
             if objective.name in seen:
                 raise self.error(objective.line, f"objectives[{index}].name",
                                  f"duplicate objective name {objective.name!r} (first on line "
@@ -345,140 +235,6 @@ class _Loader:
             seen[objective.name] = objective.line
             result.append(objective)
         return tuple(result)
-
-    def objective(self, item: Any, line: int, index: int, spec: Spec) -> Objective:
-        node = self.mapping(item, line, f"objectives[{index}]")
-        name = self.string(node, "name", f"objectives[{index}].", required=True)
-        where = f"objectives.{name}."
-        if not _NAME_RE.match(name):
-            raise self.error(node.line_of("name"), f"{where}name".rstrip("."),
-                             "objective names use lowercase letters, digits and _ ([a-z0-9_]+)")
-        self.keys(node, _OBJECTIVE_KEYS, where)
-        backend = self.string(node, "backend", where, default=next(iter(spec.backends)))
-        if backend not in spec.backends:
-            raise self.error(node.line_of("backend"), f"{where}backend",
-                             f"unknown backend {backend!r}; this file defines: "
-                             f"{', '.join(spec.backends)}")
-        query, ratio = self.query_or_ratio(node, where)
-        unit = self.string(node, "unit", where) or None
-        if unit is not None and unit not in UNITS:
-            raise self.error(node.line_of("unit"), f"{where}unit",
-                             f"got {unit!r}; accepted: {', '.join(UNITS)}")
-        on_no_data = self.string(node, "on_no_data", where, default="fail")
-        if on_no_data not in ON_NO_DATA:
-            raise self.error(node.line_of("on_no_data"), f"{where}on_no_data",
-                             f"got {on_no_data!r}; accepted: {', '.join(ON_NO_DATA)}")
-        stages = self.objective_stages(node, where, spec)
-        base, units = self.bounds(node, where, node)
-        overrides: dict[str, tuple[dict[str, float], list[Unit]]] = {}
-        override_nodes: dict[str, YamlMap] = {}
-        if "thresholds" in node:
-            table = self.mapping(node["thresholds"], node.line_of("thresholds"),
-                                 f"{where}thresholds")
-            for stage, body in table.items():
-                key = f"{where}thresholds.{stage}"
-                if stage not in spec.stages:
-                    raise self.error(table.line_of(stage), key,
-                                     f"unknown stage {stage!r}; stages: {', '.join(spec.stages)}")
-                if stage not in stages:
-                    raise self.error(table.line_of(stage), key,
-                                     f"the objective does not apply to stage {stage!r} "
-                                     f"(its stages: {', '.join(stages)})")
-                body_node = self.mapping(body, table.line_of(stage), key)
-                self.keys(body_node, _BOUND_KEYS, f"{key}.")
-                overrides[stage] = self.bounds(body_node, f"{key}.", body_node)
-                override_nodes[stage] = body_node
-        all_units = [*units, *(u for _, us in overrides.values() for u in us)]
-        shown: Unit = unit or next((u for u in all_units if u != "number"), "number")  # type: ignore[assignment]
-        bounds: dict[str, Bounds] = {}
-        for stage in stages:
-            merged = dict(base)
-            merged.update(overrides.get(stage, ({}, []))[0])
-            low, high = merged.get("min"), merged.get("max")
-            if low is None and high is None:
-                at_line = override_nodes[stage].line if stage in override_nodes else node.line
-                raise self.error(at_line, f"{where}max",
-                                 f"no min or max for stage {stage!r}; give min, max, or both "
-                                 "(on the objective or in thresholds)")
-            if low is not None and high is not None and low > high:
-                # Point at the override that made it so, else at the objective's own min.
-                source = override_nodes.get(stage)
-                if source is None or not ({"min", "max"} & set(source)):
-                    source = node
-                bound = "min" if "min" in source else "max"
-                key = f"{where}thresholds.{stage}.{bound}" if source is not node else f"{where}min"
-                raise self.error(source.line_of(bound), key,
-                                 f"min {format_value(low, shown)} is greater than max "
-                                 f"{format_value(high, shown)} at stage {stage!r}")
-            bounds[stage] = Bounds(low, high)
-            self.check_placeholders(node, where, query, ratio, spec, stage)
-        return Objective(name, self.string(node, "description", where), backend, query, ratio,
-                         bounds, shown, on_no_data, node.line)
-
-    def query_or_ratio(self, node: YamlMap, where: str) -> tuple[str | None, Ratio | None]:
-        if ("query" in node) == ("ratio" in node):
-            raise self.error(node.line, f"{where}query",
-                             "give exactly one of `query` or `ratio`")
-        if "query" in node:
-            return self.string(node, "query", where, required=True), None
-        ratio = self.mapping(node["ratio"], node.line_of("ratio"), f"{where}ratio")
-        self.keys(ratio, _RATIO_KEYS, f"{where}ratio.")
-        numerator = self.string(ratio, "numerator", f"{where}ratio.", required=True)
-        denominator = self.string(ratio, "denominator", f"{where}ratio.", required=True)
-        minimum = ratio.get("min_denominator", 0)
-        if isinstance(minimum, bool) or not isinstance(minimum, (int, float)) or minimum < 0:
-            raise self.error(ratio.line_of("min_denominator"), f"{where}ratio.min_denominator",
-                             f"must be a number >= 0, got {minimum!r}")
-        return None, Ratio(numerator, denominator, float(minimum))
-
-    def objective_stages(self, node: YamlMap, where: str, spec: Spec) -> tuple[str, ...]:
-        if "stages" not in node:
-            return tuple(spec.stages)
-        value = node["stages"]
-        if not isinstance(value, YamlList) or not value:
-            raise self.error(node.line_of("stages"), f"{where}stages",
-                             f"must be a list of stage names, got {_kind(value)}")
-        for stage, line in zip(value, value.item_lines, strict=False):
-            if stage not in spec.stages:
-                raise self.error(line, f"{where}stages",
-                                 f"unknown stage {stage!r}; stages: {', '.join(spec.stages)}")
-        # Promotion order, whatever order the list was written in.
-        return tuple(s for s in spec.stages if s in value)
-
-    def bounds(self, node: YamlMap, where: str, source: YamlMap
-               ) -> tuple[dict[str, float], list[Unit]]:
-        result: dict[str, float] = {}
-        units: list[Unit] = []
-        for key in _BOUND_KEYS:
-            if key not in source:
-                continue
-            try:
-                value, unit = parse_quantity(source[key])
-            except QuantityError as exc:
-                raise self.error(source.line_of(key), f"{where}{key}", str(exc)) from exc
-            result[key] = value
-            units.append(unit)
-        return result, units
-
-    def check_placeholders(self, node: YamlMap, where: str, query: str | None,
-                           ratio: Ratio | None, spec: Spec, stage: str) -> None:
-        variables = spec.variables_for(stage)
-        parts = ({"query": query} if query is not None else
-                 {"ratio.numerator": ratio.numerator,  # type: ignore[union-attr]
-                  "ratio.denominator": ratio.denominator})  # type: ignore[union-attr]
-        for part, text in parts.items():
-            _, missing = substitute(text, variables)
-            line = (node["ratio"].line_of(part.split(".")[1]) if part.startswith("ratio.")
-                    else node.line_of(part))
-            for name in missing:
-                if name.startswith("env:"):
-                    raise self.error(line, f"{where}{part}",
-                                     f"${{{name}}} is not allowed in queries; environment "
-                                     "variables belong in backend settings only")
-                defined = sorted({*variables})
-                raise self.error(line, f"{where}{part}",
-                                 f"undefined variable ${{{name}}} at stage {stage!r}; defined: "
-                                 f"{', '.join(defined)}")
 
 
 def _is_kind(value: Any, kind: str) -> bool:

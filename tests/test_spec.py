@@ -367,7 +367,7 @@ def test_non_string_key(tmp_path: Path, text: str, key: str, phrase: str) -> Non
           - name: rate
             query: SELECT 1
             maximum: 5%  # <-- here
-        """, "objectives.rate.maximum", "name, description, backend, query, ratio, min, max",
+        """, "objectives.rate.maximum", "name, description, backend, query, ratio, quantile",
         id="objective"),
     pytest.param("""\
         version: 1
@@ -606,18 +606,18 @@ def test_duplicate_objective_names(tmp_path: Path) -> None:
     assert "first on line 6" in error.message
 
 
-@pytest.mark.parametrize("text", [
+@pytest.mark.parametrize(("text", "key"), [
     pytest.param("""\
         version: 1
         service: svc
         backends: {db: {type: sqlite, path: e.db}}
         stages: {beta: {}}
         objectives:
-          - name: rate  # <-- here
+          - name: rate
             query: SELECT 1
-            ratio: {numerator: SELECT 1, denominator: SELECT 2}
+            ratio: {numerator: SELECT 1, denominator: SELECT 2}  # <-- here
             max: 5%
-        """, id="both"),
+        """, "objectives.rate.ratio", id="both"),
     pytest.param("""\
         version: 1
         service: svc
@@ -626,10 +626,11 @@ def test_duplicate_objective_names(tmp_path: Path) -> None:
         objectives:
           - name: rate  # <-- here
             max: 5%
-        """, id="neither"),
+        """, "objectives.rate.query", id="neither"),
 ])
-def test_exactly_one_of_query_or_ratio(tmp_path: Path, text: str) -> None:
-    _assert_error(tmp_path, text, "objectives.rate.query", "exactly one of `query` or `ratio`")
+def test_exactly_one_of_query_or_ratio(tmp_path: Path, text: str, key: str) -> None:
+    _assert_error(tmp_path, text, key,
+                  "exactly one of `query`, `ratio`, `quantile`, `histogram_quantile`")
 
 
 def test_unknown_backend_name(tmp_path: Path) -> None:

@@ -132,7 +132,11 @@ class RangeBackend(Backend, Protocol):
 
 
 class BackendType(Protocol):
-    """A kind of backend: its name in specs, its settings, and how to make one."""
+    """A kind of backend: its name in specs, its settings, and how to make one.
+
+    A type may also set ``language = "promql"`` (or ``"sql"``): spec keys that expand to a
+    query language, such as ``histogram_quantile``, are accepted only on a matching type.
+    """
 
     name: str
     settings: Mapping[str, Setting]

@@ -93,6 +93,7 @@ class PrometheusType:
     """The ``prometheus`` backend type: its settings and how to make a backend from them."""
 
     name = "prometheus"
+    language = "promql"
     settings: Mapping[str, Setting] = SETTINGS
 
     def create(self, name: str, settings: Mapping[str, Any], spec_dir: Path) -> PrometheusBackend:

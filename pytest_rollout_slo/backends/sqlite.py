@@ -29,6 +29,7 @@ class SqliteType:
     """``type: sqlite``: ``path`` (relative to the spec file) and an optional ``timeout``."""
 
     name = "sqlite"
+    language = "sql"
     settings: Mapping[str, Setting] = {
         "path": Setting(("string",), required=True,
                         help="database file, relative to the spec file"),

@@ -1,0 +1,498 @@
+"""GitLab product feature flags: read a flag, check it against a stage, roll it back.
+
+Owns the client of GitLab's REST API v4 for Unleash-compatible feature flags
+(``/projects/:id/feature_flags``), the model of a flag and its strategies, the rule that
+decides whether a flag is at the rollout a stage declares, and the rollback write. Imports no
+pytest; the plugin wires it in only when a stage declares ``rollout:``. The token travels in
+the ``PRIVATE-TOKEN`` header only, and every text leaving this module passes a Redactor.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from pytest_rollout_slo.errors import SloError
+from pytest_rollout_slo.redact import Redactor, exception_text, printable, strip_url_credentials
+
+
+class GitLabError(SloError):
+    """GitLab could not answer, or answered something this module cannot trust."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.message = message
+        self.status = status
+        super().__init__(message)
+
+
+class GitLabPermissionError(GitLabError):
+    """401 or 403: the token is invalid, or lacks the scope or role the call needs."""
+
+
+class GitLabNotFoundError(GitLabError):
+    """404: the project, the flag or the user list does not exist (or is hidden from the token)."""
+
+
+def _pct(value: float) -> str:
+    return f"{value:g}%"
+
+
+@dataclass(frozen=True)
+class _Audience:
+    """Who a strategy turns the flag on for: kind all, percent, list, ids or unknown."""
+
+    kind: str
+    percent: float = 0.0
+    name: str = ""
+    ids: frozenset[str] = frozenset()
+
+    def wider_than(self, other: _Audience) -> bool:
+        # Unleash enables a flag for a user when ANY strategy matches, so one broader strategy
+        # next to the expected one decides who really has the feature.
+        if other.kind == "all" or self.kind not in ("all", "percent"):
+            return False
+        return self.kind == "all" or self.percent > other.percent
+
+
+def _percent_audience(raw: object) -> _Audience:
+    try:
+        value = round(float(str(raw)), 6)
+    except ValueError:
+        return _Audience("unknown")
+    if not 0 <= value <= 100:
+        return _Audience("unknown")
+    return _Audience("all") if value == 100 else _Audience("percent", value)
+
+
+_SETTINGS = {"default": "default (all users)",
+             "flexibleRollout": "flexibleRollout {rollout}% (stickiness {stickiness})",
+             "gradualRolloutUserId": "gradualRolloutUserId {percentage}%",
+             "userWithId": "userWithId {userIds}", "gitlabUserList": "gitlabUserList {list}"}
+
+
+def _ids(text: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in text.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class RolloutExpectation:
+    """The rollout a stage declares: exactly one of ``percent``, ``users`` or ``all_users``.
+
+    ``users`` names a gitlabUserList, or is ``ids:1,2,3`` for a userWithId strategy.
+    ``stage`` only names the stage in messages.
+    """
+
+    flag: str
+    percent: float | None = None
+    users: str | None = None
+    all_users: bool = False
+    environment: str = "production"
+    stage: str | None = None
+
+    def __post_init__(self) -> None:
+        given = [k for k, on in (("percent", self.percent is not None),
+                                 ("users", self.users is not None), ("all", self.all_users)) if on]
+        if len(given) != 1:
+            raise ValueError(f"rollout of flag {self.flag!r} needs exactly one of percent, users "
+                             f"or all; got {', '.join(given) or 'none'}")
+        if self.percent is not None and not (math.isfinite(self.percent)
+                                             and 0 <= self.percent <= 100):
+            raise ValueError(f"rollout percent of flag {self.flag!r} must be within 0 and 100, "
+                             f"got {self.percent}")
+
+    @property
+    def audience(self) -> _Audience:
+        if self.percent is not None:
+            return _percent_audience(self.percent)
+        if self.users is not None:
+            if self.users.startswith("ids:"):
+                return _Audience("ids", ids=_ids(self.users[4:]))
+            return _Audience("list", name=self.users)
+        return _Audience("all")
+
+    def describe(self) -> str:
+        """``10% in production``, ``user list internal in production``, ``all users in *``."""
+        audience = self.audience
+        what = {"all": "all users", "percent": _pct(float(self.percent or 0)),
+                "list": f"user list {self.users}",
+                "ids": f"user ids {','.join(sorted(audience.ids))}"}[audience.kind]
+        where = "every environment" if self.environment == "*" else self.environment
+        return f"{what} in {where}"
+
+
+@dataclass(frozen=True)
+class UserList:
+    """A feature-flag user list as a gitlabUserList strategy embeds it."""
+
+    id: int
+    name: str
+    iid: int | None = None
+    user_xids: str = ""
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One strategy of a flag; ``scopes`` are its environment scopes (``*`` = every one)."""
+
+    name: str
+    parameters: Mapping[str, str] = field(default_factory=dict, hash=False)
+    scopes: tuple[str, ...] = ()
+    user_list: UserList | None = None
+    id: int | None = None
+
+    def applies_to(self, environment: str) -> bool:
+        if environment == "*":
+            return bool(self.scopes)
+        # GitLab environment scopes are literal names in which ``*`` matches any text.
+        return any(re.fullmatch(".*".join(map(re.escape, scope.split("*"))), environment)
+                   for scope in self.scopes)
+
+    @property
+    def audience(self) -> _Audience:
+        if self.name == "default":
+            return _Audience("all")
+        if self.name == "flexibleRollout":
+            return _percent_audience(self.parameters.get("rollout"))
+        if self.name == "gradualRolloutUserId":
+            return _percent_audience(self.parameters.get("percentage"))
+        if self.name == "userWithId":
+            return _Audience("ids", ids=_ids(self.parameters.get("userIds", "")))
+        if self.name == "gitlabUserList" and self.user_list is not None:
+            return _Audience("list", name=self.user_list.name)
+        return _Audience("unknown")
+
+    def setting(self) -> str:
+        """``flexibleRollout 25% (stickiness default)``: the strategy without its scopes."""
+        p = {**self.parameters, "list": self.user_list.name if self.user_list else "(no list)"}
+        shape = _SETTINGS.get(self.name)
+        return shape.format_map(defaultdict(str, p)) if shape else \
+            f"{self.name} {dict(self.parameters)}"
+
+    def where(self) -> str:
+        return f"in {', '.join(self.scopes)}" if self.scopes else "in no environment"
+
+    def describe(self) -> str:
+        return f"{self.setting()} {self.where()}"
+
+    def reach(self) -> str:
+        """What the strategy does for a mismatch message: ``at 25% (flexibleRollout in x)``."""
+        audience, how = self.audience, f"({self.name} {self.where()})"
+        if audience.kind == "percent":
+            return f"at {_pct(audience.percent)} {how}"
+        return {"all": "on for all users", "list": f"on for user list {audience.name}",
+                "ids": f"on for user ids {self.parameters.get('userIds')}",
+                }.get(audience.kind, f"set to {self.setting()}") + f" {how}"
+
+
+@dataclass(frozen=True)
+class FlagState:
+    """A flag as GitLab reports it."""
+
+    name: str
+    active: bool
+    strategies: tuple[Strategy, ...] = ()
+
+    def strategies_for(self, environment: str) -> tuple[Strategy, ...]:
+        return tuple(s for s in self.strategies if s.applies_to(environment))
+
+    def describe(self) -> str:
+        state = "active" if self.active else "inactive (off for everyone)"
+        kept = "; ".join(s.describe() for s in self.strategies) or "no strategies"
+        return f"{self.name}: {state}, {kept}"
+
+
+def mismatch(state: FlagState, expected: RolloutExpectation) -> str | None:
+    """Why ``state`` is not the rollout ``expected`` declares, or None when it is."""
+    stage = f"stage {expected.stage}" if expected.stage else "the stage"
+    wants = f"{stage} expects {expected.describe()}"
+    if not state.active:
+        return f"the flag is inactive, so it is off for everyone, but {wants}"
+    here = state.strategies_for(expected.environment)
+    if not here:
+        return (f"the flag has no strategy for environment {expected.environment}, so it is off "
+                f"there, but {wants}")
+    target = expected.audience
+    wider = [s for s in here if s.audience.wider_than(target)]
+    if not any(s.audience == target for s in here):
+        return f"the flag is {' and '.join(s.reach() for s in here)} but {wants}"
+    if wider:
+        return (f"the flag has the expected rollout but is also "
+                f"{' and '.join(s.reach() for s in wider)}, so it reaches more users than {wants}")
+    return None
+
+
+class _AnswerError(Exception):
+    """The JSON does not have the documented shape; the text says what is missing."""
+
+
+def _parse_flag(data: Any) -> FlagState:
+    if not isinstance(data, Mapping) or not isinstance(data.get("name"), str) \
+            or not isinstance(data.get("active"), bool):
+        raise _AnswerError('no flag object with "name" and "active"')
+    if data.get("version", "new_version_flag") != "new_version_flag":
+        raise _AnswerError(f"a {data.get('version')} flag; only new_version_flag strategies are "
+                           "supported (GitLab removed legacy flags in 14.0)")
+    raw = data.get("strategies")
+    if not isinstance(raw, list):
+        raise _AnswerError('no "strategies" list')
+    return FlagState(data["name"], data["active"], tuple(_parse_strategy(s) for s in raw))
+
+
+def _parse_strategy(data: Any) -> Strategy:
+    if not isinstance(data, Mapping) or not isinstance(data.get("name"), str):
+        raise _AnswerError('a strategy without a "name"')
+    params = data.get("parameters") or {}
+    scopes = data.get("scopes") or []
+    if not isinstance(params, Mapping) or not isinstance(scopes, list) \
+            or not all(isinstance(s, Mapping) and "environment_scope" in s for s in scopes):
+        raise _AnswerError(f'strategy {data["name"]} without "parameters" and "scopes"')
+    lst = data.get("user_list")
+    user_list = UserList(int(lst["id"]), str(lst["name"]), lst.get("iid"),
+                         str(lst.get("user_xids") or "")) \
+        if isinstance(lst, Mapping) and "id" in lst and "name" in lst else None
+    return Strategy(data["name"], {str(k): str(v) for k, v in params.items()},
+                    tuple(str(s["environment_scope"]) for s in scopes), user_list,
+                    data["id"] if isinstance(data.get("id"), int) else None)
+
+
+class GitLabFlags:
+    """The feature flags of one GitLab project, through a project (or personal) access token.
+
+    ``url`` is GitLab's root (``https://gitlab.example.com``) or its API root (``CI_API_V4_URL``).
+    """
+
+    def __init__(self, url: str, project: str | int, token: str, *, timeout: float = 10.0,
+                 session: requests.Session | None = None, retries: int = 2) -> None:
+        api = url.rstrip("/")
+        self._api = api if api.endswith("/api/v4") else f"{api}/api/v4"
+        self.project = str(project)
+        self._project = quote(self.project, safe="")
+        self._token = token
+        self._redact = Redactor([token])
+        self._timeout = (min(5.0, timeout), timeout)
+        self._own_session = session is None
+        if session is None:
+            session = requests.Session()
+            # Only reads are retried: replaying a rollback PUT whose _destroy ids are already
+            # gone would fail, or worse, apply twice.
+            retry = Retry(total=retries, connect=retries, read=False, status=retries, other=0,
+                          backoff_factor=0.5, status_forcelist=(502, 503, 504),
+                          allowed_methods=frozenset({"GET"}), raise_on_status=False,
+                          respect_retry_after_header=False)
+            for scheme in ("http://", "https://"):
+                session.mount(scheme, HTTPAdapter(max_retries=retry))
+        self._session = session
+
+    def __repr__(self) -> str:
+        return self._redact(f"GitLabFlags({strip_url_credentials(self._api)!r}, "
+                            f"project={self.project!r})")
+
+    def close(self) -> None:
+        """Close the HTTP session, unless the caller passed its own."""
+        if self._own_session:
+            self._session.close()
+
+    def get(self, flag: str) -> FlagState:
+        """The flag's current state: ``GET /projects/:id/feature_flags/:name``."""
+        return self._flag("GET", flag)
+
+    def check(self, expected: RolloutExpectation) -> str | None:
+        """None when the flag is at ``expected``, else one paragraph saying how it differs."""
+        state = self.get(expected.flag)
+        reason = mismatch(state, expected)
+        if reason is None:
+            return None
+        return self._redact(
+            f"feature flag {state.name} does not match the rollout the stage gates: {reason}. "
+            f"GitLab reports {state.describe()}. Set the flag in GitLab (Deploy > Feature "
+            "flags) to the stage's rollout before gating, or gate the stage it is really at.")
+
+    def rollback(self, flag: str, to: RolloutExpectation | None) -> str:
+        """Put ``flag`` back to ``to`` (the previous stage), or disable it when ``to`` is None.
+
+        In ``to.environment``, strategies reaching users by percentage or everyone are sent with
+        their id and ``_destroy: true``, and the previous stage's strategy is added unless an
+        equal one is already there; user lists and user ids stay. A flag that is inactive is
+        left inactive: a rollback never widens the audience.
+        """
+        if to is not None and to.flag != flag:
+            raise ValueError(f"rollback of flag {flag!r} to a rollout of flag {to.flag!r}")
+        return self._redact(self._rollback(flag, to))
+
+    def _rollback(self, flag: str, to: RolloutExpectation | None) -> str:
+        state = self.get(flag)
+        if not state.active:
+            also = f" rather than re-enabling it at {to.describe()}" if to else ""
+            return f"Feature flag {flag} was already inactive; left it inactive{also}."
+        if to is None:
+            after = self._flag("PUT", flag, {"active": False})
+            if after.active:
+                raise self._error(GitLabError, f"GitLab accepted disabling feature flag {flag} "
+                                  "but still reports it active; disable it in GitLab now")
+            return (f"Disabled feature flag {flag} in project {self.project} (it was "
+                    f"{state.describe()}); its strategies are kept, so it can be re-enabled "
+                    "in GitLab once the cause is fixed.")
+        if mismatch(state, to) is None:
+            return f"Feature flag {flag} is already at {to.describe()}; nothing changed."
+        here, target = state.strategies_for(to.environment), to.audience
+        # Explicit user targeting stays, so internal testers keep the feature when 25% goes
+        # back to 10%; what reaches users by chance, or everyone, is what is rolled back.
+        old = tuple(s for s in here if s.audience.kind not in ("list", "ids"))
+        if any(s.id is None for s in old):
+            raise self._error(GitLabError, f"GitLab reported a strategy of {flag} without an id, "
+                              "so it cannot be replaced; roll the flag back in GitLab")
+        body: list[dict[str, Any]] = [{"id": s.id, "_destroy": True} for s in old]
+        if not any(s.audience == target for s in here if s not in old):
+            body.append(self._strategy_body(state, to, old))
+        after = self._flag("PUT", flag, {"strategies": body})
+        if mismatch(after, to) is not None:
+            raise self._error(GitLabError, f"GitLab accepted the rollback of feature flag {flag} "
+                              f"but now reports {after.describe()}, which is not "
+                              f"{to.describe()}; check the flag in GitLab now")
+        removed = "; ".join(s.describe() for s in old) or "nothing"
+        now = "; ".join(s.describe() for s in after.strategies_for(to.environment))
+        stage = f" (stage {to.stage})" if to.stage else ""
+        return (f"Rolled feature flag {flag} back to {to.describe()}{stage}: removed {removed}; "
+                f"it now has {now}.")
+
+    def _strategy_body(self, state: FlagState, to: RolloutExpectation,
+                       old: tuple[Strategy, ...]) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": "default", "parameters": {},
+                                "scopes": [{"environment_scope": to.environment}]}
+        audience = to.audience
+        if audience.kind == "percent":
+            percent = float(to.percent or 0)
+            if percent != int(percent):
+                raise self._error(GitLabError, f"GitLab takes whole percentages only; cannot "
+                                  f"roll feature flag {to.flag} back to {_pct(percent)}")
+            # Keeping the kind, groupId and stickiness of the strategy being replaced keeps the
+            # same hash buckets, so the smaller cohort is a subset of the larger one.
+            kinds = [s for s in old if s.name in ("flexibleRollout", "gradualRolloutUserId")]
+            p = kinds[0].parameters if kinds else {}
+            group = p.get("groupId", "default")
+            if kinds and kinds[0].name == "gradualRolloutUserId":
+                body.update(name="gradualRolloutUserId",
+                            parameters={"groupId": group, "percentage": str(int(percent))})
+            else:
+                body.update(name="flexibleRollout", parameters={
+                    "groupId": group, "rollout": str(int(percent)),
+                    "stickiness": p.get("stickiness", "default")})
+        elif audience.kind == "ids":
+            body.update(name="userWithId", parameters={
+                "userIds": ",".join(sorted(audience.ids))})
+        elif audience.kind == "list":
+            body.update(name="gitlabUserList",
+                        user_list_id=self._user_list_id(state, audience.name))
+        return body
+
+    def _user_list_id(self, state: FlagState, name: str) -> int:
+        for strategy in state.strategies:
+            if strategy.user_list is not None and strategy.user_list.name == name:
+                return strategy.user_list.id
+        found = self._request("GET", "/feature_flags_user_lists", f"user list {name}",
+                              params={"search": name, "per_page": "100"})
+        for item in found if isinstance(found, list) else ():
+            if isinstance(item, Mapping) and item.get("name") == name and "id" in item:
+                return int(item["id"])
+        raise self._error(GitLabNotFoundError, f"project {self.project} has no feature flag user "
+                          f"list named {name!r}; create it under Deploy > Feature flags > "
+                          "User lists, or fix users: in the stage's rollout", status=404)
+
+    def _flag(self, method: str, flag: str, body: dict[str, Any] | None = None) -> FlagState:
+        data = self._request(method, f"/feature_flags/{quote(flag, safe='')}",
+                             f"feature flag {flag!r}", json_body=body)
+        try:
+            return _parse_flag(data)
+        except (_AnswerError, KeyError, TypeError, ValueError) as exc:
+            raise self._error(GitLabError, f"GitLab's answer for feature flag {flag!r} is not "
+                              f"the documented feature flag: {exc}") from None
+
+    def _error(self, kind: type[GitLabError], message: str,
+               status: int | None = None) -> GitLabError:
+        return kind(self._redact(message), status=status)
+
+    def _request(self, method: str, path: str, what: str, *,
+                 json_body: dict[str, Any] | None = None,
+                 params: dict[str, str] | None = None) -> Any:
+        url = f"{self._api}/projects/{self._project}{path}"
+        shown = f"{method} {strip_url_credentials(url)}"
+        try:
+            # No redirects: requests would forward PRIVATE-TOKEN to whatever host a 3xx names.
+            resp = self._session.request(
+                method, url, json=json_body, params=params, timeout=self._timeout,
+                allow_redirects=False,
+                headers={"PRIVATE-TOKEN": self._token, "Accept": "application/json"})
+        except requests.ConnectTimeout as exc:
+            raise self._error(GitLabError, f"timed out after {self._timeout[0]:g}s connecting "
+                              f"to GitLab for {shown}") from exc
+        except requests.Timeout as exc:
+            raise self._error(GitLabError, f"GitLab did not answer {shown} within "
+                              f"{self._timeout[1]:g}s") from exc
+        except requests.RequestException as exc:
+            raise self._error(GitLabError, f"could not reach GitLab for {shown} "
+                              f"({exception_text(exc)})") from exc
+        status = resp.status_code
+        if status >= 300:
+            raise self._error(*self._status_problem(resp, method, what, shown), status=status)
+        try:
+            return resp.json()
+        except ValueError:
+            kind = resp.headers.get("Content-Type", "no content type")
+            raise self._error(GitLabError, f"GitLab answered {shown} with a body that is not "
+                              f"JSON ({kind}): {printable(resp.content)}; check that the url "
+                              "is GitLab's root or its /api/v4 root, not a proxy or login "
+                              "page", status=status) from None
+
+    def _status_problem(self, resp: requests.Response, method: str, what: str,
+                        shown: str) -> tuple[type[GitLabError], str]:
+        status, head = resp.status_code, f"{resp.status_code} {resp.reason}"
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        detail = body.get("message") or body.get("error") if isinstance(body, Mapping) else None
+        text = str(detail) if detail else printable(resp.content)
+        write = method != "GET"
+        scope = "api" if write else "read_api (or api)"
+        if status == 401:
+            return GitLabPermissionError, (
+                f"GitLab refused the token for {shown} ({head}): it is invalid, expired or "
+                "revoked, or it is a CI job token, which cannot use the feature flags API. Use "
+                f"a project access token with the {scope} scope and at least the Developer role, "
+                "stored as a masked CI/CD variable (SLO_GITLAB_TOKEN)")
+        if status == 403:
+            action = "change" if write else "read"
+            return GitLabPermissionError, (
+                f"the token may not {action} feature flags of project {self.project} ({head}: "
+                f"{text}): that needs the {scope} scope and at least the Developer role in the "
+                "project; CI_JOB_TOKEN can never change feature flags, so use a project access "
+                "token")
+        if status == 404:
+            if "project" in text.lower():
+                return GitLabNotFoundError, (
+                    f"project {self.project} does not exist, or the token cannot see it ({shown} "
+                    f"answered {head}); check CI_PROJECT_ID or the project path")
+            return GitLabNotFoundError, (
+                f"{what} does not exist in project {self.project} ({shown} answered {head}); "
+                "create it under Deploy > Feature flags, or fix the name in the stage's rollout")
+        if 300 <= status < 400:
+            return GitLabError, (f"GitLab answered {shown} with {head}, a redirect to "
+                                 f"{resp.headers.get('Location')}; set the url to GitLab's "
+                                 "final address (https, no trailing path)")
+        if status >= 500:
+            return GitLabError, (f"GitLab failed on {shown} ({head}: {text}); GitLab is down "
+                                 "or overloaded, try again later")
+        return GitLabError, f"GitLab rejected {shown} ({head}): {text}"
+
+
+__all__ = ["FlagState", "GitLabError", "GitLabFlags", "GitLabNotFoundError",
+           "GitLabPermissionError", "RolloutExpectation", "Strategy", "UserList", "mismatch"]

@@ -1,0 +1,242 @@
+"""The frozen model a spec file becomes, and how an objective resolves at one stage.
+
+Built by :mod:`pytest_rollout_slo.spec` after validation, so nothing here re-checks input.
+No pytest, no I/O.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pytest_rollout_slo.quantity import Unit, format_duration, parse_duration
+
+OnNoData = Literal["fail", "skip", "pass"]
+ON_NO_DATA: tuple[OnNoData, ...] = ("fail", "skip", "pass")
+Scalar = str | int | float
+Combination = tuple[tuple[str, Scalar], ...]
+
+# `$${` writes a literal `${`; `${env:...}` is matched so it can be refused in queries.
+_PLACEHOLDER_RE = re.compile(r"\$\$\{|\$\{(env:[^}]*|[^}]*)\}")
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Inclusive bounds; either may be None (no bound on that side)."""
+
+    min: float | None
+    max: float | None
+
+    @property
+    def empty(self) -> bool:
+        return self.min is None and self.max is None
+
+
+NO_BOUNDS = Bounds(None, None)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    numerator: str
+    denominator: str
+    min_denominator: float
+
+
+@dataclass(frozen=True)
+class Sustained:
+    """Evaluate at every ``step`` across ``over`` seconds; fail past ``max_violations``."""
+
+    over: float
+    step: float
+    max_violations: int
+    over_text: str
+    step_text: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """A bound on the change against a baseline: relative (``10%``) or absolute (``0.5s``)."""
+
+    amount: float
+    relative: bool
+    text: str
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The same objective for another cohort (``variables``) or an earlier time (``offset``)."""
+
+    variables: Mapping[str, Scalar]
+    offset: float | None
+    offset_text: str
+    max_increase: Change | None
+    max_decrease: Change | None
+
+    def describe(self) -> str:
+        if self.offset is not None:
+            return f"{self.offset_text} earlier"
+        return ", ".join(f"{k}={v}" for k, v in self.variables.items())
+
+
+@dataclass(frozen=True)
+class BurnAlert:
+    long: float
+    short: float
+    factor: float
+    long_text: str
+    short_text: str
+
+
+@dataclass(frozen=True)
+class BurnRate:
+    """Multi-window, multi-burn-rate alerts on an error ratio (SRE workbook, chapter 5)."""
+
+    target: float
+    alerts: tuple[BurnAlert, ...]
+
+    @property
+    def budget(self) -> float:
+        return 1.0 - self.target
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    type: str
+    settings: Mapping[str, Any]
+    line: int
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    description: str
+    variables: Mapping[str, Scalar]
+    line: int
+
+
+@dataclass(frozen=True)
+class Objective:
+    name: str
+    description: str
+    backend: str
+    query: str | None
+    """The query; for ``quantile`` the query returning the values."""
+    ratio: Ratio | None
+    bounds: Mapping[str, Bounds]
+    """Bounds per stage the objective applies to, overrides already merged."""
+    unit: Unit
+    on_no_data: OnNoData
+    line: int
+    warn: Mapping[str, Bounds] = field(default_factory=dict)
+    quantile: float | None = None
+    sustained: Sustained | None = None
+    baseline: Baseline | None = None
+    burn_rate: BurnRate | None = None
+    matrix: tuple[tuple[str, tuple[Scalar, ...]], ...] = ()
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return tuple(self.bounds)
+
+    @property
+    def templates(self) -> dict[str, str]:
+        """The query texts before substitution, by part."""
+        if self.ratio is not None:
+            return {"numerator": self.ratio.numerator, "denominator": self.ratio.denominator}
+        return {"query": self.query or ""}
+
+    def combinations(self) -> Iterator[Combination]:
+        """Every combination of the matrix, in the order the spec lists values."""
+        names = [name for name, _ in self.matrix]
+        for values in itertools.product(*(values for _, values in self.matrix)):
+            yield tuple(zip(names, values, strict=True))
+
+
+@dataclass(frozen=True)
+class ResolvedObjective:
+    """An objective at one stage (and matrix combination), with every ``${name}`` replaced."""
+
+    objective: Objective
+    stage: str
+    combination: Combination
+    bounds: Bounds
+    warn: Bounds
+    queries: Mapping[str, str]
+    """``{"query": ...}`` or ``{"numerator": ..., "denominator": ...}``."""
+    variables: Mapping[str, Scalar]
+    window: float | None
+    window_text: str
+    """The window as the spec wrote it (``24h``), for reports; empty without a window."""
+
+    @property
+    def title(self) -> str:
+        """``error_rate[beta]`` or ``error_rate[beta-region=eu]``: the item's name."""
+        suffix = "".join(f"-{name}={value}" for name, value in self.combination)
+        return f"{self.objective.name}[{self.stage}{suffix}]"
+
+    def with_variables(self, overrides: Mapping[str, Scalar]
+                       ) -> tuple[dict[str, str], dict[str, Scalar]]:
+        """The queries and variables with some variables replaced (a baseline, a window)."""
+        variables = {**self.variables, **overrides}
+        texts = self.objective.templates
+        return {part: substitute(text, variables)[0] for part, text in texts.items()}, variables
+
+
+@dataclass(frozen=True)
+class Spec:
+    path: Path
+    service: str
+    description: str
+    backends: Mapping[str, BackendSpec]
+    variables: Mapping[str, Scalar]
+    stages: Mapping[str, Stage]
+    objectives: tuple[Objective, ...]
+
+    def variables_for(self, stage: str, combination: Combination = ()) -> dict[str, Scalar]:
+        merged: dict[str, Scalar] = {"stage": stage, "service": self.service}
+        merged.update(self.variables)
+        merged.update(self.stages[stage].variables)
+        merged.update(combination)
+        return merged
+
+    def resolve(self, objective: Objective, stage: str,
+                combination: Combination = ()) -> ResolvedObjective:
+        """The objective as it runs at ``stage``; validated at load, so it cannot fail."""
+        variables = self.variables_for(stage, combination)
+        queries = {part: substitute(text, variables)[0]
+                   for part, text in objective.templates.items()}
+        window = variables.get("window")
+        return ResolvedObjective(
+            objective=objective, stage=stage, combination=combination,
+            bounds=objective.bounds[stage], warn=objective.warn.get(stage, NO_BOUNDS),
+            queries=queries, variables=variables,
+            window=parse_duration(window) if window is not None else None,
+            window_text=duration_text(window) if window is not None else "",
+        )
+
+
+def duration_text(value: Scalar) -> str:
+    """A duration as the spec wrote it (``24h``), or formatted when it was a number."""
+    return value.strip() if isinstance(value, str) else format_duration(float(value))
+
+
+def substitute(text: str, variables: Mapping[str, Scalar]) -> tuple[str, list[str]]:
+    """Replace ``${name}``; return the text and the names that were not defined."""
+    missing: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        name = match.group(1)
+        if name in variables:
+            value = variables[name]
+            return str(value) if not isinstance(value, float) else repr(value)
+        missing.append(name)
+        return match.group(0)
+
+    return _PLACEHOLDER_RE.sub(replace, text), missing

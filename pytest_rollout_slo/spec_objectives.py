@@ -1,0 +1,480 @@
+"""Validation of one objective of a spec file: what it measures, its bounds, and its gates.
+
+The part of the loader that knows the objective keys: ``query`` / ``ratio`` / ``quantile`` /
+``histogram_quantile``, ``min`` / ``max`` / ``warn`` with per-stage ``thresholds``, and the
+gates beyond one instant: ``sustained``, ``baseline``, ``burn_rate`` and ``matrix``.
+Every mistake names the file, the line and the key. No pytest, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pytest_rollout_slo.model import (
+    NO_BOUNDS,
+    ON_NO_DATA,
+    Baseline,
+    Bounds,
+    BurnAlert,
+    BurnRate,
+    Change,
+    Objective,
+    Ratio,
+    Scalar,
+    Spec,
+    Sustained,
+    duration_text,
+    substitute,
+)
+from pytest_rollout_slo.quantity import (
+    UNITS,
+    QuantityError,
+    Unit,
+    format_value,
+    parse_duration,
+    parse_quantity,
+)
+from pytest_rollout_slo.yamlload import YamlList, YamlMap
+
+if TYPE_CHECKING:
+    from pytest_rollout_slo.spec import _Loader
+
+_NAME_RE = re.compile(r"^[a-z0-9_]+$")
+_VAR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+OBJECTIVE_KEYS = ("name", "description", "backend", "query", "ratio", "quantile",
+                  "histogram_quantile", "min", "max", "warn", "unit", "thresholds", "stages",
+                  "on_no_data", "sustained", "baseline", "burn_rate", "matrix")
+_MEASURES = ("query", "ratio", "quantile", "histogram_quantile")
+_GATES = ("sustained", "baseline", "burn_rate")
+_RATIO_KEYS = ("numerator", "denominator", "min_denominator")
+_THRESHOLD_KEYS = ("min", "max", "warn")
+_MAX_POINTS = 10_000
+Matrix = tuple[tuple[str, tuple[Scalar, ...]], ...]
+# Bounds found in one mapping: key ("min", "warn.max") -> (value, line, key path) or None.
+_Found = dict[str, tuple[float, int, str] | None]
+
+
+class ObjectiveLoader:
+    """Validates one ``objectives[i]`` entry against the rest of its spec file."""
+
+    def __init__(self, loader: _Loader, spec: Spec, file_matrix: Matrix) -> None:
+        self.loader = loader
+        self.spec = spec
+        self.file_matrix = file_matrix
+        self.error = loader.error
+
+    def load(self, item: Any, line: int, index: int) -> Objective:
+        loader = self.loader
+        node = loader.mapping(item, line, f"objectives[{index}]")
+        name = loader.string(node, "name", f"objectives[{index}].", required=True)
+        where = f"objectives.{name}."
+        if not _NAME_RE.match(name):
+            raise self.error(node.line_of("name"), f"{where}name",
+                             "objective names use lowercase letters, digits and _ ([a-z0-9_]+)")
+        loader.keys(node, OBJECTIVE_KEYS, where)
+        backend = loader.string(node, "backend", where, default=next(iter(self.spec.backends)))
+        if backend not in self.spec.backends:
+            raise self.error(node.line_of("backend"), f"{where}backend",
+                             f"unknown backend {backend!r}; this file defines: "
+                             f"{', '.join(self.spec.backends)}")
+        query, ratio, quantile = self.measure(node, where, backend)
+        unit = loader.string(node, "unit", where) or None
+        if unit is not None and unit not in UNITS:
+            raise self.error(node.line_of("unit"), f"{where}unit",
+                             f"got {unit!r}; accepted: {', '.join(UNITS)}")
+        on_no_data = loader.string(node, "on_no_data", where, default="fail")
+        if on_no_data not in ON_NO_DATA:
+            raise self.error(node.line_of("on_no_data"), f"{where}on_no_data",
+                             f"got {on_no_data!r}; accepted: {', '.join(ON_NO_DATA)}")
+        gates = [key for key in _GATES if key in node]
+        if len(gates) > 1:
+            raise self.error(node.line_of(gates[1]), f"{where}{gates[1]}",
+                             f"combine at most one of {', '.join(_GATES)} in one objective; "
+                             "write a second objective for the other")
+        sustained = self.sustained(node, where) if "sustained" in node else None
+        baseline = self.baseline(node, where) if "baseline" in node else None
+        burn_rate = self.burn_rate(node, where, ratio) if "burn_rate" in node else None
+        matrix = self.matrix(node, where)
+        stages = self.stages(node, where)
+        bounds, warn, units = self.thresholds(node, where, stages, baseline, burn_rate)
+        # A ratio with no threshold to take the form from (only a baseline change or burn
+        # rates) is a share of events: show it as a percentage.
+        shown: Unit = "percent" if ratio is not None and not units else "number"
+        for candidate in units:
+            if candidate != "number":
+                shown = candidate
+                break
+        objective = Objective(
+            name=name, description=loader.string(node, "description", where), backend=backend,
+            query=query, ratio=ratio, bounds=bounds, unit=unit or shown,
+            on_no_data=on_no_data, line=node.line, warn=warn,
+            quantile=quantile, sustained=sustained, baseline=baseline, burn_rate=burn_rate,
+            matrix=matrix)
+        self.check_placeholders(node, where, objective)
+        return objective
+
+    # -- what is measured -------------------------------------------------------------------
+
+    def measure(self, node: YamlMap, where: str, backend: str
+                ) -> tuple[str | None, Ratio | None, float | None]:
+        given = [key for key in _MEASURES if key in node]
+        if len(given) != 1:
+            raise self.error(node.line_of(given[1]) if len(given) > 1 else node.line,
+                             f"{where}{given[1] if len(given) > 1 else 'query'}",
+                             f"give exactly one of {', '.join(f'`{k}`' for k in _MEASURES)}")
+        key = given[0]
+        loader = self.loader
+        if key == "query":
+            return loader.string(node, "query", where, required=True), None, None
+        if key == "quantile":
+            body = loader.mapping(node[key], node.line_of(key), f"{where}quantile")
+            loader.keys(body, ("q", "values"), f"{where}quantile.")
+            q = self.fraction(body, "q", f"{where}quantile.", required=True)
+            return loader.string(body, "values", f"{where}quantile.", required=True), None, q
+        if key == "histogram_quantile":
+            return self.histogram_quantile(node, where, backend), None, None
+        ratio = loader.mapping(node["ratio"], node.line_of("ratio"), f"{where}ratio")
+        loader.keys(ratio, _RATIO_KEYS, f"{where}ratio.")
+        numerator = loader.string(ratio, "numerator", f"{where}ratio.", required=True)
+        denominator = loader.string(ratio, "denominator", f"{where}ratio.", required=True)
+        minimum = ratio.get("min_denominator", 0)
+        if isinstance(minimum, bool) or not isinstance(minimum, (int, float)) or minimum < 0:
+            raise self.error(ratio.line_of("min_denominator"), f"{where}ratio.min_denominator",
+                             f"must be a number >= 0, got {minimum!r}")
+        return None, Ratio(numerator, denominator, float(minimum)), None
+
+    def histogram_quantile(self, node: YamlMap, where: str, backend: str) -> str:
+        key = f"{where}histogram_quantile"
+        backend_type = self.loader.backend_types[self.spec.backends[backend].type]
+        if getattr(backend_type, "language", "") != "promql":
+            raise self.error(node.line_of("histogram_quantile"), key,
+                             f"needs a PromQL backend; backend {backend!r} is "
+                             f"{backend_type.name}; use `quantile: {{q, values}}` there")
+        body = self.loader.mapping(node["histogram_quantile"], node.line_of("histogram_quantile"),
+                                   key)
+        self.loader.keys(body, ("metric", "quantile", "selector", "by"), f"{key}.")
+        metric = self.loader.string(body, "metric", f"{key}.", required=True).strip()
+        if not re.match(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", metric):
+            raise self.error(body.line_of("metric"), f"{key}.metric",
+                             f"{metric!r} is not a metric name")
+        q = self.fraction(body, "quantile", f"{key}.", required=True)
+        selector = self.loader.string(body, "selector", f"{key}.").strip()
+        if selector and not selector.startswith("{"):
+            selector = "{" + selector + "}"
+        by = body.get("by", [])
+        if isinstance(by, str):
+            by = [by]
+        if not isinstance(by, list) or not all(isinstance(b, str) and _VAR_NAME_RE.match(b)
+                                                for b in by):
+            raise self.error(body.line_of("by"), f"{key}.by",
+                             "must be a label name or a list of label names")
+        bucket = metric if metric.endswith("_bucket") else f"{metric}_bucket"
+        group = ", ".join(["le", *by])
+        return (f"histogram_quantile({q:g}, sum by ({group}) "
+                f"(rate({bucket}{selector}[${{window}}])))")
+
+    # -- bounds -----------------------------------------------------------------------------
+
+    def thresholds(self, node: YamlMap, where: str, stages: tuple[str, ...],
+                   baseline: Baseline | None, burn_rate: BurnRate | None
+                   ) -> tuple[dict[str, Bounds], dict[str, Bounds], list[Unit]]:
+        if burn_rate is not None:
+            for key in ("min", "max", "warn", "thresholds"):
+                if key in node:
+                    raise self.error(node.line_of(key), f"{where}{key}",
+                                     "an objective with burn_rate is judged by its alerts; "
+                                     "remove min, max, warn and thresholds")
+        units: list[Unit] = []
+        if baseline is not None:
+            # An absolute change bound (0.5s) says how values are shown when nothing else does.
+            units.extend(parse_quantity(change.text)[1]
+                         for change in (baseline.max_increase, baseline.max_decrease)
+                         if change is not None and not change.relative)
+        base = self.bound_values(node, where, units)
+        overrides: dict[str, tuple[_Found, YamlMap]] = {}
+        if "thresholds" in node:
+            table = self.loader.mapping(node["thresholds"], node.line_of("thresholds"),
+                                        f"{where}thresholds")
+            for stage, body in table.items():
+                key = f"{where}thresholds.{stage}"
+                if stage not in self.spec.stages:
+                    raise self.error(table.line_of(stage), key,
+                                     f"unknown stage {stage!r}; stages: "
+                                     f"{', '.join(self.spec.stages)}")
+                if stage not in stages:
+                    raise self.error(table.line_of(stage), key,
+                                     f"the objective does not apply to stage {stage!r} "
+                                     f"(its stages: {', '.join(stages)})")
+                body_node = self.loader.mapping(body, table.line_of(stage), key)
+                self.loader.keys(body_node, _THRESHOLD_KEYS, f"{key}.")
+                overrides[stage] = (self.bound_values(body_node, f"{key}.", units), body_node)
+        shown: Unit = next((u for u in units if u != "number"), "number")
+        bounds: dict[str, Bounds] = {}
+        warns: dict[str, Bounds] = {}
+        for stage in stages:
+            values, source = overrides.get(stage, (dict.fromkeys(base), node))
+            merged = {k: (values.get(k) or base[k]) for k in ("min", "max")}
+            warn_merged = {k: (values.get(f"warn.{k}") or base[f"warn.{k}"])
+                           for k in ("min", "max")}
+            low, high = (v[0] if v else None for v in (merged["min"], merged["max"]))
+            warn_low, warn_high = (v[0] if v else None
+                                   for v in (warn_merged["min"], warn_merged["max"]))
+            has_change = baseline is not None and (baseline.max_increase or baseline.max_decrease)
+            if low is None and high is None and burn_rate is None and not has_change:
+                raise self.error(source.line, f"{where}max",
+                                 f"no min or max for stage {stage!r}; give min, max, or both "
+                                 "(on the objective or in thresholds)")
+            for (lo, hi), label in (((low, high), ""), ((warn_low, warn_high), "warn.")):
+                if lo is not None and hi is not None and lo > hi:
+                    pair = merged if not label else warn_merged
+                    # Point at a stage override when one made it so, else at the min.
+                    culprit = pair["min"]
+                    for found in (pair["min"], pair["max"]):
+                        if found is not None and ".thresholds." in found[2]:
+                            culprit = found
+                    assert culprit is not None  # lo and hi are set, so both sources are
+                    line, key = culprit[1], culprit[2]
+                    raise self.error(line, key,
+                                     f"{label}min {format_value(lo, shown)} is greater than "
+                                     f"{label}max {format_value(hi, shown)} at stage {stage!r}")
+            self.check_warn(stage, (low, high), (warn_low, warn_high), warn_merged, shown)
+            bounds[stage] = Bounds(low, high)
+            warns[stage] = Bounds(warn_low, warn_high)
+        return bounds, {s: w for s, w in warns.items() if w != NO_BOUNDS}, units
+
+    def check_warn(self, stage: str, hard: tuple[float | None, float | None],
+                   warn: tuple[float | None, float | None],
+                   sources: Mapping[str, tuple[float, int, str] | None], unit: Unit) -> None:
+        # A warn bound outside the hard bound could never be reached before the hard one fails.
+        for index, side in enumerate(("min", "max")):
+            value, limit = warn[index], hard[index]
+            if value is None or limit is None:
+                continue
+            outside = value < limit if side == "min" else value > limit
+            source = sources[side]
+            if outside and source is not None:
+                line, key = source[1], source[2]
+                raise self.error(line, key,
+                                 f"warn.{side} {format_value(value, unit)} lies outside {side} "
+                                 f"{format_value(limit, unit)} at stage {stage!r}; a warning "
+                                 "level sits between the bounds")
+
+    def bound_values(self, node: YamlMap, where: str, units: list[Unit]) -> _Found:
+        """``min``/``max``/``warn.min``/``warn.max`` of one mapping: (value, line, key)."""
+        found: _Found = dict.fromkeys(
+            ("min", "max", "warn.min", "warn.max"))
+        sources: list[tuple[YamlMap, str, str]] = [(node, "", where)]
+        if "warn" in node:
+            warn = self.loader.mapping(node["warn"], node.line_of("warn"), f"{where}warn")
+            self.loader.keys(warn, ("min", "max"), f"{where}warn.")
+            if not warn:
+                raise self.error(warn.line, f"{where}warn", "give min, max, or both")
+            sources.append((warn, "warn.", f"{where}warn."))
+        for source, prefix, key_prefix in sources:
+            for key in ("min", "max"):
+                if key not in source:
+                    continue
+                try:
+                    value, unit = parse_quantity(source[key])
+                except QuantityError as exc:
+                    raise self.error(source.line_of(key), f"{key_prefix}{key}", str(exc)) from exc
+                units.append(unit)
+                found[f"{prefix}{key}"] = (value, source.line_of(key), f"{key_prefix}{key}")
+        return found
+
+    # -- gates beyond one instant -----------------------------------------------------------
+
+    def sustained(self, node: YamlMap, where: str) -> Sustained:
+        key = f"{where}sustained"
+        body = self.loader.mapping(node["sustained"], node.line_of("sustained"), key)
+        self.loader.keys(body, ("over", "step", "max_violations"), f"{key}.")
+        over, over_text = self.duration(body, "over", f"{key}.")
+        step, step_text = self.duration(body, "step", f"{key}.")
+        if step > over:
+            raise self.error(body.line_of("step"), f"{key}.step",
+                             f"step {step_text} is longer than over {over_text}")
+        if over / step > _MAX_POINTS:
+            raise self.error(body.line_of("step"), f"{key}.step",
+                             f"{over_text} in steps of {step_text} is more than {_MAX_POINTS} "
+                             "points; use a longer step")
+        violations = body.get("max_violations", 0)
+        if isinstance(violations, bool) or not isinstance(violations, int) or violations < 0:
+            raise self.error(body.line_of("max_violations"), f"{key}.max_violations",
+                             f"must be a whole number >= 0, got {violations!r}")
+        return Sustained(over, step, violations, over_text, step_text)
+
+    def baseline(self, node: YamlMap, where: str) -> Baseline:
+        key = f"{where}baseline"
+        body = self.loader.mapping(node["baseline"], node.line_of("baseline"), key)
+        self.loader.keys(body, ("variables", "offset", "max_increase", "max_decrease"), f"{key}.")
+        if ("variables" in body) == ("offset" in body):
+            raise self.error(body.line, key, "give exactly one of `variables` (another cohort: "
+                                             "{cohort: control}) or `offset` (an earlier time: 7d)")
+        variables: dict[str, Scalar] = {}
+        offset: float | None = None
+        offset_text = ""
+        if "variables" in body:
+            variables = self.loader.variables(body["variables"], body.line_of("variables"),
+                                              f"{key}.variables")
+            if not variables:
+                raise self.error(body.line_of("variables"), f"{key}.variables",
+                                 "name at least one variable that selects the baseline")
+        else:
+            offset, offset_text = self.duration(body, "offset", f"{key}.")
+        changes = [self.change(body, name, f"{key}.") for name in ("max_increase", "max_decrease")]
+        return Baseline(variables, offset, offset_text, changes[0], changes[1])
+
+    def change(self, body: YamlMap, name: str, where: str) -> Change | None:
+        if name not in body:
+            return None
+        try:
+            value, unit = parse_quantity(body[name])
+        except QuantityError as exc:
+            raise self.error(body.line_of(name), f"{where}{name}", str(exc)) from exc
+        if value < 0:
+            raise self.error(body.line_of(name), f"{where}{name}",
+                             "must be >= 0; it bounds the size of the change")
+        return Change(value, unit == "percent", str(body[name]).strip())
+
+    def burn_rate(self, node: YamlMap, where: str, ratio: Ratio | None) -> BurnRate:
+        key = f"{where}burn_rate"
+        if ratio is None:
+            raise self.error(node.line_of("burn_rate"), key,
+                             "needs a `ratio` objective whose ratio is the error ratio "
+                             "(bad events / all events)")
+        texts = ratio.numerator + ratio.denominator
+        if "${window}" not in texts and ":window_start" not in texts:
+            raise self.error(node.line_of("burn_rate"), key,
+                             "the ratio queries must use ${window} (PromQL) or :window_start "
+                             "(SQL): each alert evaluates them over its long and short window")
+        body = self.loader.mapping(node["burn_rate"], node.line_of("burn_rate"), key)
+        self.loader.keys(body, ("target", "alerts"), f"{key}.")
+        target = self.fraction(body, "target", f"{key}.", required=True)
+        if not 0 < target < 1:
+            raise self.error(body.line_of("target"), f"{key}.target",
+                             "must lie strictly between 0% and 100% (99.5%)")
+        alerts = body.get("alerts")
+        if not isinstance(alerts, YamlList) or not alerts:
+            raise self.error(body.line_of("alerts"), f"{key}.alerts",
+                             "must be a list of {long, short, factor}, e.g. "
+                             "[{long: 1h, short: 5m, factor: 14.4}]")
+        result = []
+        for index, (alert, line) in enumerate(zip(alerts, alerts.item_lines, strict=True)):
+            at = f"{key}.alerts[{index}]"
+            alert_node = self.loader.mapping(alert, line, at)
+            self.loader.keys(alert_node, ("long", "short", "factor"), f"{at}.")
+            long, long_text = self.duration(alert_node, "long", f"{at}.")
+            short, short_text = self.duration(alert_node, "short", f"{at}.")
+            if short > long:
+                raise self.error(alert_node.line_of("short"), f"{at}.short",
+                                 f"short window {short_text} is longer than long {long_text}")
+            factor = alert_node.get("factor")
+            if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 0:
+                raise self.error(alert_node.line_of("factor"), f"{at}.factor",
+                                 f"must be a number > 0 (14.4), got {factor!r}")
+            result.append(BurnAlert(long, short, float(factor), long_text, short_text))
+        return BurnRate(target, tuple(result))
+
+    def matrix(self, node: YamlMap, where: str) -> Matrix:
+        own = self.parse_matrix(node.get("matrix"), node.line_of("matrix"), f"{where}matrix",
+                                self.loader) if "matrix" in node else ()
+        merged = dict(self.file_matrix)
+        merged.update(own)
+        return tuple(merged.items())
+
+    @staticmethod
+    def parse_matrix(value: Any, line: int, key: str, loader: _Loader) -> Matrix:
+        body = loader.mapping(value, line, key)
+        if not body:
+            raise loader.error(line, key, "name at least one variable and its values")
+        result = []
+        for name, values in body.items():
+            if not _VAR_NAME_RE.match(name) or name in ("stage", "service"):
+                raise loader.error(body.line_of(name), f"{key}.{name}",
+                                   "matrix names are variable names (letters, digits, _) and "
+                                   "may not be stage or service")
+            if (not isinstance(values, YamlList) or not values
+                    or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                               for v in values)):
+                raise loader.error(body.line_of(name), f"{key}.{name}",
+                                   "must be a non-empty list of strings or numbers ([eu, us])")
+            if len(set(values)) != len(values):
+                raise loader.error(body.line_of(name), f"{key}.{name}",
+                                   "lists a value twice; each combination is one item")
+            result.append((name, tuple(values)))
+        return tuple(result)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def stages(self, node: YamlMap, where: str) -> tuple[str, ...]:
+        if "stages" not in node:
+            return tuple(self.spec.stages)
+        value = node["stages"]
+        if not isinstance(value, YamlList) or not value:
+            raise self.error(node.line_of("stages"), f"{where}stages",
+                             "must be a list of stage names")
+        for stage, line in zip(value, value.item_lines, strict=True):
+            if stage not in self.spec.stages:
+                raise self.error(line, f"{where}stages",
+                                 f"unknown stage {stage!r}; stages: {', '.join(self.spec.stages)}")
+        # Promotion order, whatever order the list was written in.
+        return tuple(s for s in self.spec.stages if s in value)
+
+    def duration(self, body: YamlMap, name: str, where: str) -> tuple[float, str]:
+        if name not in body:
+            raise self.error(body.line, f"{where}{name}", "is required but missing")
+        try:
+            seconds = parse_duration(body[name])
+        except QuantityError as exc:
+            raise self.error(body.line_of(name), f"{where}{name}", str(exc)) from exc
+        if seconds <= 0:
+            raise self.error(body.line_of(name), f"{where}{name}", "must be longer than 0s")
+        return seconds, duration_text(body[name])
+
+    def fraction(self, body: YamlMap, name: str, where: str, *, required: bool) -> float:
+        if name not in body:
+            raise self.error(body.line, f"{where}{name}", "is required but missing")
+        try:
+            value, _ = parse_quantity(body[name])
+        except QuantityError as exc:
+            raise self.error(body.line_of(name), f"{where}{name}", str(exc)) from exc
+        if not 0 <= value <= 1:
+            raise self.error(body.line_of(name), f"{where}{name}",
+                             f"must lie between 0 and 1 (0.95 or 95%), got {body[name]!r}")
+        return value
+
+    def check_placeholders(self, node: YamlMap, where: str, objective: Objective) -> None:
+        combination = next(objective.combinations(), ())
+        extra: dict[str, Scalar] = dict(objective.baseline.variables) if objective.baseline else {}
+        if objective.burn_rate is not None:
+            # Each alert supplies its own windows, so `${window}` needs no variable here.
+            extra["window"] = objective.burn_rate.alerts[0].long_text
+        for stage in objective.stages:
+            variables = {**self.spec.variables_for(stage, combination), **extra}
+            for part, text in objective.templates.items():
+                _, missing = substitute(text, variables)
+                line = self.part_line(node, part)
+                for name in missing:
+                    if name.startswith("env:"):
+                        raise self.error(line, f"{where}{self.part_key(node, part)}",
+                                         f"${{{name}}} is not allowed in queries; environment "
+                                         "variables belong in backend settings only")
+                    raise self.error(line, f"{where}{self.part_key(node, part)}",
+                                     f"undefined variable ${{{name}}} at stage {stage!r}; "
+                                     f"defined: {', '.join(sorted(variables))}")
+
+    @staticmethod
+    def part_key(node: YamlMap, part: str) -> str:
+        if part in ("numerator", "denominator"):
+            return f"ratio.{part}"
+        return next(k for k in _MEASURES if k in node)
+
+    def part_line(self, node: YamlMap, part: str) -> int:
+        if part in ("numerator", "denominator"):
+            return int(node["ratio"].line_of(part))
+        key = self.part_key(node, part)
+        if key == "quantile":
+            return int(node[key].line_of("values"))
+        return node.line_of(key)

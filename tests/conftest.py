@@ -1,0 +1,159 @@
+"""Session fixtures: a real Prometheus and a real VictoriaMetrics holding the same backfill."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from servers import (
+    INSTALL_HINT,
+    PrometheusServer,
+    VictoriaMetricsServer,
+    find_binary,
+    write_fixture_openmetrics,
+)
+
+# The quickstart simulator is the servers' traffic; appended (not prepended) so that its
+# conftest.py can never shadow this one.
+_QUICKSTART = Path(__file__).resolve().parent.parent / "examples" / "quickstart"
+if str(_QUICKSTART) not in sys.path:
+    sys.path.append(str(_QUICKSTART))
+
+from simulate import Events, ensure_database, simulate, write_openmetrics  # noqa: E402
+
+BACKFILL_STEP = 300
+"""Seconds between the simulator's samples in the backfill.
+
+Every window the specs use (24h, 2d) is a multiple of it and the grid ends on ``AT``, so
+``increase`` has samples exactly on both window edges and stays exact; 300 s instead of 60 s
+makes the file 10 MB instead of 50 MB and cuts promtool and the VictoriaMetrics import from
+about 12 s to about 3.5 s.
+"""
+
+
+def require_binary(name: str) -> str:
+    """Path of ``name``; skip without it, but fail under ``CI=true`` (CI must never skip)."""
+    path = find_binary(name)
+    if path is not None:
+        return path
+    message = f"{name} is not on PATH; {INSTALL_HINT}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message} (CI=true: a missing server is a failure)", pytrace=False)
+    pytest.skip(message)
+
+
+def build_backfill(directory: Path, events: Events) -> Path:
+    """The one place that decides what both servers hold; returns an OpenMetrics file.
+
+    Two stories in one file, on time ranges a year apart: the harness's ``slo_test_*`` series
+    (``test_servers.py``, ``test_faults.py``) and the quickstart simulator's Conflict Resolver
+    traffic (``test_integration_*.py``).
+    """
+    parts = [
+        write_fixture_openmetrics(directory / "fixture.om.txt"),
+        directory / "conflict_resolver.om.txt",
+    ]
+    write_openmetrics(events, parts[1], step=BACKFILL_STEP)
+    target = directory / "backfill.om.txt"
+    with target.open("w", encoding="utf-8") as out:
+        for part in parts:
+            text = part.read_text(encoding="utf-8")
+            # OpenMetrics allows one "# EOF", at the very end of the exposition.
+            if not text.endswith("# EOF\n"):
+                raise ValueError(f"{part} does not end in '# EOF'")
+            out.write(text.removesuffix("# EOF\n"))
+            part.unlink()
+        out.write("# EOF\n")
+    return target
+
+
+@pytest.fixture(scope="session")
+def quickstart_events() -> Events:
+    """The quickstart simulator's default-seed traffic: what the servers and events db hold."""
+    return simulate()
+
+
+@pytest.fixture(scope="session")
+def events_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The quickstart's SQLite events database (default seed), built in a temporary dir."""
+    return ensure_database(tmp_path_factory.mktemp("events") / "events.db")
+
+
+@pytest.fixture(scope="session")
+def backfill_openmetrics(
+    tmp_path_factory: pytest.TempPathFactory, quickstart_events: Events
+) -> Path:
+    """OpenMetrics text (seconds timestamps, ``# EOF``) loaded into every server."""
+    return build_backfill(tmp_path_factory.mktemp("backfill"), quickstart_events)
+
+
+@pytest.fixture(scope="session")
+def prometheus_binary() -> str:
+    """Path of ``prometheus`` (skip, or fail under CI, when missing)."""
+    return require_binary("prometheus")
+
+
+@pytest.fixture(scope="session")
+def victoriametrics_binary() -> str:
+    """Path of ``victoria-metrics`` (skip, or fail under CI, when missing)."""
+    return require_binary("victoria-metrics")
+
+
+@pytest.fixture(scope="session")
+def prometheus_server(
+    tmp_path_factory: pytest.TempPathFactory, backfill_openmetrics: Path, prometheus_binary: str
+) -> Iterator[PrometheusServer]:
+    """A ready Prometheus on 127.0.0.1 with ``backfill_openmetrics`` queryable."""
+    with PrometheusServer.start(
+        tmp_path_factory.mktemp("prometheus"),
+        backfill_openmetrics,
+        binary=prometheus_binary,
+        promtool=require_binary("promtool"),
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def victoriametrics_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    backfill_openmetrics: Path,
+    victoriametrics_binary: str,
+) -> Iterator[VictoriaMetricsServer]:
+    """A ready single-node VictoriaMetrics with ``backfill_openmetrics`` imported and flushed."""
+    data_dir = tmp_path_factory.mktemp("victoriametrics")
+    with VictoriaMetricsServer.start(data_dir, binary=victoriametrics_binary) as server:
+        server.import_openmetrics_file(backfill_openmetrics)
+        yield server
+
+
+@pytest.fixture
+def unready_prometheus(tmp_path: Path, prometheus_binary: str) -> Iterator[PrometheusServer]:
+    """A Prometheus that listens but is not ready: every ``/api/v1`` path answers 503.
+
+    The TSDB open blocks on a FIFO ``meta.json`` (the technique of test_servers.py), so the
+    not-ready window lasts until teardown instead of a few milliseconds.
+    """
+    block = tmp_path / "01AAAAAAAAAAAAAAAAAAAAAAAA"
+    block.mkdir()
+    os.mkfifo(block / "meta.json")
+    with PrometheusServer.spawn(tmp_path, binary=prometheus_binary) as server:
+        try:
+            server.wait_until_ok("/-/healthy", timeout=30)
+            yield server
+        finally:  # a blocked Prometheus ignores SIGTERM: let its open() return first
+            _release_fifo(block)
+
+
+def _release_fifo(block: Path) -> None:
+    try:
+        writer: int | None = os.open(block / "meta.json", os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # ENXIO: no reader, the server is already gone
+        writer = None
+    # Removed before the writer closes, so Prometheus reads EOF once and skips the block.
+    shutil.rmtree(block)
+    if writer is not None:
+        os.close(writer)
