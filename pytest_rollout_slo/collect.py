@@ -130,9 +130,12 @@ class ObjectiveItem(pytest.Item):
             service=self.spec.service, objective=objective.name, stage=self.resolved.stage,
             verdict=Verdict.ERROR, bounds=self.resolved.bounds, unit=objective.unit,
             on_no_data=objective.on_no_data, at=state.at, window=self.resolved.window,
-            window_text=self.resolved.window_text,
+            # Burn-rate alerts bring their own windows; the stage's window would mislead.
+            window_text="" if objective.burn_rate else self.resolved.window_text,
             backend=f"{self.backend_spec.name} ({self.backend_spec.type})",
-            queries=queries, parameters=query_params(self.resolved.variables, state.at),
+            queries=queries,
+            parameters={} if objective.burn_rate else query_params(self.resolved.variables,
+                                                                    state.at),
             title=self.resolved.title, strict=state.strict,
             matrix=", ".join(f"{k}={v}" for k, v in self.resolved.combination),
             limits=_limits(self.resolved))
@@ -160,6 +163,10 @@ class ObjectiveItem(pytest.Item):
         state = self.config.stash[STATE]
         if isinstance(excinfo.value, SloCheckFailed) and not state.full_trace:
             return excinfo.value.text
+        if isinstance(excinfo.value, SloWarning) and OUTCOME in self.stash and not state.full_trace:
+            # `-W error` turned the warn verdict into an exception: still a plain verdict text.
+            return (failure_text(self.stash[OUTCOME])
+                    + "\n  (a warn verdict: failed because warnings are errors here, -W error)")
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Path, int, str]:

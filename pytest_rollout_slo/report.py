@@ -301,6 +301,8 @@ class SummaryTable:
         label = verdict.replace("_", " ").upper()
         if verdict == "no_data":
             label += {"passed": " (pass)", "skipped": " (skip)"}.get(props["outcome"], "")
+        if verdict == "warn" and props["outcome"] == "failed":
+            label += " (strict)"
         if colour:
             label = markup(label, **{_COLOURS.get(verdict, "red"): True, "bold": True})
         bounds = [f"min {props['slo.min']}" if props.get("slo.min") else "",
