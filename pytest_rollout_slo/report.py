@@ -8,6 +8,8 @@ summary table is built from those properties, so it also works for pytest-xdist 
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -228,7 +230,31 @@ def properties(outcome: Outcome) -> list[tuple[str, object]]:
         props.append(("slo.message", failure_text(outcome)))
     if outcome.link:
         props.append(("slo.link", outcome.link))
+    props.append(("slo.observations", observations_json(outcome)))
     return props
+
+
+def observations_json(outcome: Outcome) -> str:
+    """The raw values behind the verdict, as JSON: labels, value, ratio parts, reason."""
+    evaluation = outcome.evaluation
+    rows = []
+    for observation in evaluation.observations if evaluation is not None else ():
+        row: dict[str, object] = {"labels": dict(observation.labels),
+                                  "value": _json_number(observation.value)}
+        if observation.parts is not None:
+            row["numerator"] = _json_number(observation.parts[0])
+            row["denominator"] = _json_number(observation.parts[1])
+        if observation.reason:
+            row["reason"] = observation.reason
+        rows.append(row)
+    return json.dumps(rows, sort_keys=True)
+
+
+def _json_number(value: float | None) -> float | str | None:
+    # JSON has no NaN or infinity; strings keep them distinct from a missing value.
+    if value is None or math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
 
 
 def _warn_properties(outcome: Outcome) -> list[tuple[str, object]]:
