@@ -102,6 +102,7 @@ class ObjectiveItem(pytest.Item):
         self.stash[OUTCOME] = outcome
         self.user_properties.extend(properties(outcome))
         verdict = outcome.verdict
+        self.config.hook.pytest_slo_verdict(item=self, verdict=verdict.value)
         if verdict is Verdict.PASS:
             return
         text = failure_text(outcome)

@@ -6,7 +6,7 @@ docstring says when it runs and what it must return.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pytest
 
@@ -21,4 +21,25 @@ def pytest_slo_backend_types() -> Sequence[BackendType]:  # type: ignore[empty-b
     is asked and the answers are merged; a type name given twice is a usage error. A type
     declares its settings (validated offline at collection) and creates backends from
     resolved settings when the first objective that uses one runs.
+    """
+
+
+@pytest.hookspec
+def pytest_slo_verdict(item: pytest.Item, verdict: str) -> None:
+    """Called after each objective is judged, with its verdict.
+
+    ``verdict`` is ``pass``, ``warn``, ``fail``, ``no_data`` or ``error``; the item's JUnit
+    properties (``item.user_properties``) are already set. Runs where the item runs: on the
+    xdist worker under pytest-xdist. Example: count verdicts, or page someone on ``error``.
+    """
+
+
+@pytest.hookspec
+def pytest_slo_stage_finished(session: pytest.Session, stage: str, verdicts: Mapping[str, str],
+                              passed: bool) -> None:
+    """Called once at the end of a gating run, on the xdist controller or the only process.
+
+    ``verdicts`` maps each objective's node id to its verdict, ``passed`` is True when the
+    session exits 0 (the stage may be promoted). Example: post a chat message, or promote the
+    flag to the next stage when ``passed``.
     """

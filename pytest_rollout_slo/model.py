@@ -112,11 +112,23 @@ class BackendSpec:
 
 
 @dataclass(frozen=True)
+class Rollout:
+    """The feature-flag rollout a stage gates: exactly one of percent, users or all_users."""
+
+    flag: str
+    percent: float | None = None
+    users: str | None = None
+    all_users: bool = False
+    environment: str = "production"
+
+
+@dataclass(frozen=True)
 class Stage:
     name: str
     description: str
     variables: Mapping[str, Scalar]
     line: int
+    rollout: Rollout | None = None
 
 
 @dataclass(frozen=True)

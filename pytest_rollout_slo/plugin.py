@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pytest_rollout_slo import hookspecs
+from pytest_rollout_slo import hookspecs, rollout
 from pytest_rollout_slo.backends import BackendType
 from pytest_rollout_slo.backends.prometheus import PROMETHEUS
 from pytest_rollout_slo.backends.sqlite import SQLITE
@@ -34,6 +34,7 @@ from pytest_rollout_slo.report import SummaryTable, add_system_out
 from pytest_rollout_slo.spec import BackendSpec
 
 DEFAULT_CONCURRENCY = 8
+_SUMMARY = "rollout-slo-summary"
 _WORKER_PLAN = pytest.StashKey[WorkerPlan[pytest.Item]]()
 
 
@@ -61,6 +62,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "the run started (after collection) is an error for its objectives; "
                          "5m, 90s or seconds (ini: slo_deadline). "
                          f"Default: {format_duration(DEFAULT_DEADLINE)}.")
+    rollout.add_options(group, parser)
     parser.addini("slo_stage", "Rollout stage to gate when --slo-stage is not given.",
                   default="")
     parser.addini("slo_at", "Evaluation time when --slo-at is not given.", default="")
@@ -141,7 +143,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = RunState(stage, at, full_trace, strict, backend_types,
                                    Executor(backend_types, concurrency, deadline=deadline))
     if not hasattr(config, "workerinput"):  # the xdist controller or a plain run reports
-        config.pluginmanager.register(SummaryTable(), "rollout-slo-summary")
+        config.pluginmanager.register(SummaryTable(), _SUMMARY)
+    check = bool(config.getoption("slo_check_flag") or config.getini("slo_check_flag"))
+    rollback = bool(config.getoption("slo_rollback"))
+    if check or rollback:
+        config.pluginmanager.register(rollout.FlagGuard(config, stage, check, rollback),
+                                      "rollout-slo-flags")
 
 
 def _is_spec_file(config: pytest.Config, file_path: Path) -> bool:
@@ -224,12 +231,21 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """After pytest wrote the JUnit file: put warn texts where GitLab shows them."""
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After pytest wrote the JUnit file: put warn texts where GitLab shows them, and tell
+    the plugins that act on the stage's outcome."""
     config = session.config
+    if STATE not in config.stash or hasattr(config, "workerinput"):
+        return
     xml_path = getattr(config.option, "xmlpath", None)
-    if STATE in config.stash and xml_path and not hasattr(config, "workerinput"):
+    if xml_path:
         add_system_out(Path(xml_path))
+    summary = config.pluginmanager.get_plugin(_SUMMARY)
+    if isinstance(summary, SummaryTable) and not config.option.collectonly:
+        verdicts = {row["nodeid"]: row["slo.verdict"] for row in summary.rows}
+        config.hook.pytest_slo_stage_finished(
+            session=session, stage=config.stash[STATE].stage, verdicts=verdicts,
+            passed=exitstatus == pytest.ExitCode.OK)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -307,6 +307,7 @@ class SummaryTable:
         props = {k: str(v) for k, v in report.user_properties if k.startswith("slo.")}
         if "slo.verdict" in props:
             props["outcome"] = report.outcome
+            props["nodeid"] = report.nodeid
             self.rows.append(props)
 
     @pytest.hookimpl

@@ -22,6 +22,7 @@ from pytest_rollout_slo.model import (
     OnNoData,
     Ratio,
     ResolvedObjective,
+    Rollout,
     Scalar,
     Spec,
     Stage,
@@ -30,6 +31,7 @@ from pytest_rollout_slo.model import (
 from pytest_rollout_slo.quantity import (
     QuantityError,
     parse_duration,
+    parse_quantity,
 )
 from pytest_rollout_slo.spec_objectives import Matrix, ObjectiveLoader
 from pytest_rollout_slo.yamlload import YamlList, YamlMap, YamlSyntaxError, load_yaml
@@ -42,7 +44,8 @@ _VAR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 _TOP_KEYS = ("version", "service", "description", "backends", "variables", "stages", "objectives",
              "matrix")
-_STAGE_KEYS = ("description", "variables")
+_STAGE_KEYS = ("description", "variables", "rollout")
+_ROLLOUT_KEYS = ("flag", "percent", "users", "all", "environment")
 BUILTIN_VARIABLES = ("stage", "service")
 
 
@@ -214,9 +217,38 @@ class _Loader:
             self.keys(body_node, _STAGE_KEYS, f"{where}.")
             variables = self.variables(body_node.get("variables"),
                                        body_node.line_of("variables"), f"{where}.variables")
+            rollout = (self.rollout(body_node["rollout"], body_node.line_of("rollout"),
+                                    f"{where}.rollout") if "rollout" in body_node else None)
             result[name] = Stage(name, self.string(body_node, "description", f"{where}."),
-                                 variables, node.line_of(name))
+                                 variables, node.line_of(name), rollout)
         return result
+
+    def rollout(self, value: Any, line: int, where: str) -> Rollout:
+        node = self.mapping(value, line, where)
+        self.keys(node, _ROLLOUT_KEYS, f"{where}.")
+        flag = self.string(node, "flag", f"{where}.", required=True)
+        given = [key for key in ("percent", "users", "all") if key in node]
+        if len(given) != 1:
+            raise self.error(node.line, where,
+                             "give exactly one of percent (10 or 10%), users (a GitLab user list "
+                             "name, or ids:1,2,3) or all: true")
+        percent: float | None = None
+        if "percent" in node:
+            raw = node["percent"]
+            try:
+                value_, unit = parse_quantity(raw)
+            except QuantityError as exc:
+                raise self.error(node.line_of("percent"), f"{where}.percent", str(exc)) from exc
+            percent = value_ * 100 if unit == "percent" else value_
+            if unit == "seconds" or not 0 <= percent <= 100:
+                raise self.error(node.line_of("percent"), f"{where}.percent",
+                                 f"must be a share of users from 0 to 100 (10 or 10%), got {raw!r}")
+        if "all" in node and node["all"] is not True:
+            raise self.error(node.line_of("all"), f"{where}.all",
+                             "must be true (the flag is on for every user)")
+        users = self.string(node, "users", f"{where}.", required="users" in node) or None
+        environment = self.string(node, "environment", f"{where}.", default="production")
+        return Rollout(flag, percent, users, "all" in node, environment)
 
     def objectives(self, value: Any, line: int, spec: Spec, matrix: Matrix
                    ) -> tuple[Objective, ...]:
