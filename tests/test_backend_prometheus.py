@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import math
 import socket
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,9 @@ import responses
 
 from pytest_rollout_slo.backends import Query, RangeBackend, RangeQuery, Sample
 from pytest_rollout_slo.backends.prometheus import PROMETHEUS, PrometheusBackend
-from pytest_rollout_slo.errors import BackendConfigError, BackendError
+from pytest_rollout_slo.errors import BackendConfigError, BackendError, SpecError
 from pytest_rollout_slo.redact import Redactor, strip_url_credentials
+from pytest_rollout_slo.spec import load_spec
 
 URL = "http://prometheus:9090"
 QUERY_URL = f"{URL}/api/v1/query"
@@ -349,7 +351,10 @@ def test_url_credentials_never_shown(api: responses.RequestsMock) -> None:
     assert "s3cr" not in message and "alice" not in message
     assert "http://***@prometheus:9090/api/v1/query" in message
     assert backend.describe() == "prometheus, http://prometheus:9090"
-    assert "s3cr" not in backend.graph_url(Query("up", AT))
+    for ui in ("prometheus", "vmui"):
+        link = make({"url": "http://alice:s3cr%2Ft@prometheus:9090", "ui": ui}).graph_url(
+            Query("up", AT))
+        assert link is not None and "s3cr" not in link and "alice" not in link
     assert "s3cr" not in repr(backend.config) and "alice" not in repr(backend.config)
 
 
@@ -391,11 +396,57 @@ def test_query_range_rejects_a_vector(api: responses.RequestsMock) -> None:
         make().query_range(RangeQuery("up", AT, AT + 60, 60))
 
 
-def test_graph_url_links_to_the_expression_at_its_time() -> None:
-    backend = make({"url": "https://bob:pw@mimir.example/prometheus/"})
-    assert backend.graph_url(Query('rate(x{a="b c"}[5m])', AT)) == (
-        "https://mimir.example/prometheus/graph?g0.expr=rate%28x%7Ba%3D%22b%20c%22%7D%5B5m%5D%29"
+GRAPH_TEXT = 'rate(x{a="b c"}[5m])'
+GRAPH_EXPR = "g0.expr=rate%28x%7Ba%3D%22b%20c%22%7D%5B5m%5D%29"
+
+
+@pytest.mark.parametrize("settings", [{}, {"ui": "prometheus"}], ids=["default", "prometheus"])
+def test_graph_url_links_to_the_expression_at_its_time(settings: dict[str, Any]) -> None:
+    backend = make({"url": "https://bob:pw@mimir.example/prometheus/", **settings})
+    assert backend.config.ui == "prometheus"
+    assert backend.graph_url(Query(GRAPH_TEXT, AT)) == (
+        f"https://mimir.example/prometheus/graph?{GRAPH_EXPR}"
         "&g0.tab=1&g0.moment_input=2023-11-14%2022%3A13%3A20")
+
+
+@pytest.mark.parametrize(("url", "ui_root"), [
+    ("http://vm:8428", "http://vm:8428/vmui/"),
+    ("http://bob:pw@vm:8428/prometheus/", "http://vm:8428/vmui/"),
+    ("https://proxy.example/victoria/prometheus", "https://proxy.example/victoria/vmui/"),
+    ("http://vmselect:8481/select/42/prometheus", "http://vmselect:8481/select/42/vmui/"),
+    ("http://vmselect:8481/select/7:3/prometheus/", "http://vmselect:8481/select/7:3/vmui/"),
+], ids=["single-node", "single-node-prefix", "behind-proxy", "cluster", "cluster-project"])
+def test_vmui_link_shows_the_expression_up_to_its_time(url: str, ui_root: str) -> None:
+    backend = make({"url": url, "ui": "vmui"})
+    # The fragment is what vmui reads; relative_time=none makes it honour end_input (UTC).
+    assert backend.graph_url(Query(GRAPH_TEXT, AT)) == (
+        f"{ui_root}#/?{GRAPH_EXPR}&g0.range_input=1h&g0.end_input=2023-11-14T22%3A13%3A20"
+        "&g0.relative_time=none")
+
+
+def test_ui_none_gives_no_link() -> None:
+    assert make({"ui": "none"}).graph_url(Query(GRAPH_TEXT, AT)) is None
+
+
+@pytest.mark.parametrize("ui", ["vmui", "none"])
+def test_ui_is_checked_offline_and_accepted_by_spec_files(tmp_path: Path, ui: str) -> None:
+    spec = tmp_path / "gate.slo.yaml"
+    spec.write_text(textwrap.dedent(f"""\
+        version: 1
+        service: links
+        backends:
+          metrics: {{type: prometheus, url: "http://vm:8428", ui: {ui}}}
+        stages: {{s: {{}}}}
+        objectives:
+          - {{name: up, query: up, min: 1}}
+        """))
+    types = {"prometheus": PROMETHEUS}
+    assert load_spec(spec, types).backends["metrics"].settings["ui"] == ui
+    spec.write_text(spec.read_text().replace(f"ui: {ui}", "ui: grafana"))
+    with pytest.raises(SpecError) as info:
+        load_spec(spec, types)
+    assert (info.value.line, info.value.key) == (4, "backends.metrics.ui")
+    assert info.value.message == "got 'grafana'; accepted: prometheus, vmui, none"
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -407,6 +458,7 @@ def test_settings_schema_declares_secrets_and_requirements() -> None:
     basic_keys = settings["basic_auth"].keys
     assert basic_keys is not None and basic_keys["password"].secret
     assert settings["on_warnings"].choices == ("fail", "ignore")
+    assert settings["ui"].choices == ("prometheus", "vmui", "none")
 
 
 def test_settings_are_coerced(tmp_path: Path) -> None:
@@ -433,6 +485,8 @@ def test_settings_are_coerced(tmp_path: Path) -> None:
     ({"timeout": "ten"}, "setting timeout expected a duration"),
     ({"timeout": "0s"}, "setting timeout must be longer than 0s"),
     ({"on_warnings": "maybe"}, "setting on_warnings is 'maybe'; expected fail or ignore"),
+    ({"ui": "grafana"}, "setting ui is 'grafana'; expected prometheus, vmui or none"),
+    ({"ui": None}, "setting ui is None; expected prometheus, vmui or none"),
     ({"max_concurrency": 0}, "setting max_concurrency must be a whole number >= 1, got 0"),
     ({"max_concurrency": "many"}, "got 'many'"),
     ({"headers": ["X"]}, "setting headers must be a mapping of names to strings, got list"),

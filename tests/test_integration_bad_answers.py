@@ -261,11 +261,27 @@ def test_graph_link_opens_the_query_in_the_prometheus_ui(
     assert "g0.expr=sum%28rate%28slo_test_no_such_metric_total" in page.url
 
 
-@pytest.mark.xfail(strict=True, reason="VictoriaMetrics serves its UI at /vmui, not /graph: "
-                   "the plugin's link is dead there and no setting can change it (reported)")
 def test_graph_link_opens_on_victoriametrics(
     pytester: pytest.Pytester, victoriametrics_server: VictoriaMetricsServer
 ) -> None:
-    run = gate(pytester, victoriametrics_server.url, MISSING_METRIC.format(on_no_data="fail"))
-    link = run.only().props["slo.link"]
-    assert requests.get(link, timeout=(2, 10)).status_code == 200, link
+    url = victoriametrics_server.url
+    # gate() writes the backend block; the extra line after the url gives it ui: vmui.
+    run = gate(pytester, f"{url}\n    ui: vmui", MISSING_METRIC.format(on_no_data="fail"))
+    case = run.only()
+    link = case.props["slo.link"]
+    assert f"\n  graph: {link}\n" in f"{case.text}\n"
+    page, _, fragment = link.partition("#")
+    assert page == f"{url}/vmui/"
+    # vmui is a single page app: it reads the query and the time from the fragment.
+    assert fragment.startswith("/?g0.expr=sum%28rate%28slo_test_no_such_metric_total"), link
+    assert "&g0.end_input=" in fragment and fragment.endswith("&g0.relative_time=none"), link
+    answer = requests.get(link, timeout=(2, 10))  # like a browser, requests sends no fragment
+    redirect = requests.get(f"{url}/vmui", timeout=(2, 10), allow_redirects=False)
+    if (answer.status_code == 404 and answer.text.strip() == "404 page not found"
+            and redirect.headers.get("Location", "").partition("?")[0] == "vmui/"):
+        # The route is vmui's (/vmui redirects to vmui/) but its file server is empty: Debian's
+        # victoria-metrics 1.79.5+ds1 strips the UI ("Remove go:embed for vmui static content"
+        # in its changelog). Upstream builds answer this url with the page and HTTP 200.
+        pytest.xfail("this victoria-metrics build ships without the vmui files")
+    assert answer.status_code == 200, link
+    assert answer.headers["Content-Type"].startswith("text/html"), link
