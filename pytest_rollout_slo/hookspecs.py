@@ -39,6 +39,9 @@ def pytest_slo_stage_finished(session: pytest.Session, stage: str, verdicts: Map
                               passed: bool) -> None:
     """Called once at the end of a gating run, on the xdist controller or the only process.
 
+    Only when the objectives were judged (exit 0 or 1): not after a usage error, a spec error
+    or an interrupted run.
+
     ``verdicts`` maps each objective's node id to its verdict, ``passed`` is True when the
     session exits 0 (the stage may be promoted). Example: post a chat message, or promote the
     flag to the next stage when ``passed``.

@@ -241,7 +241,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if xml_path:
         add_system_out(Path(xml_path))
     summary = config.pluginmanager.get_plugin(_SUMMARY)
-    if isinstance(summary, SummaryTable) and not config.option.collectonly:
+    # Only a run that judged its objectives finished the stage; a usage error, a spec error
+    # or an interruption said nothing about it, and a hook acting on `not passed` must not fire.
+    judged = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+    if isinstance(summary, SummaryTable) and judged and not config.option.collectonly:
         verdicts = {row["nodeid"]: row["slo.verdict"] for row in summary.rows}
         config.hook.pytest_slo_stage_finished(
             session=session, stage=config.stash[STATE].stage, verdicts=verdicts,

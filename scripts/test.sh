@@ -12,5 +12,6 @@ echo "== ruff"
 python -m ruff check .
 echo "== mypy --strict"
 python -m mypy
+python -m mypy examples/quickstart/conftest.py
 echo "== pytest"
 python -m pytest "$@"
