@@ -453,7 +453,9 @@ def test_last_failed_reruns_only_the_failed_objective(pytester: pytest.Pytester)
     assert first.parseoutcomes() == {"failed": 1, "passed": 1}
     again = pytester.runpytest(*QUIET, "--slo-stage=beta", AT_OPTION, "--lf", "-v")
     assert again.ret == pytest.ExitCode.TESTS_FAILED
-    assert again.parseoutcomes() == {"failed": 1}
+    outcomes = again.parseoutcomes()
+    # pytest versions differ on whether the passing objective is counted as deselected.
+    assert outcomes["failed"] == 1 and "passed" not in outcomes
     again.stdout.fnmatch_lines(["run-last-failure: rerun previous 1 failure*",
                                 lit("slo_specs/x.yaml::error_rate[beta] FAILED") + "*"])
     again.stdout.no_fnmatch_line("*latency_p95*PASSED*")
