@@ -8,6 +8,7 @@ Collection never touches a backend.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -38,6 +39,7 @@ class RunState:
     specs: dict[Path, Spec] = field(default_factory=dict)
     stages_seen: dict[str, list[Path]] = field(default_factory=dict)
     selected: int = 0
+    started: float = field(default_factory=time.time)
 
 
 STATE = pytest.StashKey[RunState]()

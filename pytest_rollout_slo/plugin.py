@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
-from pytest_rollout_slo import hookspecs, rollout
+from pytest_rollout_slo import __version__, hookspecs, rollout
 from pytest_rollout_slo.backends import BackendType
 from pytest_rollout_slo.backends.prometheus import PROMETHEUS
 from pytest_rollout_slo.backends.sqlite import SQLITE
 from pytest_rollout_slo.collect import STATE, ObjectiveItem, RunState, SpecFile
+from pytest_rollout_slo.evidence import ObjectiveRecord, run_meta, write_json, write_markdown
 from pytest_rollout_slo.execute import (
     DEFAULT_DEADLINE,
     AnyQuery,
@@ -62,6 +63,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "the run started (after collection) is an error for its objectives; "
                          "5m, 90s or seconds (ini: slo_deadline). "
                          f"Default: {format_duration(DEFAULT_DEADLINE)}.")
+    group.addoption("--slo-report-md", dest="slo_report_md", default=None, metavar="PATH",
+                    help="Write a Markdown summary for a merge request note or job summary "
+                         "(ini: slo_report_md). Default: none.")
+    group.addoption("--slo-report-json", dest="slo_report_json", default=None, metavar="PATH",
+                    help="Write the versioned JSON evidence of the run (ini: slo_report_json). "
+                         "Default: none.")
+    parser.addini("slo_report_md", "Path of the Markdown summary.", default="")
+    parser.addini("slo_report_json", "Path of the JSON evidence file.", default="")
     rollout.add_options(group, parser)
     parser.addini("slo_stage", "Rollout stage to gate when --slo-stage is not given.",
                   default="")
@@ -245,10 +254,28 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # or an interruption said nothing about it, and a hook acting on `not passed` must not fire.
     judged = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
     if isinstance(summary, SummaryTable) and judged and not config.option.collectonly:
+        write_evidence(config, config.stash[STATE], summary.rows, int(exitstatus))
         verdicts = {row["nodeid"]: row["slo.verdict"] for row in summary.rows}
         config.hook.pytest_slo_stage_finished(
             session=session, stage=config.stash[STATE].stage, verdicts=verdicts,
             passed=exitstatus == pytest.ExitCode.OK)
+
+
+def write_evidence(config: pytest.Config, state: RunState, rows: list[dict[str, str]],
+                   exit_status: int) -> None:
+    """The Markdown summary and JSON evidence files, when asked for; controller only."""
+    md_path, json_path = _option(config, "slo_report_md"), _option(config, "slo_report_json")
+    if not md_path and not json_path:
+        return
+    records = [ObjectiveRecord.from_properties(row, row["outcome"], row["nodeid"])
+               for row in rows]
+    meta = run_meta(records, stage=state.stage, at=state.at, plugin_version=__version__,
+                    started=state.started, finished=time.time(), exit_status=exit_status)
+    base = config.invocation_params.dir
+    if md_path:
+        write_markdown(base / md_path, meta, records)
+    if json_path:
+        write_json(base / json_path, meta, records)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
