@@ -19,7 +19,13 @@ from pytest_rollout_slo.backends import (
     Series,
     Setting,
 )
-from pytest_rollout_slo.errors import BackendConfigError, BackendError, SloError, SpecError
+from pytest_rollout_slo.errors import (
+    BackendConfigError,
+    BackendError,
+    SloError,
+    SloWarning,
+    SpecError,
+)
 from pytest_rollout_slo.evaluate import Verdict
 
 try:
@@ -40,6 +46,7 @@ __all__ = [
     "Series",
     "Setting",
     "SloError",
+    "SloWarning",
     "SpecError",
     "Verdict",
     "__version__",

@@ -23,10 +23,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from pytest_rollout_slo.backends import (
@@ -46,19 +45,19 @@ from pytest_rollout_slo.spec import BackendSpec
 DEFAULT_DEADLINE = 300.0
 
 _T = TypeVar("_T")
-_Identity = tuple["BackendKey", str, tuple[float, ...], tuple[tuple[str, object], ...]]
-
-
-def _identity(key: BackendKey, query: AnyQuery) -> _Identity:
-    """Two queries are the same when text, times and bound values are (dicts don't hash)."""
-    times = ((query.at,) if isinstance(query, Query)
-             else (query.start, query.end, query.step))
-    return (key, query.text, times, tuple(sorted(query.params.items())))
 _running_deadline = threading.local()
-
 
 AnyQuery = Query | RangeQuery
 Answer = QueryResult | tuple[Series, ...]
+# Text and times; the bound values (a dict, unhashable) are compared within one entry.
+_Identity = tuple[object, ...]
+_WAITING, _RUNNING, _DONE = 0, 1, 2
+
+
+def _identity(key: BackendKey, query: AnyQuery) -> _Identity:
+    if isinstance(query, Query):
+        return (key, query.text, query.at)
+    return (key, query.text, query.start, query.end, query.step)
 
 
 def _ask(backend: Backend, query: AnyQuery) -> Answer:
@@ -82,13 +81,43 @@ class BackendKey:
     name: str
 
 
-@dataclass
+class Pending:
+    """The answer to one planned query, shared by every item that asks the same query.
+
+    Far lighter than a ``concurrent.futures.Future`` (no lock of its own): thousands are
+    kept for the whole run, and the executor's one condition guards them all.
+    """
+
+    __slots__ = ("_error", "_state", "_traceback", "_value")
+
+    def __init__(self) -> None:
+        self._state = _WAITING
+        self._value: Answer | None = None
+        self._error: BaseException | None = None
+        self._traceback: TracebackType | None = None
+
+    def running(self) -> bool:
+        return self._state == _RUNNING
+
+    def done(self) -> bool:
+        return self._state == _DONE
+
+    def answer(self) -> Answer:
+        """The answer of a done query, or the exception it ended with."""
+        if self._error is not None:
+            # The backend thread's traceback each time, not one that grows with every item.
+            raise self._error.with_traceback(self._traceback)
+        assert self._value is not None
+        return self._value
+
+
+@dataclass(slots=True)
 class _Task:
     order: int
     key: BackendKey
     spec: BackendSpec
     query: AnyQuery
-    future: Future[Answer] = field(default_factory=Future)
+    pending: Pending
 
 
 def time_left() -> float | None:
@@ -117,12 +146,14 @@ class Executor:
         self._create_lock = threading.Lock()
         # Guards everything below; threads wait on it for work or for a free backend slot.
         self._cond = threading.Condition(threading.Lock())
-        self._futures: dict[_Identity, Future[Answer]] = {}
+        self._planned: dict[_Identity, list[tuple[Mapping[str, object], Pending]]] = {}
         self._waiting: dict[BackendKey, deque[_Task]] = {}
         self._running: dict[BackendKey, int] = {}
         self._order = 0
         self._threads = 0
         self._closed = False
+        # Items wait on this one for answers; every finished query notifies it.
+        self._answered = threading.Condition(threading.Lock())
 
     @property
     def concurrency(self) -> int:
@@ -179,27 +210,28 @@ class Executor:
 
     # -- planning and answers -------------------------------------------------------------
 
-    def submit(self, key: BackendKey, spec: BackendSpec, query: AnyQuery) -> Future[Answer]:
+    def submit(self, key: BackendKey, spec: BackendSpec, query: AnyQuery) -> Pending:
         """Queue ``query`` unless the same query on the same backend was queued already."""
         identity = _identity(key, query)
         self.start()
         with self._cond:
-            future = self._futures.get(identity)
-            if future is not None:
-                return future
-            task = _Task(self._order, key, spec, query)
+            same = self._planned.setdefault(identity, [])
+            for params, pending in same:
+                if params == query.params:
+                    return pending
+            task = _Task(self._order, key, spec, query, Pending())
             self._order += 1
-            self._futures[identity] = task.future
+            same.append((query.params, task.pending))
             if self._closed:
-                task.future.set_exception(self._late(task, started=False))
-                return task.future
+                self._finish(task, error=self._late(task, started=False))
+                return task.pending
             self._waiting.setdefault(key, deque()).append(task)
             if self._threads < self._concurrency:
                 self._threads += 1
                 threading.Thread(target=self._work, name=f"slo-query-{self._threads}",
                                  daemon=True).start()
             self._cond.notify()
-        return task.future
+        return task.pending
 
     def prefetch(self, plans: Iterable[tuple[BackendKey, BackendSpec, AnyQuery]]) -> None:
         """Queue every planned query, in order; the answers are read later by the items."""
@@ -212,12 +244,13 @@ class Executor:
         Raises the backend's error (or, for a bug in a backend, whatever it raised), and
         DeadlineExceeded when no answer came in time.
         """
-        future = self.submit(key, spec, query)
-        try:
-            return future.result(timeout=max(0.0, self.time_left()))
-        except FutureTimeout:
-            task = _Task(-1, key, spec, query)
-            raise self._late(task, started=future.running()) from None
+        pending = self.submit(key, spec, query)
+        if not pending.done():
+            with self._answered:
+                if not self._answered.wait_for(pending.done, max(0.0, self.time_left())):
+                    task = _Task(-1, key, spec, query, pending)
+                    raise self._late(task, started=pending.running())
+        return pending.answer()
 
     # -- the threads ----------------------------------------------------------------------
 
@@ -251,26 +284,34 @@ class Executor:
                     self._cond.notify()
 
     def _run(self, task: _Task) -> None:
-        future = task.future
-        if not future.set_running_or_notify_cancel():
-            return
         if self.time_left() <= 0:
-            future.set_exception(self._late(task, started=False))
+            self._finish(task, error=self._late(task, started=False))
             return
+        task.pending._state = _RUNNING
         _running_deadline.at = self._deadline_at
         try:
             backend = self.backend(task.key, task.spec)
             result = _ask(backend, task.query)
         except BaseException as exc:  # handed to the item that reads the answer
-            future.set_exception(exc)
+            self._finish(task, error=exc)
         else:
             # An item that waited for this answer has already given up; later ones must agree.
             if self.time_left() <= 0:
-                future.set_exception(self._late(task, started=True))
+                self._finish(task, error=self._late(task, started=True))
             else:
-                future.set_result(result)
+                self._finish(task, value=result)
         finally:
             _running_deadline.at = None
+
+    def _finish(self, task: _Task, *, value: Answer | None = None,
+                error: BaseException | None = None) -> None:
+        pending = task.pending
+        with self._answered:
+            pending._value = value
+            pending._error = error
+            pending._traceback = None if error is None else error.__traceback__
+            pending._state = _DONE
+            self._answered.notify_all()
 
     def close(self, on_error: Callable[[str], None] | None = None) -> None:
         """Stop the threads without waiting for them, and close every backend."""
@@ -278,8 +319,7 @@ class Executor:
             self._closed = True
             for tasks in self._waiting.values():
                 for task in tasks:
-                    if task.future.set_running_or_notify_cancel():
-                        task.future.set_exception(self._late(task, started=False))
+                    self._finish(task, error=self._late(task, started=False))
                 tasks.clear()
             self._cond.notify_all()
         for backend in self._backends.values():
@@ -360,5 +400,5 @@ def parse_deadline(text: str) -> float:
     return seconds
 
 
-__all__ = ["DEFAULT_DEADLINE", "BackendKey", "DeadlineExceeded", "Executor", "WorkerPlan",
-           "parse_deadline", "time_left", "xdist_queue"]
+__all__ = ["DEFAULT_DEADLINE", "BackendKey", "DeadlineExceeded", "Executor", "Pending",
+           "WorkerPlan", "parse_deadline", "time_left", "xdist_queue"]

@@ -95,7 +95,8 @@ def judge_sustained(points: Sequence[tuple[float, Sequence[Observation]]], bound
                    else "left out (on_no_data is not fail)")
         details.append(f"  no data at {missing} point(s), {treated}")
     outside = len(worst) + (missing if missing_counts else 0)
-    value_text = f"{outside} of {total} points outside"
+    checked = total * max(1, len(per_series))  # every series is checked at every step
+    value_text = f"{outside} of {checked} points outside"
     bound_text = _bound_text(bounds, unit)
     if failing:
         labels, count = max(failing, key=lambda item: item[1])

@@ -150,6 +150,8 @@ class Objective:
     baseline: Baseline | None = None
     burn_rate: BurnRate | None = None
     matrix: tuple[tuple[str, tuple[Scalar, ...]], ...] = ()
+    variables: Mapping[str, Scalar] = field(default_factory=dict)
+    """The objective's own variables: over the stage's and the file's, under the matrix's."""
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -209,17 +211,21 @@ class Spec:
     stages: Mapping[str, Stage]
     objectives: tuple[Objective, ...]
 
-    def variables_for(self, stage: str, combination: Combination = ()) -> dict[str, Scalar]:
+    def variables_for(self, stage: str, combination: Combination = (),
+                      objective: Objective | None = None) -> dict[str, Scalar]:
+        """File, then stage, then objective variables, then the matrix combination."""
         merged: dict[str, Scalar] = {"stage": stage, "service": self.service}
         merged.update(self.variables)
         merged.update(self.stages[stage].variables)
+        if objective is not None:
+            merged.update(objective.variables)
         merged.update(combination)
         return merged
 
     def resolve(self, objective: Objective, stage: str,
                 combination: Combination = ()) -> ResolvedObjective:
         """The objective as it runs at ``stage``; validated at load, so it cannot fail."""
-        variables = self.variables_for(stage, combination)
+        variables = self.variables_for(stage, combination, objective)
         queries = {part: substitute(text, variables)[0]
                    for part, text in objective.templates.items()}
         window = variables.get("window")

@@ -45,7 +45,7 @@ _NAME_RE = re.compile(r"^[a-z0-9_]+$")
 _VAR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 OBJECTIVE_KEYS = ("name", "description", "backend", "query", "ratio", "quantile",
                   "histogram_quantile", "min", "max", "warn", "unit", "thresholds", "stages",
-                  "on_no_data", "sustained", "baseline", "burn_rate", "matrix")
+                  "on_no_data", "sustained", "baseline", "burn_rate", "matrix", "variables")
 _MEASURES = ("query", "ratio", "quantile", "histogram_quantile")
 _GATES = ("sustained", "baseline", "burn_rate")
 _RATIO_KEYS = ("numerator", "denominator", "min_denominator")
@@ -97,6 +97,8 @@ class ObjectiveLoader:
         baseline = self.baseline(node, where) if "baseline" in node else None
         burn_rate = self.burn_rate(node, where, ratio) if "burn_rate" in node else None
         matrix = self.matrix(node, where)
+        variables = loader.variables(node.get("variables"), node.line_of("variables"),
+                                     f"{where}variables")
         stages = self.stages(node, where)
         bounds, warn, units = self.thresholds(node, where, stages, baseline, burn_rate)
         # A ratio with no threshold to take the form from (only a baseline change or burn
@@ -111,7 +113,7 @@ class ObjectiveLoader:
             query=query, ratio=ratio, bounds=bounds, unit=unit or shown,
             on_no_data=on_no_data, line=node.line, warn=warn,
             quantile=quantile, sustained=sustained, baseline=baseline, burn_rate=burn_rate,
-            matrix=matrix)
+            matrix=matrix, variables=variables)
         self.check_placeholders(node, where, objective)
         return objective
 
@@ -452,7 +454,7 @@ class ObjectiveLoader:
             # Each alert supplies its own windows, so `${window}` needs no variable here.
             extra["window"] = objective.burn_rate.alerts[0].long_text
         for stage in objective.stages:
-            variables = {**self.spec.variables_for(stage, combination), **extra}
+            variables = {**self.spec.variables_for(stage, combination, objective), **extra}
             for part, text in objective.templates.items():
                 _, missing = substitute(text, variables)
                 line = self.part_line(node, part)

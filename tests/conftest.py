@@ -28,10 +28,13 @@ from simulate import Events, ensure_database, simulate, write_openmetrics  # noq
 BACKFILL_STEP = 300
 """Seconds between the simulator's samples in the backfill.
 
-Every window the specs use (24h, 2d) is a multiple of it and the grid ends on ``AT``, so
-``increase`` has samples exactly on both window edges and stays exact; 300 s instead of 60 s
-makes the file 10 MB instead of 50 MB and cuts promtool and the VictoriaMetrics import from
-about 12 s to about 3.5 s.
+Every window, step and offset the specs use (the stages' 24h and 2d; 5m to 6h for sustained
+points, burn-rate alerts and hourly subqueries; 1d baselines) is a multiple of it and the grid
+ends on ``AT``, so ``increase`` has samples exactly on both window edges and stays exact; 300 s
+instead of 60 s makes the file 13 MB instead of 60 MB and cuts promtool and the
+VictoriaMetrics import from about 12 s to about 3.5 s. Off this grid the engines part: there
+Prometheus extrapolates ``increase`` to the window edges (non-integer counts) while
+VictoriaMetrics subtracts the last samples before each edge (whole counts).
 """
 
 
@@ -51,7 +54,8 @@ def build_backfill(directory: Path, events: Events) -> Path:
 
     Two stories in one file, on time ranges a year apart: the harness's ``slo_test_*`` series
     (``test_servers.py``, ``test_faults.py``) and the quickstart simulator's Conflict Resolver
-    traffic (``test_integration_*.py``).
+    traffic (``test_integration_*.py``), every series labelled ``feature``, ``stage`` and
+    ``cohort`` (``canary``; agent requests and errors also ``control`` in internal and beta).
     """
     parts = [
         write_fixture_openmetrics(directory / "fixture.om.txt"),

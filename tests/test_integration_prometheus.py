@@ -10,13 +10,17 @@ computes from the raw simulated events, never from SQL or PromQL:
   time, return the simulated event counts, and the shown value is their quotient;
 * histogram p95: the engine interpolates inside the bucket that holds the exact
   (nearest-rank) p95, so the value must lie in that bucket and equal the interpolation
-  ``expected.histogram_quantile`` computes. The spec's thresholds (5s, 10s, 30s) are bucket
-  bounds, so the exact p95 and the estimate always give the same verdict.
+  ``expected.histogram_quantile`` computes. The spec's thresholds and warning levels (5s,
+  10s, 30s) are bucket bounds, so the exact p95 and the estimate always give the same verdict;
+* the beta gates beyond one instant: the violations of the two sustained objectives counted
+  over the simulated events at each of the 49 hourly points, and the canary's error rate
+  against the control's.
 
 Both engines give the same answers here: every window edge is a sample time, so neither
 Prometheus' extrapolation nor VictoriaMetrics' "sample before the window" changes a count,
 and both interpolate quantiles the same way. Where they differ (0/0 is NaN on Prometheus and
-an empty result on VictoriaMetrics) is covered by test_integration_bad_answers.py.
+an empty result on VictoriaMetrics) is covered by test_integration_bad_answers.py; the gates
+themselves, feature by feature, by test_integration_gates.py, which reuses ``run_spec``.
 """
 
 from __future__ import annotations
@@ -32,10 +36,13 @@ from urllib.parse import quote
 import pytest
 import requests
 from expected import (
+    Histogram,
     Ratio,
     expected_adoption,
     expected_error_rate,
+    expected_error_rate_steps,
     expected_histogram_p95,
+    expected_histogram_quantile_steps,
     expected_positive_ratings,
     expected_resolution_rate,
     expected_tool_call_success_rate,
@@ -60,11 +67,15 @@ pytest_plugins = ["pytester"]
 SPEC = Path(__file__).resolve().parent.parent / "slo_specs" / "conflict_resolver.yaml"
 AT_TEXT = AT.isoformat().replace("+00:00", "Z")
 WINDOWS = {"internal": "24h", "beta": "2d", "ga": "24h"}  # as the spec writes them
+HOUR = 3600.0
+DAY = 86400.0
 TIMEOUT = (2.0, 10.0)
 # Plugins of the outer run that an in-process inner run would import and unload each time.
 QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark")
+# The outer suite runs under `filterwarnings = error` and an in-process run inherits the
+# outer filters below its own: reset them, so a warn verdict stays a pass with a SloWarning.
+OWN_FILTERS = pytest.mark.filterwarnings("default")
 
-Histogram = Literal["tool_call_duration_seconds", "agent_response_duration_seconds"]
 BUCKETS: dict[Histogram, tuple[float, ...]] = {
     "tool_call_duration_seconds": TOOL_CALL_BUCKETS,
     "agent_response_duration_seconds": RESPONSE_BUCKETS,
@@ -79,6 +90,8 @@ class Objective:
     backend: Literal["metrics", "events"]
     min: float | None = None
     max: float | None = None
+    warn_min: float | None = None
+    warn_max: float | None = None
     stages: tuple[str, ...] = STAGES
     ratio: Callable[[Events, str], Ratio] | None = None
     min_denominator: int = 0
@@ -90,14 +103,14 @@ class Objective:
 
 
 PLAN = (
-    Objective("error_rate", "metrics", max=0.05, ratio=expected_error_rate,
+    Objective("error_rate", "metrics", max=0.05, warn_max=0.03, ratio=expected_error_rate,
               min_denominator=100),
-    Objective("tool_call_latency_p95", "metrics", max=10.0,
+    Objective("tool_call_latency_p95", "metrics", max=10.0, warn_max=5.0,
               histogram="tool_call_duration_seconds"),
     Objective("agent_response_time_p95", "metrics", max=30.0,
               histogram="agent_response_duration_seconds"),
-    Objective("positive_ratings", "events", min=0.60, ratio=expected_positive_ratings,
-              min_denominator=50),
+    Objective("positive_ratings", "events", min=0.60, warn_min=0.70,
+              ratio=expected_positive_ratings, min_denominator=50),
     Objective("ai_adoption", "events", min=0.15, max=0.25, stages=("ga",),
               ratio=expected_adoption, min_denominator=100),
     Objective("tool_call_success_rate", "metrics", min=0.80, stages=("ga",),
@@ -109,6 +122,11 @@ PLAN = (
     Objective("successful_resolutions", "events", min=0.50, stages=("ga",),
               ratio=expected_resolution_rate, min_denominator=50),
 )
+
+# The beta gates beyond one instant, by item name: (verdict, slo.value) from the events.
+SUSTAINED_WINDOW = 6 * HOUR  # the objectives' one-value matrix {window: [6h]}
+SUSTAINED_OVER, SUSTAINED_STEP, MAX_VIOLATIONS = 2 * DAY, HOUR, 2
+MAX_INCREASE_VS_CONTROL = 0.20
 
 
 @dataclass(frozen=True)
@@ -125,9 +143,14 @@ class Expected:
         return "no data" if self.value is None else format_value(self.value, unit)
 
 
-def within(value: float, objective: Objective) -> bool:
-    return ((objective.min is None or value >= objective.min)
-            and (objective.max is None or value <= objective.max))
+def within(value: float, low: float | None, high: float | None) -> bool:
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def judged(value: float, objective: Objective) -> str:
+    if not within(value, objective.min, objective.max):
+        return "fail"
+    return "pass" if within(value, objective.warn_min, objective.warn_max) else "warn"
 
 
 def bucket_of(value: float, bounds: tuple[float, ...]) -> tuple[float, float]:
@@ -146,7 +169,7 @@ def expect(objective: Objective, events: Events, stage: str) -> Expected:
         if ratio.denominator == 0 or ratio.denominator < objective.min_denominator:
             return Expected("no_data", None, ratio)
         value = ratio.numerator / ratio.denominator
-        return Expected("pass" if within(value, objective) else "fail", value, ratio)
+        return Expected(judged(value, objective), value, ratio)
     assert objective.histogram is not None
     bounds = BUCKETS[objective.histogram]
     window = STAGE_WINDOWS[stage]
@@ -160,9 +183,40 @@ def expect(objective: Objective, events: Events, stage: str) -> Expected:
         return Expected("no_data", None)
     # A threshold on a bucket bound gives the exact p95 and any estimate inside its bucket
     # the same verdict; that is what makes judging by the exact value sound.
-    assert objective.max in bounds, f"{objective.name}: max {objective.max} is not a bound"
-    return Expected("pass" if within(exact, objective) else "fail", estimate,
-                    exact_p95=exact, bucket=bucket_of(exact, bounds))
+    for bound in (objective.max, objective.warn_max):
+        assert bound is None or bound in bounds, f"{objective.name}: {bound} is not a bound"
+    return Expected(judged(exact, objective), estimate, exact_p95=exact,
+                    bucket=bucket_of(exact, bounds))
+
+
+def sustained_outside(values: list[float | None], high: float) -> int:
+    """Points above ``high``, plus points without data (``on_no_data: fail`` counts them)."""
+    return sum(1 for v in values if v is None or v > high)
+
+
+def expect_beta_gates(events: Events) -> dict[str, tuple[str, str]]:
+    """The beta gates beyond one instant: item name -> (verdict, slo.value)."""
+    ratios = expected_error_rate_steps(events, "beta", window=SUSTAINED_WINDOW,
+                                       over=SUSTAINED_OVER, step=SUSTAINED_STEP)
+    rates = [r.value if r.denominator >= 100 else None for _, r in ratios]
+    p95s = [v for _, v in expected_histogram_quantile_steps(
+        events, "beta", "tool_call_duration_seconds", 0.95, window=SUSTAINED_WINDOW,
+        over=SUSTAINED_OVER, step=SUSTAINED_STEP)]
+    canary = expected_error_rate(events, "beta", cohort="canary").value
+    control = expected_error_rate(events, "beta", cohort="control").value
+    assert canary is not None and control is not None
+    result = {}
+    for name, values, high in (("error_rate_sustained", rates, 0.05),
+                               ("tool_call_latency_p95_sustained", p95s, 10.0)):
+        outside = sustained_outside(values, high)
+        result[f"{name}[beta]"] = (
+            "fail" if outside > MAX_VIOLATIONS else "pass",
+            f"{outside} of {len(values)} points outside")
+    increase = (canary - control) / control
+    result["error_rate_vs_control[beta]"] = (
+        "fail" if increase > MAX_INCREASE_VS_CONTROL else "pass",
+        f"{format_value(canary, 'percent')} vs baseline {format_value(control, 'percent')}")
+    return result
 
 
 @dataclass(frozen=True)
@@ -170,16 +224,21 @@ class Case:
     outcome: str  # passed | failure | error | skipped
     props: dict[str, str]
     text: str
+    system_out: str
 
 
-def gate(pytester: pytest.Pytester, stage: str) -> tuple[pytest.RunResult, dict[str, Case]]:
-    """Gate ``stage`` of the production spec at AT; testcases of its JUnit XML by name."""
-    target = pytester.path / "slo_specs" / SPEC.name
+def run_spec(pytester: pytest.Pytester, spec: Path | str, stage: str, *args: str
+             ) -> tuple[pytest.RunResult, dict[str, Case]]:
+    """Gate ``stage`` of a spec (a file, or YAML text) at AT; testcases by name."""
+    target = pytester.path / "slo_specs" / (spec.name if isinstance(spec, Path) else "gates.yaml")
     target.parent.mkdir(exist_ok=True)
-    shutil.copy(SPEC, target)
+    if isinstance(spec, Path):
+        shutil.copy(spec, target)
+    else:
+        target.write_text(spec, encoding="utf-8")
     junit = pytester.path / "junit.xml"
     result = pytester.runpytest(*QUIET, f"--slo-stage={stage}", f"--slo-at={AT_TEXT}",
-                                f"--junitxml={junit}", "slo_specs")
+                                f"--junitxml={junit}", *args, "slo_specs")
     cases = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
         props = {p.attrib["name"]: p.attrib["value"] for p in case.iter("property")}
@@ -188,13 +247,15 @@ def gate(pytester: pytest.Pytester, stage: str) -> tuple[pytest.RunResult, dict[
             found = case.find(tag)
             if found is not None:
                 outcome, text = tag, found.text or ""
-        cases[case.attrib["name"]] = Case(outcome, props, text)
+        out = case.find("system-out")
+        cases[case.attrib["name"]] = Case(outcome, props, text,
+                                          "" if out is None else out.text or "")
     return result, cases
 
 
-def instant(url: str, promql: str) -> list[float]:
-    """The values of an instant query at AT, asked directly (not through the plugin)."""
-    response = requests.post(f"{url}/api/v1/query", data={"query": promql, "time": AT_UNIX},
+def instant(url: str, promql: str, at: float = AT_UNIX) -> list[float]:
+    """The values of an instant query at ``at``, asked directly (not through the plugin)."""
+    response = requests.post(f"{url}/api/v1/query", data={"query": promql, "time": at},
                              timeout=TIMEOUT)
     response.raise_for_status()
     return [float(item["value"][1]) for item in response.json()["data"]["result"]]
@@ -213,32 +274,56 @@ def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
 
 def test_the_plan_encodes_the_seed_story(quickstart_events: Events) -> None:
     assert {stage: parse_duration(text) for stage, text in WINDOWS.items()} == STAGE_WINDOWS
-    # The data were drawn so that internal and beta are green and ga misses adoption only;
-    # if a simulator change broke that, the gate tests below would no longer show a failure.
-    for stage in STAGES:
-        failing = [o.name for o in PLAN
-                   if stage in o.stages and expect(o, quickstart_events, stage).verdict != "pass"]
-        assert failing == (["ai_adoption"] if stage == "ga" else []), stage
+    # The data were drawn so that internal and beta pass (with warnings: the internal build
+    # errs more than 3% and both miss the 5s latency target) and ga misses adoption only; if
+    # a simulator change broke that, the gate tests below would no longer show each verdict.
+    verdicts = {stage: {o.name: expect(o, quickstart_events, stage).verdict
+                        for o in PLAN if stage in o.stages} for stage in STAGES}
+    not_passed = {stage: {n: v for n, v in got.items() if v != "pass"}
+                  for stage, got in verdicts.items()}
+    assert not_passed == {
+        "internal": {"error_rate": "warn", "tool_call_latency_p95": "warn"},
+        "beta": {"tool_call_latency_p95": "warn"},
+        "ga": {"ai_adoption": "fail"},
+    }
+    assert {v for v, _ in expect_beta_gates(quickstart_events).values()} == {"pass"}
 
 
+@OWN_FILTERS
 @pytest.mark.parametrize("stage", STAGES)
 def test_every_objective_gets_the_verdict_and_value_of_the_simulated_events(
     pytester: pytest.Pytester, engine: str, stage: str, quickstart_events: Events
 ) -> None:
-    result, cases = gate(pytester, stage)
+    result, cases = run_spec(pytester, SPEC, stage)
     plan = {f"{o.name}[{stage}]": o for o in PLAN if stage in o.stages}
     want = {name: expect(o, quickstart_events, stage) for name, o in plan.items()}
-    assert sorted(cases) == sorted(plan)
+    gates = expect_beta_gates(quickstart_events) if stage == "beta" else {}
+    assert sorted(cases) == sorted([*plan, *gates])
     got = {name: (c.props["slo.verdict"], c.props["slo.value"]) for name, c in cases.items()}
-    assert got == {name: (e.verdict, e.shown(plan[name].unit)) for name, e in want.items()}
-    assert result.ret == (1 if any(e.verdict != "pass" for e in want.values()) else 0)
+    assert got == {**{name: (e.verdict, e.shown(plan[name].unit)) for name, e in want.items()},
+                   **gates}
+    verdicts = [e.verdict for e in want.values()] + [v for v, _ in gates.values()]
+    assert result.ret == (1 if any(v not in ("pass", "warn") for v in verdicts) else 0)
+    result.assert_outcomes(passed=verdicts.count("pass") + verdicts.count("warn"),
+                           failed=len(verdicts) - verdicts.count("pass") - verdicts.count("warn"),
+                           warnings=verdicts.count("warn"))
     for name, case in cases.items():
+        if name in gates:
+            assert case.outcome == ("passed" if gates[name][0] == "pass" else "failure"), name
+            continue
         objective, expected = plan[name], want[name]
-        assert case.outcome == ("passed" if expected.verdict == "pass" else "failure"), name
+        passed = expected.verdict in ("pass", "warn")
+        assert case.outcome == ("passed" if passed else "failure"), name
         assert (case.props["slo.window"], case.props["slo.at"]) == (WINDOWS[stage], AT_TEXT)
         assert (case.props["slo.min"], case.props["slo.max"]) == tuple(
             "" if b is None else format_value(b, objective.unit)
             for b in (objective.min, objective.max)), name
+        assert (case.props.get("slo.warn_min", ""), case.props.get("slo.warn_max", "")) == tuple(
+            "" if b is None else format_value(b, objective.unit)
+            for b in (objective.warn_min, objective.warn_max)), name
+        if expected.verdict == "warn":
+            # GitLab shows system-out, not properties: the warning must be there too.
+            assert case.system_out.startswith(f"{name} WARN: {expected.shown(objective.unit)}")
         if objective.backend == "metrics":
             check_against_the_engine(engine, case, expected)
         elif expected.ratio is not None and case.outcome == "failure":

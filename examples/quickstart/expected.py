@@ -2,7 +2,13 @@
 
 Every ``expected_*`` function recomputes one objective from the raw events of
 ``simulate.simulate()``, independently of SQL and PromQL, so tests can hold the plugin's
-answers (from SQLite, Prometheus or VictoriaMetrics) against them.
+answers (from SQLite, Prometheus or VictoriaMetrics) against them. The functions for the gates
+beyond one instant (``step_times``, ``expected_error_rate_steps``,
+``expected_histogram_quantile_steps``, ``burn_rate``, ``percentile``) give the numbers behind
+a sustained objective, a baseline, a burn-rate alert or a quantile of several values.
+
+Agent requests come in two cohorts: ``canary`` (the new version, every other event) and
+``control`` (the previous version, requests only); the error-rate functions take ``cohort``.
 
 Windows are half-open, ``[at - window, at)``, like the SQL ``ts >= :window_start AND
 ts < :window_end``. Quantiles use the nearest-rank method: the p-th percentile of n values is
@@ -16,18 +22,26 @@ Stdlib only.
 from __future__ import annotations
 
 import bisect
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
 from simulate import AT_UNIX, RESPONSE_BUCKETS, STAGE_WINDOWS, TOOL_CALL_BUCKETS, Events
 
+Histogram = Literal["tool_call_duration_seconds", "agent_response_duration_seconds"]
+
 __all__ = [
+    "Histogram",
     "Ratio",
+    "burn_rate",
     "expected_adoption",
     "expected_agent_response_time_p95",
     "expected_error_rate",
+    "expected_error_rate_steps",
     "expected_histogram_p95",
+    "expected_histogram_quantile",
+    "expected_histogram_quantile_steps",
     "expected_positive_ratings",
     "expected_resolution_rate",
     "expected_tool_call_latency_p95",
@@ -35,6 +49,8 @@ __all__ = [
     "expected_values",
     "histogram_quantile",
     "nearest_rank",
+    "percentile",
+    "step_times",
 ]
 
 
@@ -67,10 +83,10 @@ def nearest_rank(values: Iterable[float], percent: int = 95) -> float | None:
     return ordered[(percent * len(ordered) + 99) // 100 - 1]
 
 
-def expected_error_rate(events: Events, stage: str, *, window: float | None = None,
-                        at: float = AT_UNIX) -> Ratio:
-    """Requests with outcome ``error`` / all requests, by request time."""
-    rows = _window(events.agent_requests, stage, window, at)
+def expected_error_rate(events: Events, stage: str, *, cohort: str = "canary",
+                        window: float | None = None, at: float = AT_UNIX) -> Ratio:
+    """Requests with outcome ``error`` / all requests of ``cohort``, by request time."""
+    rows = [r for r in _window(events.agent_requests, stage, window, at) if r.cohort == cohort]
     return Ratio(sum(r.outcome == "error" for r in rows), len(rows))
 
 
@@ -137,16 +153,72 @@ def histogram_quantile(q: float, buckets: Sequence[float],
     return buckets[-1]
 
 
-def expected_histogram_p95(events: Events, stage: str,
-                           metric: Literal["tool_call_duration_seconds",
-                                           "agent_response_duration_seconds"], *,
+def expected_histogram_p95(events: Events, stage: str, metric: Histogram, *,
                            window: float | None = None, at: float = AT_UNIX) -> float | None:
     """The production spec's ``histogram_quantile(0.95, ...)`` over ``metric``, exactly."""
+    return expected_histogram_quantile(events, stage, metric, 0.95, window=window, at=at)
+
+
+def expected_histogram_quantile(events: Events, stage: str, metric: Histogram, q: float, *,
+                                window: float | None = None,
+                                at: float = AT_UNIX) -> float | None:
+    """``histogram_quantile(q, sum by (le) (rate(<metric>_bucket{stage=...}[window])))``."""
     if metric == "tool_call_duration_seconds":
         durations = [c.duration_s for c in _window(events.tool_calls, stage, window, at)]
-        return histogram_quantile(0.95, TOOL_CALL_BUCKETS, durations)
+        return histogram_quantile(q, TOOL_CALL_BUCKETS, durations)
     durations = [r.duration_s for r in _window(events.agent_responses, stage, window, at)]
-    return histogram_quantile(0.95, RESPONSE_BUCKETS, durations)
+    return histogram_quantile(q, RESPONSE_BUCKETS, durations)
+
+
+# -- gates beyond one instant --------------------------------------------------------------
+
+
+def step_times(over: float, step: float, *, at: float = AT_UNIX) -> list[float]:
+    """The times a sustained objective is evaluated at: ``at - over``, ..., ``at`` (both)."""
+    count = round(over / step)
+    if count * step != over:
+        raise ValueError(f"over {over} s is not a whole number of steps of {step} s")
+    return [at - over + k * step for k in range(count + 1)]
+
+
+def expected_error_rate_steps(events: Events, stage: str, *, window: float, over: float,
+                              step: float, cohort: str = "canary",
+                              at: float = AT_UNIX) -> list[tuple[float, Ratio]]:
+    """The error rate over ``[t - window, t)`` at every step time ``t`` of the period."""
+    return [(t, expected_error_rate(events, stage, cohort=cohort, window=window, at=t))
+            for t in step_times(over, step, at=at)]
+
+
+def expected_histogram_quantile_steps(events: Events, stage: str, metric: Histogram,
+                                      q: float, *, window: float, over: float, step: float,
+                                      at: float = AT_UNIX) -> list[tuple[float, float | None]]:
+    """``histogram_quantile`` over ``[t - window, t)`` at every step time ``t``."""
+    return [(t, expected_histogram_quantile(events, stage, metric, q, window=window, at=t))
+            for t in step_times(over, step, at=at)]
+
+
+def burn_rate(ratio: Ratio, target: float) -> float | None:
+    """Error ratio / error budget (``1 - target``): 1 spends the budget exactly on time."""
+    value = ratio.value
+    return None if value is None else value / (1.0 - target)
+
+
+def percentile(values: Iterable[float], percent: int) -> float | None:
+    """The ``percent``-th percentile by linear interpolation between closest ranks.
+
+    Hyndman and Fan type 7 (NumPy's default), taken from ``statistics.quantiles(...,
+    method="inclusive")`` rather than written again; ``None`` without values.
+    """
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    if len(ordered) == 1:
+        return ordered[0]
+    if percent == 100:
+        return ordered[-1]
+    if percent == 0:
+        return ordered[0]
+    return statistics.quantiles(ordered, n=100, method="inclusive")[percent - 1]
 
 
 def expected_values(events: Events, stage: str, *, window: float | None = None,

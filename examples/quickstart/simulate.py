@@ -2,8 +2,12 @@
 
 This module owns two things and nothing else:
 
-* ``simulate`` draws three days of traffic ending at ``AT`` for the three rollout cohorts
-  (``internal``, ``beta``, ``ga``) from one ``random.Random(seed)``, so a seed is a dataset;
+* ``simulate`` draws three days of traffic ending at ``AT`` for the three rollout stages
+  (``internal``, ``beta``, ``ga``) from ``random.Random(seed)``, so a seed is a dataset. That
+  traffic is the new agent version's, cohort ``canary``; where the feature flag does not yet
+  cover the whole stage, the previous version keeps serving part of it, cohort ``control``,
+  drawn afterwards from a second generator (``_control_rng``) so the canary events of a seed
+  never change when the control's profile does;
 * ``write_sqlite`` / ``ensure_database`` and ``write_openmetrics`` store that traffic as the
   event tables the quickstart spec queries and as the Prometheus counters and histograms the
   production spec queries.
@@ -32,7 +36,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Literal, Protocol, TextIO, TypeVar
 
-SIMULATOR_VERSION = "1"
+SIMULATOR_VERSION = "2"
 """Bump whenever the same seed would produce different events; stale databases rebuild."""
 
 DEFAULT_SEED = 20261120
@@ -44,6 +48,10 @@ FEATURE = "conflict_resolver"
 
 Stage = Literal["internal", "beta", "ga"]
 STAGES: tuple[Stage, ...] = ("internal", "beta", "ga")
+Cohort = Literal["canary", "control"]
+COHORTS: tuple[Cohort, ...] = ("canary", "control")
+"""``canary``: the new agent version in the stage; ``control``: the previous version serving
+the same stage (only agent requests are simulated for it)."""
 STAGE_WINDOWS: dict[str, float] = {"internal": 86400.0, "beta": 2 * 86400.0, "ga": 86400.0}
 """The ``window`` variable of each stage in rollout.slo.yaml, in seconds (24h, 2d, 24h)."""
 
@@ -112,6 +120,24 @@ PROFILES: dict[str, StageProfile] = {
 }
 
 
+@dataclass(frozen=True)
+class ControlProfile:
+    """The previous agent version where it still serves part of a stage: requests only."""
+
+    requests_per_day: int
+    error_probability: float
+
+
+# The internal build is newer, and buggier, than the version the rest of the internal
+# stage still runs: there the canary's error rate is about 60 % above the control's. In beta
+# the canary fixes errors of the previous version (about 17 % below the control). GA turns
+# the flag on for everyone, so no control remains there.
+CONTROL_PROFILES: dict[str, ControlProfile] = {
+    "internal": ControlProfile(requests_per_day=400, error_probability=0.020),
+    "beta": ControlProfile(requests_per_day=1500, error_probability=0.025),
+}
+
+
 # -- events -------------------------------------------------------------------------------
 # Field order is column order in the SQLite tables.
 
@@ -150,10 +176,13 @@ class ChatSession:
 
 @dataclass(frozen=True, slots=True)
 class AgentRequest:
+    """``session_id`` is None for the ``control`` cohort, whose sessions are not simulated."""
+
     ts: float
     stage: str
+    cohort: Cohort
     request_id: int
-    session_id: int
+    session_id: int | None
     outcome: Literal["ok", "error"]
     error_type: str | None
 
@@ -287,11 +316,12 @@ class _Builder:
         request_id, self.next_request = self.next_request, self.next_request + 1
         if rng.random() < p.error_probability:
             error_type = rng.choices(ERROR_TYPES, weights=(4, 3, 2, 1))[0]
-            self.requests.append(AgentRequest(t, stage, request_id, session_id, "error",
-                                              error_type))
+            self.requests.append(AgentRequest(t, stage, "canary", request_id, session_id,
+                                              "error", error_type))
             ended = t + rng.uniform(2.0, 20.0)
             return -ended if rng.random() < 0.5 else ended
-        self.requests.append(AgentRequest(t, stage, request_id, session_id, "ok", None))
+        self.requests.append(AgentRequest(t, stage, "canary", request_id, session_id, "ok",
+                                          None))
         elapsed = 0.0
         for _ in range(rng.choice((0, 1, 1, 2, 2, 3))):
             duration = _ms(min(rng.lognormvariate(_ln(p.tool_median_s), p.tool_sigma),
@@ -305,6 +335,19 @@ class _Builder:
         self.responses.append(AgentResponse(_ms(t + duration), stage, request_id, duration))
         return _ms(t + duration)
 
+    def control(self, stage: str, profile: ControlProfile, rng: random.Random) -> None:
+        """The previous version's requests in ``stage``: uniform in time, errors by type."""
+        count = profile.requests_per_day * PERIOD_SECONDS // 86400
+        for ts in sorted(_ms(rng.uniform(START_UNIX, AT_UNIX)) for _ in range(count)):
+            request_id, self.next_request = self.next_request, self.next_request + 1
+            if rng.random() < profile.error_probability:
+                error_type = rng.choices(ERROR_TYPES, weights=(4, 3, 2, 1))[0]
+                self.requests.append(AgentRequest(ts, stage, "control", request_id, None,
+                                                  "error", error_type))
+            else:
+                self.requests.append(AgentRequest(ts, stage, "control", request_id, None,
+                                                  "ok", None))
+
     def events(self, seed: int) -> Events:
         def keep(rows: Iterable[_T]) -> tuple[_T, ...]:
             return tuple(sorted((r for r in rows if r.ts < AT_UNIX), key=_by_ts))
@@ -315,11 +358,20 @@ class _Builder:
 
 
 def simulate(seed: int = DEFAULT_SEED) -> Events:
-    """Draw the three cohorts' traffic over the three days before ``AT``; same seed, same data."""
+    """Draw the three stages' traffic over the three days before ``AT``; same seed, same data."""
     builder = _Builder(random.Random(seed))
     for index, stage in enumerate(STAGES):
         builder.stage(stage, index, PROFILES[stage])
+    control_rng = _control_rng(seed)
+    for stage in STAGES:
+        if stage in CONTROL_PROFILES:
+            builder.control(stage, CONTROL_PROFILES[stage], control_rng)
     return builder.events(seed)
+
+
+def _control_rng(seed: int) -> random.Random:
+    # A string seed is hashed (SHA-512), so this stream is unrelated to any Random(int) one.
+    return random.Random(f"{seed}:control")
 
 
 # -- SQLite -------------------------------------------------------------------------------
@@ -338,9 +390,10 @@ _TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
         "turns INTEGER NOT NULL", "completed INTEGER NOT NULL CHECK (completed IN (0, 1))",
         "ended_ts REAL")),
     "agent_requests": ("agent_requests", (
-        "ts REAL NOT NULL", "stage TEXT NOT NULL", "request_id INTEGER PRIMARY KEY",
-        "session_id INTEGER NOT NULL", "outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'error'))",
-        "error_type TEXT")),
+        "ts REAL NOT NULL", "stage TEXT NOT NULL",
+        "cohort TEXT NOT NULL CHECK (cohort IN ('canary', 'control'))",
+        "request_id INTEGER PRIMARY KEY", "session_id INTEGER",
+        "outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'error'))", "error_type TEXT")),
     "tool_calls": ("tool_calls", (
         "ts REAL NOT NULL", "stage TEXT NOT NULL", "request_id INTEGER NOT NULL",
         "tool TEXT NOT NULL", "success INTEGER NOT NULL CHECK (success IN (0, 1))",
@@ -422,32 +475,43 @@ def write_openmetrics(events: Events, path: str | os.PathLike[str], *, step: int
     starts at 0, so with ``step`` dividing 3600, ``increase(x[24h])`` at ``AT`` has samples
     exactly at both ends of the range, needs no extrapolation (Prometheus 2.x closed ranges),
     and equals the event count of ``[AT - 24h, AT)``.
+
+    Every series carries ``feature``, ``stage`` and ``cohort``. Agent requests and errors have
+    a ``control`` series wherever the previous version still served the stage; tool calls and
+    durations are simulated for the new version only, so their series are all ``canary``.
     """
     if step <= 0:
         raise ValueError(f"step must be a positive number of seconds, got {step}")
     grid = list(range(int(START_UNIX), int(AT_UNIX) + 1, step))
     if grid[-1] != int(AT_UNIX):
         grid.append(int(AT_UNIX))
+    served = [(s, c) for s in STAGES for c in COHORTS
+              if any(r.stage == s and r.cohort == c for r in events.agent_requests)]
+    canary: dict[str, str] = {"cohort": "canary"}
     with _atomic_path(Path(path)) as tmp, open(tmp, "w", encoding="utf-8") as out:
         _counter(out, "agent_requests", "Agent requests of the Conflict Resolver.", grid,
-                 [({"stage": s}, [r.ts for r in events.agent_requests if r.stage == s])
-                  for s in STAGES])
+                 [({"stage": s, "cohort": c},
+                   [r.ts for r in events.agent_requests if r.stage == s and r.cohort == c])
+                  for s, c in served])
         _counter(out, "agent_errors", "Agent requests that ended in an error, by type.", grid,
-                 [({"stage": s, "error_type": e},
-                   [r.ts for r in events.agent_requests if r.stage == s and r.error_type == e])
-                  for s in STAGES for e in ERROR_TYPES])
+                 [({"stage": s, "cohort": c, "error_type": e},
+                   [r.ts for r in events.agent_requests
+                    if r.stage == s and r.cohort == c and r.error_type == e])
+                  for s, c in served for e in ERROR_TYPES])
         _counter(out, "tool_calls", "Tool calls made by the agent, by outcome.", grid,
-                 [({"stage": s, "outcome": "success" if ok else "failure"},
+                 [({"stage": s, **canary, "outcome": "success" if ok else "failure"},
                    [c.ts for c in events.tool_calls if c.stage == s and c.success == ok])
                   for s in STAGES for ok in (True, False)])
         _histogram(out, "tool_call_duration_seconds", "Duration of one tool call.", grid,
                    TOOL_CALL_BUCKETS,
-                   {s: [(c.ts, c.duration_s) for c in events.tool_calls if c.stage == s]
-                    for s in STAGES})
+                   [({"stage": s, **canary},
+                     [(c.ts, c.duration_s) for c in events.tool_calls if c.stage == s])
+                    for s in STAGES])
         _histogram(out, "agent_response_duration_seconds",
                    "Time from a request to the agent's response.", grid, RESPONSE_BUCKETS,
-                   {s: [(r.ts, r.duration_s) for r in events.agent_responses if r.stage == s]
-                    for s in STAGES})
+                   [({"stage": s, **canary},
+                     [(r.ts, r.duration_s) for r in events.agent_responses if r.stage == s])
+                    for s in STAGES])
         out.write("# EOF\n")
 
 
@@ -471,9 +535,10 @@ def _counter(out: TextIO, name: str, help_text: str, grid: Sequence[int],
 
 
 def _histogram(out: TextIO, name: str, help_text: str, grid: Sequence[int],
-               buckets: Sequence[float], per_stage: dict[str, list[tuple[float, float]]]) -> None:
+               buckets: Sequence[float],
+               series: list[tuple[dict[str, str], list[tuple[float, float]]]]) -> None:
     out.write(f"# TYPE {name} histogram\n# UNIT {name} seconds\n# HELP {name} {help_text}\n")
-    for stage, observations in per_stage.items():
+    for labels, observations in series:
         observations.sort()
         times = [ts for ts, _ in observations]
         sums = [0.0]
@@ -483,8 +548,8 @@ def _histogram(out: TextIO, name: str, help_text: str, grid: Sequence[int],
         columns = [list(_cumulative([ts for ts, v in observations if v <= le], grid))
                    for le in buckets]
         columns.append(list(_cumulative(times, grid)))
-        prefixes = [f'{name}_bucket{{{_labels({"stage": stage, "le": le})}}} ' for le in les]
-        base = _labels({"stage": stage})
+        prefixes = [f'{name}_bucket{{{_labels({**labels, "le": le})}}} ' for le in les]
+        base = _labels(labels)
         # One MetricPoint per timestamp (buckets, _count, _sum), as OpenMetrics lays them out.
         for k, t in enumerate(grid):
             out.writelines(f"{prefix}{column[k]} {t}\n"
