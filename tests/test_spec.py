@@ -941,3 +941,40 @@ def test_unreadable_file(tmp_path: Path) -> None:
         load_spec(path, BACKEND_TYPES)
     assert info.value.line is None
     assert "cannot read the spec file" in info.value.message
+
+
+# -- objective variables -------------------------------------------------------------------------
+
+def test_objective_variables_override_stage_and_file_but_not_the_matrix(tmp_path: Path) -> None:
+    spec = _load(tmp_path, """\
+        version: 1
+        service: svc
+        backends: {db: {type: sqlite, path: e.db}}
+        variables: {window: 1h, region: all, cohort: canary}
+        stages:
+          beta: {variables: {window: 2d}}
+        objectives:
+          - name: rate
+            query: SELECT '${window} ${region} ${cohort}'
+            variables: {window: 6h, region: eu}
+            matrix: {region: [us]}
+            max: 5%
+        """)
+    objective = spec.objectives[0]
+    resolved = spec.resolve(objective, "beta", next(objective.combinations()))
+    assert resolved.queries["query"] == "SELECT '6h us canary'"
+    assert (resolved.window, resolved.window_text) == (6 * 3600, "6h")
+
+
+def test_objective_variables_are_checked_like_the_file_s(tmp_path: Path) -> None:
+    _assert_error(tmp_path, """\
+        version: 1
+        service: svc
+        backends: {db: {type: sqlite, path: e.db}}
+        stages: {beta: {}}
+        objectives:
+          - name: rate
+            query: SELECT 1
+            variables: {window: soon}  # <-- here
+            max: 5%
+        """, "objectives.rate.variables.window", "window is a duration")
