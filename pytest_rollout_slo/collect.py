@@ -40,6 +40,8 @@ class RunState:
     stages_seen: dict[str, list[Path]] = field(default_factory=dict)
     selected: int = 0
     started: float = field(default_factory=time.time)
+    usage_error: str = ""
+    """A usage error an xdist worker found, reported by the controller at the end."""
 
 
 STATE = pytest.StashKey[RunState]()

@@ -36,6 +36,8 @@ from pytest_rollout_slo.spec import BackendSpec
 
 DEFAULT_CONCURRENCY = 8
 _SUMMARY = "rollout-slo-summary"
+_FLAGS = "rollout-slo-flags"
+_USAGE_ERROR = "slo_usage_error"
 _WORKER_PLAN = pytest.StashKey[WorkerPlan[pytest.Item]]()
 
 
@@ -157,7 +159,7 @@ def pytest_configure(config: pytest.Config) -> None:
     rollback = bool(config.getoption("slo_rollback"))
     if check or rollback:
         config.pluginmanager.register(rollout.FlagGuard(config, stage, check, rollback),
-                                      "rollout-slo-flags")
+                                      _FLAGS)
 
 
 def _is_spec_file(config: pytest.Config, file_path: Path) -> bool:
@@ -179,10 +181,27 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile |
     return SpecFile.from_parent(parent, path=file_path)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE, None)
     if state is None or session.testsfailed:
         return  # collection errors are already reported; don't pile a usage error on top
+    try:
+        _check_selection(state)
+        guard = session.config.pluginmanager.get_plugin(_FLAGS)
+        if isinstance(guard, rollout.FlagGuard):
+            guard.check_before_run(session)
+    except pytest.UsageError as exc:
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is None:
+            raise
+        # An xdist worker's exception here is lost and the run would end as "no tests ran":
+        # run nothing, and let the controller report the usage error (pytest_testnodedown).
+        workeroutput[_USAGE_ERROR] = str(exc)
+        session.items.clear()
+
+
+def _check_selection(state: RunState) -> None:
     if state.stage not in state.stages_seen:
         if not state.stages_seen:
             raise pytest.UsageError(
@@ -196,6 +215,21 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         raise pytest.UsageError(
             f"stage {state.stage!r} selects no objective in {files}; a stage with nothing to "
             "check is never a green gate")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """On the xdist controller: take over a usage error a worker found."""
+    message = getattr(node, "workeroutput", {}).get(_USAGE_ERROR)
+    state = node.config.stash.get(STATE, None)
+    if message and state is not None:
+        state.usage_error = str(message)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    state = terminalreporter.config.stash.get(STATE, None)
+    if state is not None and state.usage_error:
+        terminalreporter.write_line(f"ERROR: {state.usage_error}", red=True, bold=True)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -245,6 +279,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     the plugins that act on the stage's outcome."""
     config = session.config
     if STATE not in config.stash or hasattr(config, "workerinput"):
+        return
+    if config.stash[STATE].usage_error:
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
         return
     xml_path = getattr(config.option, "xmlpath", None)
     if xml_path:

@@ -96,9 +96,9 @@ class FlagGuard:
         return [(spec, rollout) for spec in specs if self.stage in spec.stages
                 for rollout in [spec.stages[self.stage].rollout] if rollout is not None]
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        if not self.check or session.config.option.collectonly or session.testsfailed:
+    def check_before_run(self, session: pytest.Session) -> None:
+        """Raise a UsageError when the flag is not where the stage says; after collection."""
+        if not self.check or session.config.option.collectonly:
             return
         specs = list(session.config.stash[STATE].specs.values())
         rollouts = self.rollouts(specs)

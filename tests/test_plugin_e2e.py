@@ -388,6 +388,16 @@ def test_unknown_stage_is_a_usage_error_listing_the_stages(pytester: pytest.Pyte
     result.stderr.fnmatch_lines(["*unknown stage 'prod'*internal, beta, ga*"])
 
 
+def test_usage_errors_found_by_xdist_workers_reach_the_controller(
+        pytester: pytest.Pytester) -> None:
+    # A worker's usage error must not turn into "no tests ran" (exit 5) without a word.
+    write_spec(pytester, ERROR_RATE)
+    result = pytester.runpytest_subprocess(*QUIET, "-p", "no:benchmark", "-n", "2",
+                                           "--slo-stage=prod", AT_OPTION)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(["ERROR: unknown stage 'prod'*internal, beta, ga*"])
+
+
 def test_stage_without_objectives_is_a_usage_error(pytester: pytest.Pytester) -> None:
     make_db(pytester.path / "events.db")
     write_spec(pytester, ERROR_RATE + "  stages: [ga]\n")
