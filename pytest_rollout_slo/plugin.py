@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from pytest_rollout_slo import __version__, hookspecs, rollout
+from pytest_rollout_slo import recording as recording_glue
 from pytest_rollout_slo.backends import BackendType
 from pytest_rollout_slo.backends.prometheus import PROMETHEUS
 from pytest_rollout_slo.backends.sqlite import SQLITE
@@ -74,6 +75,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("slo_report_md", "Path of the Markdown summary.", default="")
     parser.addini("slo_report_json", "Path of the JSON evidence file.", default="")
     rollout.add_options(group, parser)
+    recording_glue.add_options(group)
     parser.addini("slo_stage", "Rollout stage to gate when --slo-stage is not given.",
                   default="")
     parser.addini("slo_at", "Evaluation time when --slo-at is not given.", default="")
@@ -126,7 +128,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not stage:
         return
     at_text = _option(config, "slo_at")
-    at = parse_at(at_text) if at_text else time.time()
+    recording, recorded_at = recording_glue.replay_at(config, stage)
+    at = parse_at(at_text) if at_text else recorded_at or time.time()
     workerinput = getattr(config, "workerinput", {})
     at = float(workerinput.get("slo_at", at))  # one evaluation time on every xdist worker
     full_trace = bool(config.getoption("slo_full_trace") or config.getini("slo_full_trace"))
@@ -151,8 +154,11 @@ def pytest_configure(config: pytest.Config) -> None:
             if backend_type.name in backend_types:
                 raise pytest.UsageError(f"two plugins provide backend type {backend_type.name!r}")
             backend_types[backend_type.name] = backend_type
+    backend_types, environ = recording_glue.wrap_types(config, stage, at, recording,
+                                                       backend_types)
     config.stash[STATE] = RunState(stage, at, full_trace, strict, backend_types,
-                                   Executor(backend_types, concurrency, deadline=deadline))
+                                   Executor(backend_types, concurrency, environ,
+                                            deadline=deadline))
     if not hasattr(config, "workerinput"):  # the xdist controller or a plain run reports
         config.pluginmanager.register(SummaryTable(), _SUMMARY)
     check = bool(config.getoption("slo_check_flag") or config.getini("slo_check_flag"))
@@ -278,7 +284,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After pytest wrote the JUnit file: put warn texts where GitLab shows them, and tell
     the plugins that act on the stage's outcome."""
     config = session.config
-    if STATE not in config.stash or hasattr(config, "workerinput"):
+    if STATE not in config.stash:
+        return
+    recording_glue.finish(config)
+    if hasattr(config, "workerinput"):
         return
     if config.stash[STATE].usage_error:
         session.exitstatus = pytest.ExitCode.USAGE_ERROR

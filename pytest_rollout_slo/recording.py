@@ -1,0 +1,87 @@
+"""pytest glue for ``--slo-record`` and ``--slo-replay`` (the mechanism is in ``replay.py``).
+
+Under pytest-xdist every worker records its own answers into ``PATH.<worker id>``, and the
+controller merges those parts into ``PATH`` once the workers are done.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_rollout_slo.backends import BackendType
+from pytest_rollout_slo.replay import (
+    Recorder,
+    Recording,
+    RecordingError,
+    ReplayEnviron,
+    merge,
+    write_json_atomic,
+)
+
+RECORDER = pytest.StashKey[tuple[Recorder, Path]]()
+
+
+def add_options(group: pytest.OptionGroup) -> None:
+    group.addoption("--slo-record", dest="slo_record", default=None, metavar="PATH",
+                    help="Store every backend answer of the run in PATH (JSON), to replay or "
+                         "attach it later. Default: none.")
+    group.addoption("--slo-replay", dest="slo_replay", default=None, metavar="PATH",
+                    help="Evaluate the specs from the answers recorded in PATH, with no network; "
+                         "the evaluation time defaults to the recorded one. Default: none.")
+
+
+def _path(config: pytest.Config, text: str) -> Path:
+    return config.invocation_params.dir / text
+
+
+def replay_at(config: pytest.Config, stage: str) -> tuple[Recording | None, float | None]:
+    """The recording to replay, if any, and its evaluation time."""
+    text = config.getoption("slo_replay")
+    if not text:
+        return None, None
+    if config.getoption("slo_record"):
+        raise pytest.UsageError("--slo-record and --slo-replay exclude each other")
+    try:
+        recording = Recording(_path(config, text))
+    except RecordingError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if recording.stage != stage:
+        raise pytest.UsageError(f"the recording {text} is of stage {recording.stage!r}, not "
+                                f"{stage!r}; replay it with --slo-stage={recording.stage}")
+    return recording, recording.at
+
+
+def wrap_types(config: pytest.Config, stage: str, at: float, recording: Recording | None,
+               types: dict[str, BackendType]) -> tuple[dict[str, BackendType],
+                                                       ReplayEnviron | None]:
+    """The backend types as the run uses them, and the environment to resolve settings in."""
+    if recording is not None:
+        return {n: recording.wrap(t, config.rootpath) for n, t in types.items()}, ReplayEnviron()
+    text = config.getoption("slo_record")
+    if not text:
+        return types, None
+    recorder = Recorder(stage, at, config.rootpath)
+    config.stash[RECORDER] = (recorder, _path(config, text))
+    return {n: recorder.wrap(t) for n, t in types.items()}, None
+
+
+def finish(config: pytest.Config) -> None:
+    """Write the recording: a part on an xdist worker, the merged whole elsewhere."""
+    found = config.stash.get(RECORDER, None)
+    if found is None:
+        return
+    recorder, path = found
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        recorder.write(path.with_name(f"{path.name}.{workerinput['workerid']}"))
+        return
+    parts = sorted(path.parent.glob(f"{path.name}.gw*"))
+    documents = [recorder.document()]
+    for part in parts:
+        documents.append(json.loads(part.read_text(encoding="utf-8")))
+    write_json_atomic(path, merge(documents))
+    for part in parts:
+        part.unlink()

@@ -1,0 +1,300 @@
+"""Recording every backend answer of a run, and replaying a run from that recording.
+
+``--slo-record=PATH`` wraps every backend so that each answer (or error) is kept, and writes
+them to one JSON file at the end of the run. ``--slo-replay=PATH`` replaces every backend type
+by one that answers from that file, with no network and no environment variables: the same
+specs give the same verdicts, so a failed gate can be examined, or attached to an issue,
+after the fact. A query the recording does not hold is an error verdict, never a pass.
+No pytest here.
+
+The file: ``{"format": "pytest-rollout-slo/recording", "version": 1, "stage", "at",
+"backends": {KEY: describe}, "answers": [{"backend": KEY, "kind": "instant" | "range",
+"query", "time": [at] | [start, end, step], "params", "result" | "error", "link"}]}`` where
+KEY is ``<spec directory relative to the rootdir>::<backend name>``. Samples are
+``[labels, value]`` with NaN and infinities as the strings ``"NaN"``, ``"+Inf"``, ``"-Inf"``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from pytest_rollout_slo.backends import (
+    Backend,
+    BackendType,
+    Query,
+    QueryResult,
+    RangeBackend,
+    RangeQuery,
+    Sample,
+    Series,
+    Setting,
+)
+from pytest_rollout_slo.errors import BackendError, SloError
+
+FORMAT = "pytest-rollout-slo/recording"
+VERSION = 1
+
+
+class RecordingError(SloError):
+    """The recording file cannot be read or does not fit this run."""
+
+
+def _number(value: float | None) -> float | str | None:
+    if value is None or math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+
+
+def _float(value: float | str | None) -> float | None:
+    if value is None:
+        return None
+    return float(value.replace("Inf", "inf")) if isinstance(value, str) else float(value)
+
+
+def _identity(backend: str, query: Query | RangeQuery) -> str:
+    times = [query.at] if isinstance(query, Query) else [query.start, query.end, query.step]
+    params = {k: query.params[k] for k in sorted(query.params)}
+    return json.dumps([backend, query.text, times, params], sort_keys=True)
+
+
+class Recorder:
+    """Collects answers from every recording backend of the run; thread safe."""
+
+    def __init__(self, stage: str, at: float, rootdir: Path) -> None:
+        self.stage = stage
+        self.at = at
+        self.rootdir = rootdir
+        self.backends: dict[str, str] = {}
+        self.answers: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def key(self, name: str, spec_dir: Path) -> str:
+        try:
+            where = spec_dir.resolve().relative_to(self.rootdir.resolve()).as_posix()
+        except ValueError:
+            where = spec_dir.resolve().as_posix()
+        return f"{where}::{name}"
+
+    def wrap(self, backend_type: BackendType) -> BackendType:
+        return _RecordingType(backend_type, self)
+
+    def add(self, key: str, query: Query | RangeQuery, entry: dict[str, Any]) -> None:
+        times = [query.at] if isinstance(query, Query) else [query.start, query.end, query.step]
+        entry.update(backend=key, kind="instant" if isinstance(query, Query) else "range",
+                     query=query.text, time=times, params=dict(query.params))
+        with self._lock:
+            self.answers[_identity(key, query)] = entry
+
+    def document(self) -> dict[str, Any]:
+        with self._lock:
+            answers = [self.answers[k] for k in sorted(self.answers)]
+            backends = dict(sorted(self.backends.items()))
+        return {"format": FORMAT, "version": VERSION, "stage": self.stage, "at": self.at,
+                "backends": backends, "answers": answers}
+
+    def write(self, path: Path) -> None:
+        write_json_atomic(path, self.document())
+
+
+def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """One recording from the parts that xdist workers wrote."""
+    merged: dict[str, Any] = {"format": FORMAT, "version": VERSION, "backends": {},
+                              "answers": []}
+    seen: set[str] = set()
+    for document in documents:
+        merged["stage"], merged["at"] = document["stage"], document["at"]
+        merged["backends"].update(document["backends"])
+        for answer in document["answers"]:
+            identity = json.dumps([answer["backend"], answer["query"], answer["time"],
+                                   answer["params"]], sort_keys=True)
+            if identity not in seen:
+                seen.add(identity)
+                merged["answers"].append(answer)
+    merged["backends"] = dict(sorted(merged["backends"].items()))
+    merged["answers"].sort(key=lambda a: (a["backend"], a["query"], a["time"]))
+    return merged
+
+
+def write_json_atomic(path: Path, document: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        json.dump(document, out, indent=1, sort_keys=True)
+        out.write("\n")
+    os.replace(temporary, path)
+
+
+class _RecordingType:
+    def __init__(self, inner: BackendType, recorder: Recorder) -> None:
+        self.inner = inner
+        self.recorder = recorder
+        self.name = inner.name
+        self.settings: Mapping[str, Setting] = inner.settings
+        self.language = getattr(inner, "language", "")
+
+    def create(self, name: str, settings: Mapping[str, Any], spec_dir: Path) -> Backend:
+        backend = self.inner.create(name, settings, spec_dir)
+        key = self.recorder.key(name, spec_dir)
+        self.recorder.backends[key] = backend.describe()
+        if isinstance(backend, RangeBackend):
+            return _RecordingRangeBackend(backend, key, self.recorder)
+        return _RecordingBackend(backend, key, self.recorder)
+
+
+class _RecordingBackend:
+    def __init__(self, inner: Backend, key: str, recorder: Recorder) -> None:
+        self.inner = inner
+        self.key = key
+        self.recorder = recorder
+        self.name = inner.name
+        self.type_name = inner.type_name
+        self.max_concurrency = getattr(inner, "max_concurrency", 8)
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def graph_url(self, query: Query) -> str | None:
+        return self.inner.graph_url(query)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def query(self, query: Query) -> QueryResult:
+        try:
+            result = self.inner.query(query)
+        except BackendError as exc:
+            self.recorder.add(self.key, query, {"error": exc.message})
+            raise
+        self.recorder.add(self.key, query, {
+            "result": {"samples": [[dict(s.labels), _number(s.value)] for s in result.samples],
+                       "warnings": list(result.warnings)},
+            "link": self.inner.graph_url(query)})
+        return result
+
+
+class _RecordingRangeBackend(_RecordingBackend):
+    inner: RangeBackend
+
+    def query_range(self, query: RangeQuery) -> tuple[Series, ...]:
+        try:
+            series = self.inner.query_range(query)
+        except BackendError as exc:
+            self.recorder.add(self.key, query, {"error": exc.message})
+            raise
+        self.recorder.add(self.key, query, {"result": {"series": [
+            [dict(s.labels), [[t, _number(v)] for t, v in s.points]] for s in series]}})
+        return series
+
+
+class Recording:
+    """A recording read back for replay."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RecordingError(f"cannot read the recording {path}: {exc}") from exc
+        if not isinstance(document, dict) or document.get("format") != FORMAT:
+            raise RecordingError(f"{path} is not a pytest-rollout-slo recording")
+        if document.get("version") != VERSION:
+            raise RecordingError(f"{path} is a recording of version {document.get('version')}; "
+                                 f"this plugin reads version {VERSION}")
+        self.path = path
+        self.stage = str(document["stage"])
+        self.at = float(document["at"])
+        self.backends: dict[str, str] = dict(document.get("backends", {}))
+        self.answers = {json.dumps([a["backend"], a["query"], a["time"], a["params"]],
+                                   sort_keys=True): a for a in document["answers"]}
+
+    def find(self, key: str, query: Query | RangeQuery) -> dict[str, Any]:
+        found: dict[str, Any] | None = self.answers.get(_identity(key, query))
+        if found is None:
+            raise BackendError(f"the recording {self.path.name} holds no answer to this query at "
+                               "this time; replay only what was recorded (same specs, stage and "
+                               "--slo-at)", query=query.text)
+        return found
+
+    def wrap(self, backend_type: BackendType, rootdir: Path) -> BackendType:
+        """``backend_type`` with its settings checked as usual, but answering from here."""
+        return _ReplayType(backend_type, self, rootdir)
+
+
+class ReplayEnviron(Mapping[str, str]):
+    """Environment for replay: backends read nothing, so a missing variable is no error."""
+
+    def __getitem__(self, key: str) -> str:
+        return os.environ.get(key, "")
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(os.environ)
+
+    def __len__(self) -> int:
+        return len(os.environ)
+
+
+class _ReplayType:
+    def __init__(self, inner: BackendType, recording: Recording, rootdir: Path) -> None:
+        self.name = inner.name
+        self.settings: Mapping[str, Setting] = inner.settings
+        self.language = getattr(inner, "language", "")
+        self.recording = recording
+        self.rootdir = rootdir
+
+    def create(self, name: str, settings: Mapping[str, Any], spec_dir: Path) -> Backend:
+        key = Recorder("", 0.0, self.rootdir).key(name, spec_dir)
+        return _ReplayBackend(name, self.name, key, self.recording)
+
+
+class _ReplayBackend:
+    max_concurrency = 8
+
+    def __init__(self, name: str, type_name: str, key: str, recording: Recording) -> None:
+        self.name = name
+        self.type_name = type_name
+        self.key = key
+        self.recording = recording
+
+    def describe(self) -> str:
+        described = self.recording.backends.get(self.key, self.type_name)
+        return f"{described}, replayed from {self.recording.path.name}"
+
+    def graph_url(self, query: Query) -> str | None:
+        try:
+            link = self.recording.find(self.key, query).get("link")
+        except BackendError:
+            return None
+        return str(link) if link else None
+
+    def close(self) -> None:
+        return None
+
+    def query(self, query: Query) -> QueryResult:
+        entry = self._entry(query)
+        result = entry["result"]
+        return QueryResult(tuple(Sample(tuple(sorted(labels.items())), _float(value))
+                                 for labels, value in result["samples"]),
+                           tuple(result.get("warnings", ())))
+
+    def query_range(self, query: RangeQuery) -> tuple[Series, ...]:
+        result = self._entry(query)["result"]
+        series = []
+        for labels, points in result["series"]:
+            values = tuple((float(t), _float(v)) for t, v in points)
+            series.append(Series(tuple(sorted(labels.items())), values))
+        return tuple(series)
+
+    def _entry(self, query: Query | RangeQuery) -> dict[str, Any]:
+        entry = self.recording.find(self.key, query)
+        if "error" in entry:
+            raise BackendError(str(entry["error"]), backend=self.name, query=query.text)
+        return entry
