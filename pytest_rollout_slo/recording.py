@@ -64,7 +64,12 @@ def wrap_types(config: pytest.Config, stage: str, at: float, recording: Recordin
     if not text:
         return types, None
     recorder = Recorder(stage, at, config.rootpath)
-    config.stash[RECORDER] = (recorder, _path(config, text))
+    path = _path(config, text)
+    config.stash[RECORDER] = (recorder, path)
+    if not hasattr(config, "workerinput"):
+        # Parts an earlier run left behind must not be merged into this recording.
+        for part in path.parent.glob(f"{path.name}.gw*"):
+            part.unlink()
     return {n: recorder.wrap(t) for n, t in types.items()}, None
 
 

@@ -8,8 +8,9 @@ after the fact. A query the recording does not hold is an error verdict, never a
 No pytest here.
 
 The file: ``{"format": "pytest-rollout-slo/recording", "version": 1, "stage", "at",
-"backends": {KEY: describe}, "answers": [{"backend": KEY, "kind": "instant" | "range",
-"query", "time": [at] | [start, end, step], "params", "result" | "error", "link"}]}`` where
+"backends": {KEY: {"describe", "ranged"}}, "links": [[KEY, query, at, link]],
+"answers": [{"backend": KEY, "kind": "instant" | "range", "query",
+"time": [at] | [start, end, step], "params", "result" | "error"}]}`` where
 KEY is ``<spec directory relative to the rootdir>::<backend name>``. Samples are
 ``[labels, value]`` with NaN and infinities as the strings ``"NaN"``, ``"+Inf"``, ``"-Inf"``.
 """
@@ -71,7 +72,8 @@ class Recorder:
         self.stage = stage
         self.at = at
         self.rootdir = rootdir
-        self.backends: dict[str, str] = {}
+        self.backends: dict[str, dict[str, Any]] = {}
+        self.links: dict[str, list[Any]] = {}
         self.answers: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
@@ -92,12 +94,18 @@ class Recorder:
         with self._lock:
             self.answers[_identity(key, query)] = entry
 
+    def add_link(self, key: str, query: Query, link: str | None) -> None:
+        with self._lock:
+            self.links[json.dumps([key, query.text, query.at])] = [key, query.text, query.at,
+                                                                  link]
+
     def document(self) -> dict[str, Any]:
         with self._lock:
             answers = [self.answers[k] for k in sorted(self.answers)]
+            links = [self.links[k] for k in sorted(self.links)]
             backends = dict(sorted(self.backends.items()))
         return {"format": FORMAT, "version": VERSION, "stage": self.stage, "at": self.at,
-                "backends": backends, "answers": answers}
+                "backends": backends, "links": links, "answers": answers}
 
     def write(self, path: Path) -> None:
         write_json_atomic(path, self.document())
@@ -106,11 +114,13 @@ class Recorder:
 def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
     """One recording from the parts that xdist workers wrote."""
     merged: dict[str, Any] = {"format": FORMAT, "version": VERSION, "backends": {},
-                              "answers": []}
+                              "links": [], "answers": []}
     seen: set[str] = set()
+    links: dict[str, list[Any]] = {}
     for document in documents:
         merged["stage"], merged["at"] = document["stage"], document["at"]
         merged["backends"].update(document["backends"])
+        links.update((json.dumps(link[:3]), link) for link in document.get("links", []))
         for answer in document["answers"]:
             identity = json.dumps([answer["backend"], answer["query"], answer["time"],
                                    answer["params"]], sort_keys=True)
@@ -118,6 +128,7 @@ def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
                 seen.add(identity)
                 merged["answers"].append(answer)
     merged["backends"] = dict(sorted(merged["backends"].items()))
+    merged["links"] = [links[k] for k in sorted(links)]
     merged["answers"].sort(key=lambda a: (a["backend"], a["query"], a["time"]))
     return merged
 
@@ -142,7 +153,8 @@ class _RecordingType:
     def create(self, name: str, settings: Mapping[str, Any], spec_dir: Path) -> Backend:
         backend = self.inner.create(name, settings, spec_dir)
         key = self.recorder.key(name, spec_dir)
-        self.recorder.backends[key] = backend.describe()
+        ranged = isinstance(backend, RangeBackend)
+        self.recorder.backends[key] = {"describe": backend.describe(), "ranged": ranged}
         if isinstance(backend, RangeBackend):
             return _RecordingRangeBackend(backend, key, self.recorder)
         return _RecordingBackend(backend, key, self.recorder)
@@ -161,7 +173,9 @@ class _RecordingBackend:
         return self.inner.describe()
 
     def graph_url(self, query: Query) -> str | None:
-        return self.inner.graph_url(query)
+        link = self.inner.graph_url(query)
+        self.recorder.add_link(self.key, query, link)
+        return link
 
     def close(self) -> None:
         self.inner.close()
@@ -174,8 +188,7 @@ class _RecordingBackend:
             raise
         self.recorder.add(self.key, query, {
             "result": {"samples": [[dict(s.labels), _number(s.value)] for s in result.samples],
-                       "warnings": list(result.warnings)},
-            "link": self.inner.graph_url(query)})
+                       "warnings": list(result.warnings)}})
         return result
 
 
@@ -207,11 +220,17 @@ class Recording:
             raise RecordingError(f"{path} is a recording of version {document.get('version')}; "
                                  f"this plugin reads version {VERSION}")
         self.path = path
-        self.stage = str(document["stage"])
-        self.at = float(document["at"])
-        self.backends: dict[str, str] = dict(document.get("backends", {}))
-        self.answers = {json.dumps([a["backend"], a["query"], a["time"], a["params"]],
-                                   sort_keys=True): a for a in document["answers"]}
+        try:
+            self.stage = str(document["stage"])
+            self.at = float(document["at"])
+            self.backends: dict[str, dict[str, Any]] = {
+                str(k): dict(v) for k, v in document["backends"].items()}
+            self.links = {json.dumps(link[:3]): link[3] for link in document["links"]}
+            self.answers = {json.dumps([a["backend"], a["query"], a["time"], a["params"]],
+                                       sort_keys=True): a for a in document["answers"]}
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise RecordingError(f"{path} is an incomplete or damaged recording "
+                                 f"({type(exc).__name__}: {exc})") from exc
 
     def find(self, key: str, query: Query | RangeQuery) -> dict[str, Any]:
         found: dict[str, Any] | None = self.answers.get(_identity(key, query))
@@ -252,7 +271,11 @@ class _ReplayType:
 
     def create(self, name: str, settings: Mapping[str, Any], spec_dir: Path) -> Backend:
         key = Recorder("", 0.0, self.rootdir).key(name, spec_dir)
-        return _ReplayBackend(name, self.name, key, self.recording)
+        # Answer range queries only where the recorded backend did, so the measurement asks
+        # the same queries it asked when recording.
+        ranged = bool(self.recording.backends.get(key, {}).get("ranged"))
+        kind = _ReplayRangeBackend if ranged else _ReplayBackend
+        return kind(name, self.name, key, self.recording)
 
 
 class _ReplayBackend:
@@ -265,14 +288,11 @@ class _ReplayBackend:
         self.recording = recording
 
     def describe(self) -> str:
-        described = self.recording.backends.get(self.key, self.type_name)
+        described = self.recording.backends.get(self.key, {}).get("describe", self.type_name)
         return f"{described}, replayed from {self.recording.path.name}"
 
     def graph_url(self, query: Query) -> str | None:
-        try:
-            link = self.recording.find(self.key, query).get("link")
-        except BackendError:
-            return None
+        link = self.recording.links.get(json.dumps([self.key, query.text, query.at]))
         return str(link) if link else None
 
     def close(self) -> None:
@@ -285,6 +305,14 @@ class _ReplayBackend:
                                  for labels, value in result["samples"]),
                            tuple(result.get("warnings", ())))
 
+    def _entry(self, query: Query | RangeQuery) -> dict[str, Any]:
+        entry = self.recording.find(self.key, query)
+        if "error" in entry:
+            raise BackendError(str(entry["error"]), backend=self.name, query=query.text)
+        return entry
+
+
+class _ReplayRangeBackend(_ReplayBackend):
     def query_range(self, query: RangeQuery) -> tuple[Series, ...]:
         result = self._entry(query)["result"]
         series = []
@@ -292,9 +320,3 @@ class _ReplayBackend:
             values = tuple((float(t), _float(v)) for t, v in points)
             series.append(Series(tuple(sorted(labels.items())), values))
         return tuple(series)
-
-    def _entry(self, query: Query | RangeQuery) -> dict[str, Any]:
-        entry = self.recording.find(self.key, query)
-        if "error" in entry:
-            raise BackendError(str(entry["error"]), backend=self.name, query=query.text)
-        return entry
