@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pytest_rollout_slo.backends import BackendType, Query, RangeBackend
+from pytest_rollout_slo.backends import BackendType, Query
 from pytest_rollout_slo.errors import BackendError, SloError, SloWarning, SpecError
 from pytest_rollout_slo.evaluate import AmbiguousAnswer, Verdict
 from pytest_rollout_slo.execute import BackendKey, Executor
@@ -94,11 +94,9 @@ class ObjectiveItem(pytest.Item):
         """What this item queries at ``at``; asks for the backend, so only at run time."""
         state = self.config.stash[STATE]
         try:
-            backend = state.executor.backend(self.backend_key, self.backend_spec)
+            ranged = state.executor.ranged(self.backend_key, self.backend_spec)
         except BackendError:
             ranged = False  # the item reports the error when it runs
-        else:
-            ranged = isinstance(backend, RangeBackend)
         return Measurement(self.resolved, at, ranged=ranged)
 
     def needs(self, at: float) -> list[Need]:

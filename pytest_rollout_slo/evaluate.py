@@ -20,6 +20,7 @@ import enum
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from pytest_rollout_slo.backends import Sample
 from pytest_rollout_slo.model import NO_BOUNDS, Bounds
@@ -70,14 +71,14 @@ class Evaluation:
     value_text: str = ""
     """For gates beyond one instant: the measured value in one short phrase."""
 
-    @property
+    @cached_property
     def warnings(self) -> tuple[Observation, ...]:
         """The observations inside the bounds but outside the warning level."""
         return tuple(o for o in self.observations
                      if o.value is not None and not o.missing and violation(o.value, self.warn)
                      and not violation(o.value, self.bounds))
 
-    @property
+    @cached_property
     def violations(self) -> tuple[Observation, ...]:
         """The observations outside the bounds, in answer order."""
         return tuple(o for o in self.observations

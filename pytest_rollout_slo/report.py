@@ -115,9 +115,11 @@ def value_text(outcome: Outcome) -> str:
     if len(observations) == 1:
         only = observations[0]
         return "no data" if only.missing else format_value(only.value, outcome.unit)
-    return ", ".join(
+    shown = ", ".join(
         f"{o.label_text()} {'no data' if o.missing else format_value(o.value, outcome.unit)}"
-        for o in observations)
+        for o in observations[:_VALUES_SHOWN])
+    more = len(observations) - _VALUES_SHOWN
+    return f"{shown}, ... ({more} more)" if more > 0 else shown
 
 
 def failure_text(outcome: Outcome) -> str:
@@ -134,14 +136,23 @@ def failure_text(outcome: Outcome) -> str:
         lines.append(f"  {parts} ({context})" if parts else f"  ({context})")
     else:
         if evaluation is not None:
-            shown = [o for o in evaluation.observations
-                     if o.missing or o in evaluation.violations or o in evaluation.warnings]
+            # By identity, built once: an answer can hold 100k series.
+            flagged = {id(o) for o in (*evaluation.violations, *evaluation.warnings)}
+            shown = [o for o in evaluation.observations if o.missing or id(o) in flagged]
+            if len(shown) > _LINES_SHOWN:
+                # Every value was checked; the text lists the first ones, in answer order.
+                hidden = len(shown) - _LINES_SHOWN
+                shown = shown[:_LINES_SHOWN]
+            else:
+                hidden = 0
             for observation in shown:
                 parts = _parts(observation)
                 compared = _compare(observation, evaluation.bounds, outcome.unit,
                                     evaluation.warn)
                 lines.append(f"  {observation.label_text() or '(no labels)'}: {compared}"
                              + (f" ({parts})" if parts else ""))
+            if hidden:
+                lines.append(f"  ... and {hidden} more outside the bounds or without data")
         lines.append(f"  ({context})")
     if outcome.verdict is Verdict.NO_DATA:
         lines.append(f"  on_no_data: {outcome.on_no_data}")
@@ -159,6 +170,8 @@ def failure_text(outcome: Outcome) -> str:
 
 
 _TIME_PARAMETERS = ("at", "window_start", "window_end")
+_VALUES_SHOWN = 10  # in the value column and slo.value
+_LINES_SHOWN = 50  # values listed in a failure text
 
 
 def bound_parameters(outcome: Outcome) -> str:

@@ -26,6 +26,7 @@ from urllib3.util.retry import Retry
 from pytest_rollout_slo.backends import Query, QueryResult, RangeQuery, Sample, Series, Setting
 from pytest_rollout_slo.backends.prometheus_config import SETTINGS, PrometheusConfig, check_settings
 from pytest_rollout_slo.errors import BackendError
+from pytest_rollout_slo.execute import time_left
 from pytest_rollout_slo.quantity import format_duration
 from pytest_rollout_slo.redact import Redactor, exception_text, printable, root_cause
 
@@ -55,6 +56,14 @@ class PrometheusType:
 PROMETHEUS = PrometheusType()
 
 
+class _DeadlineRetry(Retry):
+    """Retry as configured, but give up rather than back off past the run deadline."""
+
+    def is_exhausted(self) -> bool:
+        left = time_left()
+        return super().is_exhausted() or (left is not None and left <= self.get_backoff_time())
+
+
 class _AnswerError(Exception):
     """The answer cannot be trusted; the text is the whole BackendError message."""
 
@@ -75,7 +84,7 @@ class PrometheusBackend:
         # Queries are read-only, so POST may be retried, but only after a failed connect or an
         # answer that says "try again"; never a 4xx, nor a read timeout, which would multiply
         # the wait. Retry-After is ignored so that a proxy cannot make the gate hang.
-        retry = Retry(total=retries, connect=retries, read=False, status=retries, other=0,
+        retry = _DeadlineRetry(total=retries, connect=retries, read=False, status=retries, other=0,
                       backoff_factor=retry_backoff, status_forcelist=_RETRIED,
                       allowed_methods=frozenset({"GET", "POST"}), raise_on_status=False,
                       respect_retry_after_header=False)
@@ -136,11 +145,14 @@ class PrometheusBackend:
         try:
             # verify and cert go with each request because requests lets REQUESTS_CA_BUNDLE
             # override a session-level CA path, which would silently drop tls.ca_file.
+            left = time_left()  # the run deadline: no attempt may wait past it
+            timeout = self._timeout if left is None else (
+                max(0.001, min(self._timeout[0], left)), max(0.001, min(self._timeout[1], left)))
             response = self._session.post(
-                endpoint, data={**self.config.params, **form}, timeout=self._timeout,
+                endpoint, data={**self.config.params, **form}, timeout=timeout,
                 verify=self.config.verify, cert=self.config.cert, allow_redirects=False)
         except requests.RequestException as exc:
-            raise self._error(_transport_message(exc, endpoint, self._timeout), query) from exc
+            raise self._error(_transport_message(exc, endpoint, timeout), query) from exc
         try:
             payload = json.loads(response.content)
         except ValueError:
@@ -178,7 +190,10 @@ class PrometheusBackend:
         if 300 <= status < 400:
             return (f"{endpoint} answered HTTP {status} {phrase}, a redirect to "
                     f"{response.headers.get('Location', '?')}; set url to where it redirects")
-        after = f" after {self._retries + 1} attempts" if status in _RETRIED else ""
+        # Count the attempts really made: the run deadline may have cut the retries short.
+        history = getattr(getattr(response.raw, "retries", None), "history", None)
+        attempts = len(history) + 1 if history is not None else self._retries + 1
+        after = f" after {attempts} attempts" if status in _RETRIED and attempts > 1 else ""
         hint = _HINTS.get(status, "")
         return f"{endpoint} answered HTTP {status} {phrase}{after}: {reason}{hint}"
 

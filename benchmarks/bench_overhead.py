@@ -1,0 +1,101 @@
+"""Overhead: 2,000 objectives on an in-memory backend against 2,000 trivial pytest tests.
+
+    python benchmarks/bench_overhead.py [--items 2000]
+
+Both kinds are collected and run in the same pytest session: one spec file with 2,000
+objectives (``memory_backend.py``, registered through ``pytest_slo_backend_types``) and one
+test module with a test parametrized 2,000 times. ``probe.py`` attributes time and memory to
+each kind: collecting its file, and for a full run also each item's runtest protocol (plus,
+for the objectives, planning their queries before the first item, and the session's end,
+which prints their summary table). The rest of collection is the same work for every item
+and is shared out per item. Four sessions: ``--co`` and a full run, each once timed and once
+under tracemalloc.
+
+Peak memory per item is what the kind's regions left allocated plus the largest transient
+peak inside one of them, over the number of items, plus the item's share of what the rest
+of collection left allocated. Target: objectives cost at most 1.5x
+a plain test per item, in time and in peak memory, for ``--co`` and for a full run. Exit
+status 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from _support import Session, machine, met, prepare, run_pytest, verdict
+
+TARGET = 1.5
+AT = 1_700_000_000
+
+PLAIN = """\
+import pytest
+
+
+@pytest.mark.parametrize("n", range({items}))
+def test_plain(n):
+    assert n >= 0
+"""
+
+
+def spec(items: int) -> str:
+    lines = ["version: 1", "service: overhead", "backends:", "  mem: {type: memory}",
+             "stages:", "  bench: {}", "objectives:"]
+    for n in range(items):
+        lines += [f"  - name: objective_{n:04d}", f"    query: value 0.5 q{n}", "    max: 1"]
+    return "\n".join(lines) + "\n"
+
+
+def per_item(session: Session, kind: str, full_run: bool, memory: bool) -> float:
+    """What one item of ``kind`` costs: its own regions plus its share of the common work."""
+    items = session.items(kind)
+    everyone = session.items("slo") + session.items("plain")
+    tallies = [session.tally("collect", kind)]
+    if full_run:
+        tallies += [session.tally("run", kind), session.tally("finish", kind)]
+    shared = session.tally("collect", "shared")
+    if memory:
+        own = sum(t["retained"] for t in tallies) + max(t["overshoot"] for t in tallies)
+        return own / items + shared["retained"] / everyone
+    return sum(t["seconds"] for t in tallies) / items + shared["seconds"] / everyone
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=2000)
+    args = parser.parse_args(argv)
+    rows: list[tuple[str, str, float, float]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
+        directory = prepare(Path(tmp))
+        (directory / "overhead.slo.yaml").write_text(spec(args.items), encoding="utf-8")
+        (directory / "test_plain.py").write_text(PLAIN.format(items=args.items),
+                                                 encoding="utf-8")
+        common = ["-q", "--slo-stage=bench", f"--slo-at={AT}"]
+        for label, extra, full_run in (("--co", ["--co"], False), ("full run", [], True)):
+            for memory in (False, True):
+                session = run_pytest(directory, [*common, *extra], memory=memory,
+                                     plugins=["memory_backend"])
+                if session.returncode != 0 or session.items("slo") != args.items \
+                        or session.items("plain") != args.items:
+                    raise SystemExit(f"expected {args.items} items of each kind to pass:\n"
+                                     f"{session.output[-3000:]}")
+                rows.append((label, "peak memory" if memory else "time",
+                             per_item(session, "slo", full_run, memory),
+                             per_item(session, "plain", full_run, memory)))
+    print(f"bench_overhead: {args.items} objectives (in-memory backend) vs {args.items} "
+          "parametrized tests, same session")
+    print(f"  machine: {machine()}")
+    missed = False
+    for label, measure, slo, plain in rows:
+        shown = ((f"{slo * 1e6:7.0f} us vs {plain * 1e6:5.0f} us") if measure == "time"
+                 else f"{slo / 1024:7.1f} KiB vs {plain / 1024:5.1f} KiB")
+        ratio = slo / plain
+        missed = missed or not met(ratio, TARGET)
+        print(f"  {label:8} {measure:11} per item: {shown}: {verdict(ratio, TARGET)}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
