@@ -1,45 +1,19 @@
-"""The pytest11 entry point: options, ini keys and hooks, and nothing else.
+"""The pytest11 entry point: options, ini keys and our hookspecs, and nothing else.
 
-Without ``--slo-stage`` (or the ``slo_stage`` ini key) the plugin collects nothing, so a
-repository's ordinary test run is unchanged and stays offline.
+Without ``--slo-stage`` (or the ``slo_stage`` ini key) the plugin collects nothing, imports
+none of its machinery, so a repository's ordinary test run is unchanged, fast and offline.
+With a stage, :mod:`pytest_rollout_slo.session` is imported and registered: it holds every
+other hook.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import time
-from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any
-
 import pytest
 
-from pytest_rollout_slo import __version__, hookspecs, rollout
-from pytest_rollout_slo import recording as recording_glue
-from pytest_rollout_slo.backends import BackendType
-from pytest_rollout_slo.backends.prometheus import PROMETHEUS
-from pytest_rollout_slo.backends.sqlite import SQLITE
-from pytest_rollout_slo.collect import STATE, ObjectiveItem, RunState, SpecFile
-from pytest_rollout_slo.evidence import ObjectiveRecord, run_meta, write_json, write_markdown
-from pytest_rollout_slo.execute import (
-    DEFAULT_DEADLINE,
-    AnyQuery,
-    BackendKey,
-    Executor,
-    WorkerPlan,
-    parse_deadline,
-    xdist_queue,
-)
-from pytest_rollout_slo.quantity import format_duration
-from pytest_rollout_slo.report import SummaryTable, add_system_out
-from pytest_rollout_slo.spec import BackendSpec
+from pytest_rollout_slo import hookspecs
 
 DEFAULT_CONCURRENCY = 8
-_SUMMARY = "rollout-slo-summary"
-_FLAGS = "rollout-slo-flags"
-_USAGE_ERROR = "slo_usage_error"
-_WORKER_PLAN = pytest.StashKey[WorkerPlan[pytest.Item]]()
+DEFAULT_DEADLINE = "5m"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -65,7 +39,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="End the run in time: a query that has not answered this long after "
                          "the run started (after collection) is an error for its objectives; "
                          "5m, 90s or seconds (ini: slo_deadline). "
-                         f"Default: {format_duration(DEFAULT_DEADLINE)}.")
+                         f"Default: {DEFAULT_DEADLINE}.")
     group.addoption("--slo-report-md", dest="slo_report_md", default=None, metavar="PATH",
                     help="Write a Markdown summary for a merge request note or job summary "
                          "(ini: slo_report_md). Default: none.")
@@ -74,8 +48,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "Default: none.")
     parser.addini("slo_report_md", "Path of the Markdown summary.", default="")
     parser.addini("slo_report_json", "Path of the JSON evidence file.", default="")
-    rollout.add_options(group, parser)
-    recording_glue.add_options(group)
+    group.addoption("--slo-check-flag", dest="slo_check_flag", action="store_true",
+                    default=None,
+                    help="Before evaluating, check through the GitLab API that the feature flag "
+                         "of the stage's rollout is where the stage says (ini: slo_check_flag). "
+                         "Default: off.")
+    group.addoption("--slo-rollback", dest="slo_rollback", action="store_true", default=False,
+                    help="When the gate fails, set the flag back to the previous stage's "
+                         "rollout, or disable it after the first stage. Default: off.")
+    group.addoption("--slo-gitlab-url", dest="slo_gitlab_url", default=None, metavar="URL",
+                    help="GitLab (API) URL for flags (ini: slo_gitlab_url). "
+                         "Default: $CI_API_V4_URL.")
+    group.addoption("--slo-gitlab-project", dest="slo_gitlab_project", default=None,
+                    metavar="ID", help="Project id or path holding the flag "
+                                       "(ini: slo_gitlab_project). Default: $CI_PROJECT_ID.")
+    parser.addini("slo_check_flag", "Check the stage's feature flag before evaluating.",
+                  type="bool", default=False)
+    parser.addini("slo_gitlab_url", "GitLab (API) URL for feature flags.", default="")
+    parser.addini("slo_gitlab_project", "Project id or path holding the feature flag.",
+                  default="")
+    parser.addini("slo_gitlab_token_env", "Environment variable holding the GitLab token.",
+                  default="SLO_GITLAB_TOKEN")
+    group.addoption("--slo-record", dest="slo_record", default=None, metavar="PATH",
+                    help="Store every backend answer of the run in PATH (JSON), to replay or "
+                         "attach it later. Default: none.")
+    group.addoption("--slo-replay", dest="slo_replay", default=None, metavar="PATH",
+                    help="Evaluate the specs from the answers recorded in PATH, with no network; "
+                         "the evaluation time defaults to the recorded one. Default: none.")
     parser.addini("slo_stage", "Rollout stage to gate when --slo-stage is not given.",
                   default="")
     parser.addini("slo_at", "Evaluation time when --slo-at is not given.", default="")
@@ -85,7 +84,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default=False)
     parser.addini("slo_concurrency", "Queries run at once.", default=str(DEFAULT_CONCURRENCY))
     parser.addini("slo_deadline", "Deadline of the whole run, counted from after collection.",
-                  default=format_duration(DEFAULT_DEADLINE))
+                  default=DEFAULT_DEADLINE)
     parser.addini("slo_files", "Glob patterns of spec files, replacing the default "
                   "(YAML files in a slo_specs/ directory, and *.slo.yaml / *.slo.yml).",
                   type="linelist", default=[])
@@ -95,236 +94,15 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
 
-@pytest.hookimpl
-def pytest_slo_backend_types() -> list[BackendType]:
-    return [SQLITE, PROMETHEUS]
-
-
-def parse_at(text: str) -> float:
-    """Unix seconds from ``--slo-at``: RFC 3339 (``Z`` or an offset) or a number."""
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise pytest.UsageError(
-            f"--slo-at {text!r} is not a time; give RFC 3339 with a zone "
-            "(2026-11-26T12:00:00Z) or unix seconds (1795867200)") from None
-    if moment.tzinfo is None:
-        raise pytest.UsageError(f"--slo-at {text!r} has no time zone; add Z for UTC "
-                                "or an offset such as +01:00")
-    return moment.astimezone(timezone.utc).timestamp()
-
-
-def _option(config: pytest.Config, name: str) -> str:
+def option(config: pytest.Config, name: str) -> str:
+    """An option's value, else its ini key's; CLI beats ini beats default."""
     value = config.getoption(name)
     return str(value) if value not in (None, "") else str(config.getini(name) or "")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    stage = _option(config, "slo_stage").strip()
-    if not stage:
-        return
-    at_text = _option(config, "slo_at")
-    recording, recorded_at = recording_glue.replay_at(config, stage)
-    at = parse_at(at_text) if at_text else recorded_at or time.time()
-    workerinput = getattr(config, "workerinput", {})
-    at = float(workerinput.get("slo_at", at))  # one evaluation time on every xdist worker
-    full_trace = bool(config.getoption("slo_full_trace") or config.getini("slo_full_trace"))
-    strict = bool(config.getoption("slo_strict") or config.getini("slo_strict"))
-    concurrency_text = _option(config, "slo_concurrency")
-    try:
-        concurrency = int(concurrency_text)
-        if concurrency < 1:
-            raise ValueError
-    except ValueError:
-        raise pytest.UsageError(f"slo_concurrency must be a whole number >= 1, "
-                                f"got {concurrency_text!r}") from None
-    deadline_text = _option(config, "slo_deadline")
-    try:
-        deadline = parse_deadline(deadline_text)
-    except ValueError:
-        raise pytest.UsageError(f"slo_deadline must be a duration longer than 0s, such as 5m, "
-                                f"90s or 300 (seconds), got {deadline_text!r}") from None
-    backend_types: dict[str, BackendType] = {}
-    for answer in config.hook.pytest_slo_backend_types():
-        for backend_type in answer:
-            if backend_type.name in backend_types:
-                raise pytest.UsageError(f"two plugins provide backend type {backend_type.name!r}")
-            backend_types[backend_type.name] = backend_type
-    backend_types, environ = recording_glue.wrap_types(config, stage, at, recording,
-                                                       backend_types)
-    config.stash[STATE] = RunState(stage, at, full_trace, strict, backend_types,
-                                   Executor(backend_types, concurrency, environ,
-                                            deadline=deadline))
-    if not hasattr(config, "workerinput"):  # the xdist controller or a plain run reports
-        config.pluginmanager.register(SummaryTable(), _SUMMARY)
-    check = bool(config.getoption("slo_check_flag") or config.getini("slo_check_flag"))
-    rollback = bool(config.getoption("slo_rollback"))
-    if check or rollback:
-        config.pluginmanager.register(rollout.FlagGuard(config, stage, check, rollback),
-                                      _FLAGS)
+    stage = option(config, "slo_stage").strip()
+    if stage:
+        from pytest_rollout_slo import session
 
-
-def _is_spec_file(config: pytest.Config, file_path: Path) -> bool:
-    patterns = config.getini("slo_files")
-    if not patterns:
-        in_dir = file_path.suffix in (".yaml", ".yml") and file_path.parent.name == "slo_specs"
-        return in_dir or file_path.name.endswith((".slo.yaml", ".slo.yml"))
-    try:
-        relative = file_path.relative_to(config.rootpath).as_posix()
-    except ValueError:
-        relative = file_path.as_posix()
-    return any(fnmatch.fnmatch(relative, p) or ("/" not in p and fnmatch.fnmatch(file_path.name, p))
-               for p in patterns)
-
-
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile | None:
-    if STATE not in parent.config.stash or not _is_spec_file(parent.config, file_path):
-        return None
-    return SpecFile.from_parent(parent, path=file_path)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_finish(session: pytest.Session) -> None:
-    state = session.config.stash.get(STATE, None)
-    if state is None or session.testsfailed:
-        return  # collection errors are already reported; don't pile a usage error on top
-    try:
-        _check_selection(state)
-        guard = session.config.pluginmanager.get_plugin(_FLAGS)
-        if isinstance(guard, rollout.FlagGuard):
-            guard.check_before_run(session)
-    except pytest.UsageError as exc:
-        workeroutput = getattr(session.config, "workeroutput", None)
-        if workeroutput is None:
-            raise
-        # An xdist worker's exception here is lost and the run would end as "no tests ran":
-        # run nothing, and let the controller report the usage error (pytest_testnodedown).
-        workeroutput[_USAGE_ERROR] = str(exc)
-        session.items.clear()
-
-
-def _check_selection(state: RunState) -> None:
-    if state.stage not in state.stages_seen:
-        if not state.stages_seen:
-            raise pytest.UsageError(
-                f"--slo-stage={state.stage}: no spec file was collected; put specs in a "
-                "slo_specs/ directory or name them *.slo.yaml, pass their path, or set slo_files")
-        raise pytest.UsageError(
-            f"unknown stage {state.stage!r}; the collected spec files define: "
-            f"{', '.join(state.stages_seen)}")
-    if state.selected == 0:
-        files = ", ".join(str(p) for p in state.stages_seen[state.stage])
-        raise pytest.UsageError(
-            f"stage {state.stage!r} selects no objective in {files}; a stage with nothing to "
-            "check is never a green gate")
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node: Any, error: object) -> None:
-    """On the xdist controller: take over a usage error a worker found."""
-    message = getattr(node, "workeroutput", {}).get(_USAGE_ERROR)
-    state = node.config.stash.get(STATE, None)
-    if message and state is not None:
-        state.usage_error = str(message)
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    state = terminalreporter.config.stash.get(STATE, None)
-    if state is not None and state.usage_error:
-        terminalreporter.write_line(f"ERROR: {state.usage_error}", red=True, bold=True)
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node: Any) -> None:
-    """On the xdist controller: give every worker the controller's evaluation time."""
-    state = node.config.stash.get(STATE, None)
-    if state is not None:
-        node.workerinput["slo_at"] = state.at
-
-
-def _plans(state: RunState,
-           items: Iterable[pytest.Item]) -> Iterator[tuple[BackendKey, BackendSpec, AnyQuery]]:
-    for item in items:
-        if isinstance(item, ObjectiveItem):
-            for need in item.needs(state.at):
-                yield item.backend_key, item.backend_spec, need.query
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtestloop(session: pytest.Session) -> None:
-    """Start the run deadline, and every query of the selected items before the first runs."""
-    state = session.config.stash.get(STATE, None)
-    if state is None or session.config.option.collectonly:
-        return
-    state.executor.start()
-    if hasattr(session.config, "workerinput"):
-        # An xdist worker holds every collected item but runs only those it is sent, so it
-        # plans them as they arrive (see pytest_runtest_protocol).
-        queued = xdist_queue(session.config.pluginmanager.get_plugins())
-        session.config.stash[_WORKER_PLAN] = WorkerPlan(session.items, queued)
-        return
-    state.executor.prefetch(_plans(state, session.items))
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """On an xdist worker: before an item runs, plan it and the items queued after it."""
-    plan = item.config.stash.get(_WORKER_PLAN, None)
-    if plan is not None:
-        state = item.config.stash[STATE]
-        state.executor.prefetch(_plans(state, plan.window(item, nextitem)))
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """After pytest wrote the JUnit file: put warn texts where GitLab shows them, and tell
-    the plugins that act on the stage's outcome."""
-    config = session.config
-    if STATE not in config.stash:
-        return
-    recording_glue.finish(config)
-    if hasattr(config, "workerinput"):
-        return
-    if config.stash[STATE].usage_error:
-        session.exitstatus = pytest.ExitCode.USAGE_ERROR
-        return
-    xml_path = getattr(config.option, "xmlpath", None)
-    if xml_path:
-        add_system_out(Path(xml_path))
-    summary = config.pluginmanager.get_plugin(_SUMMARY)
-    # Only a run that judged its objectives finished the stage; a usage error, a spec error
-    # or an interruption said nothing about it, and a hook acting on `not passed` must not fire.
-    judged = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
-    if isinstance(summary, SummaryTable) and judged and not config.option.collectonly:
-        write_evidence(config, config.stash[STATE], summary.rows, int(exitstatus))
-        verdicts = {row["nodeid"]: row["slo.verdict"] for row in summary.rows}
-        config.hook.pytest_slo_stage_finished(
-            session=session, stage=config.stash[STATE].stage, verdicts=verdicts,
-            passed=exitstatus == pytest.ExitCode.OK)
-
-
-def write_evidence(config: pytest.Config, state: RunState, rows: list[dict[str, str]],
-                   exit_status: int) -> None:
-    """The Markdown summary and JSON evidence files, when asked for; controller only."""
-    md_path, json_path = _option(config, "slo_report_md"), _option(config, "slo_report_json")
-    if not md_path and not json_path:
-        return
-    records = [ObjectiveRecord.from_properties(row, row["outcome"], row["nodeid"])
-               for row in rows]
-    meta = run_meta(records, stage=state.stage, at=state.at, plugin_version=__version__,
-                    started=state.started, finished=time.time(), exit_status=exit_status)
-    base = config.invocation_params.dir
-    if md_path:
-        write_markdown(base / md_path, meta, records)
-    if json_path:
-        write_json(base / json_path, meta, records)
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    state = config.stash.get(STATE, None)
-    if state is not None:
-        state.executor.close()
+        session.start(config, stage)

@@ -24,15 +24,6 @@ from pytest_rollout_slo.replay import (
 RECORDER = pytest.StashKey[tuple[Recorder, Path]]()
 
 
-def add_options(group: pytest.OptionGroup) -> None:
-    group.addoption("--slo-record", dest="slo_record", default=None, metavar="PATH",
-                    help="Store every backend answer of the run in PATH (JSON), to replay or "
-                         "attach it later. Default: none.")
-    group.addoption("--slo-replay", dest="slo_replay", default=None, metavar="PATH",
-                    help="Evaluate the specs from the answers recorded in PATH, with no network; "
-                         "the evaluation time defaults to the recorded one. Default: none.")
-
-
 def _path(config: pytest.Config, text: str) -> Path:
     return config.invocation_params.dir / text
 

@@ -23,30 +23,6 @@ from pytest_rollout_slo.spec import load_spec
 DEFAULT_TOKEN_ENV = "SLO_GITLAB_TOKEN"
 
 
-def add_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
-    group.addoption("--slo-check-flag", dest="slo_check_flag", action="store_true",
-                    default=None,
-                    help="Before evaluating, check through the GitLab API that the feature flag "
-                         "of the stage's rollout is where the stage says (ini: slo_check_flag). "
-                         "Default: off.")
-    group.addoption("--slo-rollback", dest="slo_rollback", action="store_true", default=False,
-                    help="When the gate fails, set the flag back to the previous stage's "
-                         "rollout, or disable it after the first stage. Default: off.")
-    group.addoption("--slo-gitlab-url", dest="slo_gitlab_url", default=None, metavar="URL",
-                    help="GitLab (API) URL for flags (ini: slo_gitlab_url). "
-                         "Default: $CI_API_V4_URL.")
-    group.addoption("--slo-gitlab-project", dest="slo_gitlab_project", default=None,
-                    metavar="ID", help="Project id or path holding the flag "
-                                       "(ini: slo_gitlab_project). Default: $CI_PROJECT_ID.")
-    parser.addini("slo_check_flag", "Check the stage's feature flag before evaluating.",
-                  type="bool", default=False)
-    parser.addini("slo_gitlab_url", "GitLab (API) URL for feature flags.", default="")
-    parser.addini("slo_gitlab_project", "Project id or path holding the feature flag.",
-                  default="")
-    parser.addini("slo_gitlab_token_env", "Environment variable holding the GitLab token.",
-                  default=DEFAULT_TOKEN_ENV)
-
-
 def expectation(rollout: Rollout, stage: str) -> RolloutExpectation:
     return RolloutExpectation(flag=rollout.flag, percent=rollout.percent, users=rollout.users,
                               all_users=rollout.all_users, environment=rollout.environment,

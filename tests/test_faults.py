@@ -186,8 +186,12 @@ def test_503_forever_ends_at_a_deadline_shorter_than_the_retries(
         pytester: pytest.Pytester, upstream: str) -> None:
     with FaultProxy(upstream, "unavailable") as proxy:
         run = run_gate(pytester, "unavailable+deadline", proxy.url, deadline=1.5)
-    assert_errors(run, "the run deadline of 1.5s passed before this query answered "
-                       "(it was still running)")
+    assert_errors(run)
+    for name, text in run.failures.items():
+        # Either the deadline cut the wait, or the backend stopped retrying because the next
+        # backoff would have crossed the deadline and said what it got so far.
+        assert ("the run deadline of 1.5s passed before this query answered" in text
+                or "answered HTTP 503 Service Unavailable" in text), f"{name}:\n{text}"
     assert len(proxy.requests) < 4 * 4
 
 

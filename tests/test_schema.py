@@ -37,9 +37,9 @@ import yaml
 from pytest_rollout_slo.backends import BackendType
 from pytest_rollout_slo.errors import SpecError
 from pytest_rollout_slo.model import ON_NO_DATA
-from pytest_rollout_slo.plugin import pytest_slo_backend_types
 from pytest_rollout_slo.quantity import UNITS
 from pytest_rollout_slo.schema import SCHEMA_FILE, backend_schema, load_schema, main
+from pytest_rollout_slo.session import pytest_slo_backend_types
 from pytest_rollout_slo.spec import load_spec
 from pytest_rollout_slo.spec_objectives import OBJECTIVE_KEYS
 

@@ -1,0 +1,271 @@
+"""The hooks of a gating run: registered by the entry point only when a stage is gated.
+
+Owns the run's state (``start``), collection of spec files, the usage errors about the
+selection, planning every query before the items run (also per xdist worker), and what
+happens after the run: warn texts into JUnit, evidence files, the outcome hooks.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_rollout_slo import __version__, rollout
+from pytest_rollout_slo import recording as recording_glue
+from pytest_rollout_slo.backends import BackendType
+from pytest_rollout_slo.backends.prometheus import PROMETHEUS
+from pytest_rollout_slo.backends.sqlite import SQLITE
+from pytest_rollout_slo.collect import STATE, ObjectiveItem, RunState, SpecFile
+from pytest_rollout_slo.evidence import ObjectiveRecord, run_meta, write_json, write_markdown
+from pytest_rollout_slo.execute import (
+    AnyQuery,
+    BackendKey,
+    Executor,
+    WorkerPlan,
+    parse_deadline,
+    xdist_queue,
+)
+from pytest_rollout_slo.plugin import option
+from pytest_rollout_slo.report import SummaryTable, add_system_out
+from pytest_rollout_slo.spec import BackendSpec
+
+_SUMMARY = "rollout-slo-summary"
+_FLAGS = "rollout-slo-flags"
+_USAGE_ERROR = "slo_usage_error"
+_WORKER_PLAN = pytest.StashKey[WorkerPlan[pytest.Item]]()
+
+
+@pytest.hookimpl
+def pytest_slo_backend_types() -> list[BackendType]:
+    return [SQLITE, PROMETHEUS]
+
+
+def parse_at(text: str) -> float:
+    """Unix seconds from ``--slo-at``: RFC 3339 (``Z`` or an offset) or a number."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise pytest.UsageError(
+            f"--slo-at {text!r} is not a time; give RFC 3339 with a zone "
+            "(2026-11-26T12:00:00Z) or unix seconds (1795867200)") from None
+    if moment.tzinfo is None:
+        raise pytest.UsageError(f"--slo-at {text!r} has no time zone; add Z for UTC "
+                                "or an offset such as +01:00")
+    return moment.astimezone(timezone.utc).timestamp()
+
+
+def start(config: pytest.Config, stage: str) -> None:
+    """Register these hooks and set up the run's state; called from pytest_configure."""
+    config.pluginmanager.register(sys.modules[__name__], "rollout-slo-session")
+    at_text = option(config, "slo_at")
+    recording, recorded_at = recording_glue.replay_at(config, stage)
+    at = parse_at(at_text) if at_text else recorded_at or time.time()
+    workerinput = getattr(config, "workerinput", {})
+    at = float(workerinput.get("slo_at", at))  # one evaluation time on every xdist worker
+    full_trace = bool(config.getoption("slo_full_trace") or config.getini("slo_full_trace"))
+    strict = bool(config.getoption("slo_strict") or config.getini("slo_strict"))
+    concurrency_text = option(config, "slo_concurrency")
+    try:
+        concurrency = int(concurrency_text)
+        if concurrency < 1:
+            raise ValueError
+    except ValueError:
+        raise pytest.UsageError(f"slo_concurrency must be a whole number >= 1, "
+                                f"got {concurrency_text!r}") from None
+    deadline_text = option(config, "slo_deadline")
+    try:
+        deadline = parse_deadline(deadline_text)
+    except ValueError:
+        raise pytest.UsageError(f"slo_deadline must be a duration longer than 0s, such as 5m, "
+                                f"90s or 300 (seconds), got {deadline_text!r}") from None
+    backend_types: dict[str, BackendType] = {}
+    for answer in config.hook.pytest_slo_backend_types():
+        for backend_type in answer:
+            if backend_type.name in backend_types:
+                raise pytest.UsageError(f"two plugins provide backend type {backend_type.name!r}")
+            backend_types[backend_type.name] = backend_type
+    backend_types, environ = recording_glue.wrap_types(config, stage, at, recording,
+                                                       backend_types)
+    config.stash[STATE] = RunState(stage, at, full_trace, strict, backend_types,
+                                   Executor(backend_types, concurrency, environ,
+                                            deadline=deadline))
+    if not hasattr(config, "workerinput"):  # the xdist controller or a plain run reports
+        config.pluginmanager.register(SummaryTable(), _SUMMARY)
+    check = bool(config.getoption("slo_check_flag") or config.getini("slo_check_flag"))
+    rollback = bool(config.getoption("slo_rollback"))
+    if check or rollback:
+        config.pluginmanager.register(rollout.FlagGuard(config, stage, check, rollback),
+                                      _FLAGS)
+
+
+def _is_spec_file(config: pytest.Config, file_path: Path) -> bool:
+    patterns = config.getini("slo_files")
+    if not patterns:
+        in_dir = file_path.suffix in (".yaml", ".yml") and file_path.parent.name == "slo_specs"
+        return in_dir or file_path.name.endswith((".slo.yaml", ".slo.yml"))
+    try:
+        relative = file_path.relative_to(config.rootpath).as_posix()
+    except ValueError:
+        relative = file_path.as_posix()
+    return any(fnmatch.fnmatch(relative, p) or ("/" not in p and fnmatch.fnmatch(file_path.name, p))
+               for p in patterns)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile | None:
+    if STATE not in parent.config.stash or not _is_spec_file(parent.config, file_path):
+        return None
+    return SpecFile.from_parent(parent, path=file_path)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    state = session.config.stash.get(STATE, None)
+    if state is None or session.testsfailed:
+        return  # collection errors are already reported; don't pile a usage error on top
+    try:
+        _check_selection(state)
+        guard = session.config.pluginmanager.get_plugin(_FLAGS)
+        if isinstance(guard, rollout.FlagGuard):
+            guard.check_before_run(session)
+    except pytest.UsageError as exc:
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is None:
+            raise
+        # An xdist worker's exception here is lost and the run would end as "no tests ran":
+        # run nothing, and let the controller report the usage error (pytest_testnodedown).
+        workeroutput[_USAGE_ERROR] = str(exc)
+        session.items.clear()
+
+
+def _check_selection(state: RunState) -> None:
+    if state.stage not in state.stages_seen:
+        if not state.stages_seen:
+            raise pytest.UsageError(
+                f"--slo-stage={state.stage}: no spec file was collected; put specs in a "
+                "slo_specs/ directory or name them *.slo.yaml, pass their path, or set slo_files")
+        raise pytest.UsageError(
+            f"unknown stage {state.stage!r}; the collected spec files define: "
+            f"{', '.join(state.stages_seen)}")
+    if state.selected == 0:
+        files = ", ".join(str(p) for p in state.stages_seen[state.stage])
+        raise pytest.UsageError(
+            f"stage {state.stage!r} selects no objective in {files}; a stage with nothing to "
+            "check is never a green gate")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """On the xdist controller: take over a usage error a worker found."""
+    message = getattr(node, "workeroutput", {}).get(_USAGE_ERROR)
+    state = node.config.stash.get(STATE, None)
+    if message and state is not None:
+        state.usage_error = str(message)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    state = terminalreporter.config.stash.get(STATE, None)
+    if state is not None and state.usage_error:
+        terminalreporter.write_line(f"ERROR: {state.usage_error}", red=True, bold=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """On the xdist controller: give every worker the controller's evaluation time."""
+    state = node.config.stash.get(STATE, None)
+    if state is not None:
+        node.workerinput["slo_at"] = state.at
+
+
+def _plans(state: RunState,
+           items: Iterable[pytest.Item]) -> Iterator[tuple[BackendKey, BackendSpec, AnyQuery]]:
+    for item in items:
+        if isinstance(item, ObjectiveItem):
+            for need in item.needs(state.at):
+                yield item.backend_key, item.backend_spec, need.query
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Start the run deadline, and every query of the selected items before the first runs."""
+    state = session.config.stash.get(STATE, None)
+    if state is None or session.config.option.collectonly:
+        return
+    state.executor.start()
+    if hasattr(session.config, "workerinput"):
+        # An xdist worker holds every collected item but runs only those it is sent, so it
+        # plans them as they arrive (see pytest_runtest_protocol).
+        queued = xdist_queue(session.config.pluginmanager.get_plugins())
+        session.config.stash[_WORKER_PLAN] = WorkerPlan(session.items, queued)
+        return
+    state.executor.prefetch(_plans(state, session.items))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """On an xdist worker: before an item runs, plan it and the items queued after it."""
+    plan = item.config.stash.get(_WORKER_PLAN, None)
+    if plan is not None:
+        state = item.config.stash[STATE]
+        state.executor.prefetch(_plans(state, plan.window(item, nextitem)))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After pytest wrote the JUnit file: put warn texts where GitLab shows them, and tell
+    the plugins that act on the stage's outcome."""
+    config = session.config
+    if STATE not in config.stash:
+        return
+    recording_glue.finish(config)
+    if hasattr(config, "workerinput"):
+        return
+    if config.stash[STATE].usage_error:
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+        return
+    xml_path = getattr(config.option, "xmlpath", None)
+    if xml_path:
+        add_system_out(Path(xml_path))
+    summary = config.pluginmanager.get_plugin(_SUMMARY)
+    # Only a run that judged its objectives finished the stage; a usage error, a spec error
+    # or an interruption said nothing about it, and a hook acting on `not passed` must not fire.
+    judged = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+    if isinstance(summary, SummaryTable) and judged and not config.option.collectonly:
+        write_evidence(config, config.stash[STATE], summary.rows, int(exitstatus))
+        verdicts = {row["nodeid"]: row["slo.verdict"] for row in summary.rows}
+        config.hook.pytest_slo_stage_finished(
+            session=session, stage=config.stash[STATE].stage, verdicts=verdicts,
+            passed=exitstatus == pytest.ExitCode.OK)
+
+
+def write_evidence(config: pytest.Config, state: RunState, rows: list[dict[str, str]],
+                   exit_status: int) -> None:
+    """The Markdown summary and JSON evidence files, when asked for; controller only."""
+    md_path, json_path = option(config, "slo_report_md"), option(config, "slo_report_json")
+    if not md_path and not json_path:
+        return
+    records = [ObjectiveRecord.from_properties(row, row["outcome"], row["nodeid"])
+               for row in rows]
+    meta = run_meta(records, stage=state.stage, at=state.at, plugin_version=__version__,
+                    started=state.started, finished=time.time(), exit_status=exit_status)
+    base = config.invocation_params.dir
+    if md_path:
+        write_markdown(base / md_path, meta, records)
+    if json_path:
+        write_json(base / json_path, meta, records)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None:
+        state.executor.close()
