@@ -136,7 +136,7 @@ class ObjectiveItem(pytest.Item):
         outcome = Outcome(
             service=self.spec.service, objective=objective.name, stage=self.resolved.stage,
             verdict=Verdict.ERROR, bounds=self.resolved.bounds, unit=objective.unit,
-            on_no_data=objective.on_no_data, at=state.at, window=self.resolved.window,
+            on_no_data=objective.on_no_data, at=state.at,
             # Burn-rate alerts bring their own windows; the stage's window would mislead.
             window_text="" if objective.burn_rate else self.resolved.window_text,
             backend=f"{self.backend_spec.name} ({self.backend_spec.type})",

@@ -105,4 +105,5 @@ def pytest_configure(config: pytest.Config) -> None:
     if stage:
         from pytest_rollout_slo import session
 
+        config.pluginmanager.register(session, "rollout-slo-session")
         session.start(config, stage)

@@ -37,7 +37,6 @@ class Outcome:
     unit: Unit
     on_no_data: OnNoData
     at: float
-    window: float | None
     window_text: str
     backend: str
     """``metrics (prometheus, http://prometheus:9090)``, already free of secrets."""

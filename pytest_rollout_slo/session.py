@@ -8,7 +8,6 @@ happens after the run: warn texts into JUnit, evidence files, the outcome hooks.
 from __future__ import annotations
 
 import fnmatch
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
@@ -66,8 +65,8 @@ def parse_at(text: str) -> float:
 
 
 def start(config: pytest.Config, stage: str) -> None:
-    """Register these hooks and set up the run's state; called from pytest_configure."""
-    config.pluginmanager.register(sys.modules[__name__], "rollout-slo-session")
+    """Set up the run's state; called from pytest_configure once this module's hooks are
+    registered."""
     at_text = option(config, "slo_at")
     recording, recorded_at = recording_glue.replay_at(config, stage)
     at = parse_at(at_text) if at_text else recorded_at or time.time()
