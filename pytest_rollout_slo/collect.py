@@ -116,7 +116,10 @@ class ObjectiveItem(pytest.Item):
             # Shown three ways: pytest's warnings summary, the captured output (JUnit
             # system-out) and the summary table.
             print(text)
-            warnings.warn(SloWarning(text.splitlines()[0]), stacklevel=1)
+            # Attributed to the objective's line in the spec, where the warn level is set.
+            warnings.warn_explicit(SloWarning(text.splitlines()[0]), SloWarning,
+                                   filename=str(self.path),
+                                   lineno=self.resolved.objective.line)
             return
         if verdict is Verdict.NO_DATA and outcome.on_no_data != "fail":
             if outcome.on_no_data == "skip":

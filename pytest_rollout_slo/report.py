@@ -302,7 +302,9 @@ def add_system_out(xml_path: Path) -> None:
         tree.write(xml_path, encoding="utf-8", xml_declaration=True)
 
 
-_LIMITS = ("max_increase", "max_decrease", "burn_rate_target", "max_violations")
+_LIMIT_NAMES = {"warn_min": "warn min", "warn_max": "warn max"}
+_LIMITS = ("warn_min", "warn_max", "max_increase", "max_decrease", "burn_rate_target",
+           "max_violations")
 _COLOURS = {"pass": "green", "warn": "yellow", "fail": "red", "error": "red", "no_data": "yellow"}
 
 
@@ -346,8 +348,8 @@ class SummaryTable:
             label = markup(label, **{_COLOURS.get(verdict, "red"): True, "bold": True})
         bounds = [f"min {props['slo.min']}" if props.get("slo.min") else "",
                   f"max {props['slo.max']}" if props.get("slo.max") else "",
-                  *(f"{name} {props[f'slo.{name}']}" for name in _LIMITS
-                    if props.get(f"slo.{name}"))]
+                  *(f"{_LIMIT_NAMES.get(name, name)} {props[f'slo.{name}']}"
+                    for name in _LIMITS if props.get(f"slo.{name}"))]
         objective = props["slo.objective"]
         if props.get("slo.matrix"):
             objective += f" ({props['slo.matrix']})"
