@@ -89,23 +89,30 @@ class ObjectiveItem(pytest.Item):
         self.spec = spec
         self.backend_spec = spec.backends[resolved.objective.backend]
         self.backend_key = BackendKey(spec.path, self.backend_spec.name)
+        self._planned: tuple[Measurement, list[Need]] | None = None
 
-    def measurement(self, at: float) -> Measurement:
-        """What this item queries at ``at``; asks for the backend, so only at run time."""
+    def measurement(self, at: float) -> tuple[Measurement, list[Need]]:
+        """What this item queries at ``at``, planned once for the prefetch and the item;
+        asks for the backend, so only at run time."""
+        if self._planned is not None and self._planned[0].at == at:
+            return self._planned
         state = self.config.stash[STATE]
         try:
             ranged = state.executor.ranged(self.backend_key, self.backend_spec)
         except BackendError:
             ranged = False  # the item reports the error when it runs
-        return Measurement(self.resolved, at, ranged=ranged)
+        measurement = Measurement(self.resolved, at, ranged=ranged)
+        self._planned = (measurement, measurement.needs())
+        return self._planned
 
     def needs(self, at: float) -> list[Need]:
-        return self.measurement(at).needs()
+        return self.measurement(at)[1]
 
     def runtest(self) -> None:
         state = self.config.stash[STATE]
         outcome = self._evaluate(state)
-        self.stash[OUTCOME] = outcome
+        if outcome.verdict is not Verdict.PASS:  # kept for repr_failure; a pass needs nothing
+            self.stash[OUTCOME] = outcome
         self.user_properties.extend(properties(outcome))
         verdict = outcome.verdict
         self.config.hook.pytest_slo_verdict(item=self, verdict=verdict.value)
@@ -132,9 +139,10 @@ class ObjectiveItem(pytest.Item):
     def _evaluate(self, state: RunState) -> Outcome:
         executor = state.executor
         objective = self.resolved.objective
-        measurement = self.measurement(state.at)
-        needs = measurement.needs()
+        measurement, needs = self.measurement(state.at)
+        self._planned = None  # the answers are read once; keep no plan past the item
         queries = dict(self.resolved.queries)
+        main = needs[0].query if needs else None
         # Start as an error: only a complete, judged answer turns it into anything else.
         outcome = Outcome(
             service=self.spec.service, objective=objective.name, stage=self.resolved.stage,
@@ -144,8 +152,10 @@ class ObjectiveItem(pytest.Item):
             window_text="" if objective.burn_rate else self.resolved.window_text,
             backend=f"{self.backend_spec.name} ({self.backend_spec.type})",
             queries=queries,
-            parameters={} if objective.burn_rate else query_params(self.resolved.variables,
-                                                                    state.at),
+            # The bound values of the objective's own query at the evaluation time.
+            parameters=({} if objective.burn_rate else
+                        main.params if isinstance(main, Query) and main.at == state.at
+                        else query_params(self.resolved.variables, state.at)),
             title=self.resolved.title, strict=state.strict,
             matrix=", ".join(f"{k}={v}" for k, v in self.resolved.combination),
             limits=_limits(self.resolved))

@@ -302,6 +302,10 @@ def add_system_out(xml_path: Path) -> None:
         tree.write(xml_path, encoding="utf-8", xml_declaration=True)
 
 
+_TABLE_KEYS = frozenset({"slo.objective", "slo.matrix", "slo.stage", "slo.value", "slo.min",
+                         "slo.max", "slo.verdict", *(f"slo.{name}" for name in (
+                             "warn_min", "warn_max", "max_increase", "max_decrease",
+                             "burn_rate_target", "max_violations"))})
 _LIMIT_NAMES = {"warn_min": "warn min", "warn_max": "warn max"}
 _LIMITS = ("warn_min", "warn_max", "max_increase", "max_decrease", "burn_rate_target",
            "max_violations")
@@ -311,14 +315,18 @@ _COLOURS = {"pass": "green", "warn": "yellow", "fail": "red", "error": "red", "n
 class SummaryTable:
     """Collects ``slo.*`` properties from reports and prints one row per objective."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_all: bool = False) -> None:
         self.rows: list[dict[str, str]] = []
+        # The table needs a few properties; evidence files need all of them.
+        self.keep_all = keep_all
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
             return
-        props = {k: str(v) for k, v in report.user_properties if k.startswith("slo.")}
+        keep = None if self.keep_all else _TABLE_KEYS
+        props = {k: str(v) for k, v in report.user_properties
+                 if k.startswith("slo.") and (keep is None or k in keep)}
         if "slo.verdict" in props:
             props["outcome"] = report.outcome
             props["nodeid"] = report.nodeid

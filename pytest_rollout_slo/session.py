@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from pytest_rollout_slo import __version__, rollout
+from pytest_rollout_slo import __version__
 from pytest_rollout_slo import recording as recording_glue
 from pytest_rollout_slo.backends import BackendType
-from pytest_rollout_slo.backends.prometheus import PROMETHEUS
+from pytest_rollout_slo.backends.prometheus_config import PROMETHEUS
 from pytest_rollout_slo.backends.sqlite import SQLITE
 from pytest_rollout_slo.collect import STATE, ObjectiveItem, RunState, SpecFile
 from pytest_rollout_slo.evidence import ObjectiveRecord, run_meta, write_json, write_markdown
@@ -100,10 +100,15 @@ def start(config: pytest.Config, stage: str) -> None:
                                    Executor(backend_types, concurrency, environ,
                                             deadline=deadline))
     if not hasattr(config, "workerinput"):  # the xdist controller or a plain run reports
-        config.pluginmanager.register(SummaryTable(), _SUMMARY)
+        evidence = bool(option(config, "slo_report_md") or option(config, "slo_report_json"))
+        config.pluginmanager.register(SummaryTable(keep_all=evidence), _SUMMARY)
     check = bool(config.getoption("slo_check_flag") or config.getini("slo_check_flag"))
     rollback = bool(config.getoption("slo_rollback"))
     if check or rollback:
+        # Imported only here: the GitLab client and its HTTP stack cost a run that needs
+        # no flag about 0.1 s.
+        from pytest_rollout_slo import rollout
+
         config.pluginmanager.register(rollout.FlagGuard(config, stage, check, rollback),
                                       _FLAGS)
 
@@ -135,7 +140,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     try:
         _check_selection(state)
         guard = session.config.pluginmanager.get_plugin(_FLAGS)
-        if isinstance(guard, rollout.FlagGuard):
+        if guard is not None:  # a rollout.FlagGuard, registered only when asked for
             guard.check_before_run(session)
     except pytest.UsageError as exc:
         workeroutput = getattr(session.config, "workeroutput", None)

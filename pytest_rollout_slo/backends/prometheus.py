@@ -14,7 +14,6 @@ import re
 import socket
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -23,8 +22,13 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.util.retry import Retry
 
-from pytest_rollout_slo.backends import Query, QueryResult, RangeQuery, Sample, Series, Setting
-from pytest_rollout_slo.backends.prometheus_config import SETTINGS, PrometheusConfig, check_settings
+from pytest_rollout_slo.backends import Query, QueryResult, RangeQuery, Sample, Series
+from pytest_rollout_slo.backends.prometheus_config import (
+    PROMETHEUS,
+    SETTINGS,
+    PrometheusConfig,
+    PrometheusType,
+)
 from pytest_rollout_slo.errors import BackendError
 from pytest_rollout_slo.execute import time_left
 from pytest_rollout_slo.quantity import format_duration
@@ -36,24 +40,6 @@ _HINTS = {401: "; check bearer_token, basic_auth or headers",
           404: "; check that url is the API root, with any prefix such as /prometheus"}
 # vmui shows the hour before the evaluation time as a graph whose last point is the value.
 _VMUI_RANGE = "1h"
-
-
-class PrometheusType:
-    """The ``prometheus`` backend type: its settings and how to make a backend from them."""
-
-    name = "prometheus"
-    language = "promql"
-    settings: Mapping[str, Setting] = SETTINGS
-
-    def create(self, name: str, settings: Mapping[str, Any], spec_dir: Path) -> PrometheusBackend:
-        return PrometheusBackend(name, self.config(name, settings, spec_dir))
-
-    def config(self, name: str, settings: Mapping[str, Any], spec_dir: Path) -> PrometheusConfig:
-        """Check env-resolved settings and coerce them; raise BackendConfigError if unusable."""
-        return check_settings(name, settings, spec_dir)
-
-
-PROMETHEUS = PrometheusType()
 
 
 class _DeadlineRetry(Retry):
