@@ -173,6 +173,13 @@ class ObjectiveItem(pytest.Item):
             return replace(outcome, error=exc.message)
         except AmbiguousAnswer as exc:
             return replace(outcome, error=str(exc))
+        except Exception as exc:
+            # A bug in a backend or in this plugin: still an error verdict with properties and
+            # a table row, never a pass; --slo-full-trace shows where it came from.
+            if state.full_trace:
+                raise
+            return replace(outcome, error=f"internal error ({type(exc).__name__}: {exc}); "
+                                          "run with --slo-full-trace for the traceback")
         warned = tuple(w for answer in answers.values() if not isinstance(answer, tuple)
                        for w in answer.warnings)
         return replace(outcome, verdict=evaluation.verdict, evaluation=evaluation,

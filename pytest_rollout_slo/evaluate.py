@@ -148,6 +148,8 @@ def _ratio(labels: tuple[tuple[str, str], ...], numerator: Sample | None,
     parts = (n, d)
     if denominator is None or d is None or math.isnan(d):
         return Observation(labels, None, "denominator returned no data", parts)
+    if d == 0 and (n is None or n == 0 or math.isnan(n)):
+        return Observation(labels, None, f"0/0 ({no_traffic})", parts)
     if numerator is None or n is None or math.isnan(n):
         return Observation(labels, None, "numerator returned no data while the denominator is "
                            f"{_number(d)}; make the numerator return 0 when nothing happened "

@@ -11,7 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 
-from pytest_rollout_slo.evaluate import Evaluation, Observation, Verdict, judge, violation
+from pytest_rollout_slo.evaluate import (
+    AmbiguousAnswer,
+    Evaluation,
+    Observation,
+    Verdict,
+    judge,
+    violation,
+)
 from pytest_rollout_slo.model import NO_BOUNDS, Baseline, Bounds, BurnRate, Sustained
 from pytest_rollout_slo.quantity import Unit, format_value
 
@@ -38,8 +45,16 @@ def quantile(values: Sequence[float], q: float) -> float:
 
 def observe_quantile(observations: Sequence[Observation], q: float
                      ) -> tuple[list[Observation], str]:
-    """One observation: the quantile of every value returned, labels ignored."""
-    values = [o.value for o in observations if o.value is not None and not o.missing]
+    """One observation: the quantile of every value returned, labels ignored.
+
+    A missing value (NULL, NaN) makes the whole quantile no data: a NULL duration is often
+    the request that timed out, and leaving it out would flatter the quantile.
+    """
+    missing = sum(1 for o in observations if o.missing)
+    if missing:
+        return [Observation((), None, f"{missing} of {len(observations)} values are missing "
+                                      "(NULL or NaN)")], ""
+    values = [o.value for o in observations if o.value is not None]
     if not values:
         return [], "the values query returned no values"
     return [Observation((), quantile(values, q), f"q{q:g} of {len(values)} values")], ""
@@ -180,9 +195,12 @@ def judge_burn_rate(windows: Mapping[tuple[int, str], Sequence[Observation]], bu
     unknown: list[str] = []
     for index, alert in enumerate(burn.alerts):
         rates: dict[str, dict[Labels, float | None]] = {}
+        # One series on each side pair whatever their labels; otherwise by labels, so that
+        # a burning series is never lost for want of a partner (it then reads no data).
+        single = all(len(windows[(index, side)]) == 1 for side in ("long", "short"))
         for side in ("long", "short"):
             observations = windows[(index, side)]
-            rates[side] = {o.labels if len(observations) > 1 else (): (
+            rates[side] = {(() if single else o.labels): (
                 None if o.missing or o.value is None else o.value / burn.budget)
                 for o in observations}
         labels = list(dict.fromkeys([*rates["long"], *rates["short"]])) or [()]
@@ -221,7 +239,15 @@ def _pair(current: Sequence[Observation], baseline: Sequence[Observation],
     def key(o: Observation) -> Labels:
         return tuple((k, v) for k, v in o.labels if k not in ignore and k != "__name__")
 
-    before = {key(o): o for o in baseline}
+    before: dict[Labels, Observation] = {}
+    for observation in baseline:
+        if key(observation) in before:
+            # Comparing with either one could hide the other: refuse, never guess.
+            raise AmbiguousAnswer(
+                "the baseline returned several series with the labels "
+                f"{_labels(key(observation)).strip() or '(no labels)'}, so they cannot be "
+                "paired with the current series; aggregate them (sum by (...))")
+        before[key(observation)] = observation
     return [(o.labels, o, before.get(key(o))) for o in current]
 
 

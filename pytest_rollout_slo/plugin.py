@@ -101,6 +101,11 @@ def option(config: pytest.Config, name: str) -> str:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    given = config.getoption("slo_stage")
+    if given is not None and not str(given).strip():
+        # `--slo-stage=$STAGE` with STAGE unset must not quietly turn the gate off.
+        raise pytest.UsageError("--slo-stage is empty; name the stage to gate "
+                                "(a CI variable may be unset)")
     stage = option(config, "slo_stage").strip()
     if stage:
         from pytest_rollout_slo import session

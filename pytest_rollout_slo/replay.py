@@ -38,6 +38,7 @@ from pytest_rollout_slo.backends import (
     Setting,
 )
 from pytest_rollout_slo.errors import BackendError, SloError
+from pytest_rollout_slo.execute import time_left
 
 FORMAT = "pytest-rollout-slo/recording"
 VERSION = 1
@@ -57,6 +58,15 @@ def _float(value: float | str | None) -> float | None:
     if value is None:
         return None
     return float(value.replace("Inf", "inf")) if isinstance(value, str) else float(value)
+
+
+def _late() -> bool:
+    """The run deadline passed while the query ran: the executor will discard the answer.
+
+    Such a query is left out of the recording, so its replay is an error, as the run was.
+    """
+    left = time_left()
+    return left is not None and left <= 0
 
 
 def _identity(backend: str, query: Query | RangeQuery) -> str:
@@ -186,6 +196,8 @@ class _RecordingBackend:
         except BackendError as exc:
             self.recorder.add(self.key, query, {"error": exc.message})
             raise
+        if _late():
+            return result  # the run used the deadline's error; replay must not see a value
         self.recorder.add(self.key, query, {
             "result": {"samples": [[dict(s.labels), _number(s.value)] for s in result.samples],
                        "warnings": list(result.warnings)}})
@@ -201,6 +213,8 @@ class _RecordingRangeBackend(_RecordingBackend):
         except BackendError as exc:
             self.recorder.add(self.key, query, {"error": exc.message})
             raise
+        if _late():
+            return series
         self.recorder.add(self.key, query, {"result": {"series": [
             [dict(s.labels), [[t, _number(v)] for t, v in s.points]] for s in series]}})
         return series

@@ -59,10 +59,10 @@ class Outcome:
 
 
 def format_time(at: float) -> str:
-    """RFC 3339 in UTC, whole seconds unless the time has a fraction."""
-    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at))
-    fraction = at - int(at)
-    return f"{whole}.{round(fraction * 1000):03d}Z" if fraction > 0.0005 else f"{whole}Z"
+    """RFC 3339 in UTC, whole seconds unless the time has a fraction (milliseconds)."""
+    millis = round(at * 1000)  # round first, so .9996 s becomes the next whole second
+    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(millis // 1000))
+    return f"{whole}.{millis % 1000:03d}Z" if millis % 1000 else f"{whole}Z"
 
 
 def threshold_text(bounds: Bounds, unit: Unit) -> str:
@@ -171,6 +171,7 @@ def failure_text(outcome: Outcome) -> str:
 _TIME_PARAMETERS = ("at", "window_start", "window_end")
 _VALUES_SHOWN = 10  # in the value column and slo.value
 _LINES_SHOWN = 50  # values listed in a failure text
+_OBSERVATIONS_KEPT = 1000  # raw values kept in slo.observations and the evidence
 
 
 def bound_parameters(outcome: Outcome) -> str:
@@ -250,7 +251,10 @@ def observations_json(outcome: Outcome) -> str:
     """The raw values behind the verdict, as JSON: labels, value, ratio parts, reason."""
     evaluation = outcome.evaluation
     rows = []
-    for observation in evaluation.observations if evaluation is not None else ():
+    # The failure text lists at most _LINES_SHOWN values; JUnit gets a bounded sample too, or a
+    # 100k-series answer would make a 100k-row property.
+    for observation in (evaluation.observations[:_OBSERVATIONS_KEPT]
+                        if evaluation is not None else ()):
         row: dict[str, object] = {"labels": dict(observation.labels),
                                   "value": _json_number(observation.value)}
         if observation.parts is not None:

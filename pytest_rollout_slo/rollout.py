@@ -49,6 +49,9 @@ class FlagGuard:
         self.rollback = rollback
         self.spec_paths: set[Path] = set()
         self.lines: list[str] = []
+        # Settings are checked now: a missing token found only after a red gate would turn
+        # its exit code 1 into a usage error and hide the failures.
+        self.client().close()
 
     def client(self) -> GitLabFlags:
         config = self.config
@@ -58,6 +61,11 @@ class FlagGuard:
                    or os.environ.get("CI_PROJECT_ID", ""))
         token_env = str(config.getini("slo_gitlab_token_env") or DEFAULT_TOKEN_ENV)
         token = os.environ.get(token_env, "")
+        if token != token.strip() or any(ord(c) < 32 for c in token):
+            # requests would quote such a header value back in its error message.
+            raise pytest.UsageError(f"${token_env} contains a line break, a control character "
+                                    "or surrounding spaces (often a trailing newline); remove "
+                                    "them")
         missing = [what for what, value in (
             ("the GitLab URL (--slo-gitlab-url, ini slo_gitlab_url or $CI_API_V4_URL)", url),
             ("the project (--slo-gitlab-project, ini slo_gitlab_project or $CI_PROJECT_ID)",
@@ -108,7 +116,7 @@ class FlagGuard:
             return
         try:
             self.lines.extend(self._roll_back())
-        except (GitLabError, SloError) as exc:
+        except (GitLabError, SloError, pytest.UsageError) as exc:
             self.lines.append(f"rollback FAILED, the flag may still be at stage {self.stage}: "
                               f"{exc}")
 

@@ -8,6 +8,7 @@ happens after the run: warn texts into JUnit, evidence files, the outcome hooks.
 from __future__ import annotations
 
 import fnmatch
+import math
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
@@ -46,18 +47,33 @@ def pytest_slo_backend_types() -> list[BackendType]:
     return [SQLITE, PROMETHEUS]
 
 
+# A clock a little ahead of the server's is fine; an evaluation time in the future is a typo
+# (milliseconds for seconds) whose empty windows could read as zero errors.
+_FUTURE_SLACK = 300.0
+
+
 def parse_at(text: str) -> float:
     """Unix seconds from ``--slo-at``: RFC 3339 (``Z`` or an offset) or a number."""
     try:
-        return float(text)
+        at = float(text)
     except ValueError:
-        pass
+        at = _parse_rfc3339(text)
+    if not math.isfinite(at) or at < 0:
+        raise pytest.UsageError(f"--slo-at {text!r} is not a time; give RFC 3339 with a zone "
+                                "(2026-11-26T12:00:00Z) or unix seconds (1795694400)")
+    if at > time.time() + _FUTURE_SLACK:
+        raise pytest.UsageError(f"--slo-at {text!r} is in the future; there is no data there "
+                                "yet (unix seconds, not milliseconds)")
+    return at
+
+
+def _parse_rfc3339(text: str) -> float:
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise pytest.UsageError(
             f"--slo-at {text!r} is not a time; give RFC 3339 with a zone "
-            "(2026-11-26T12:00:00Z) or unix seconds (1795867200)") from None
+            "(2026-11-26T12:00:00Z) or unix seconds (1795694400)") from None
     if moment.tzinfo is None:
         raise pytest.UsageError(f"--slo-at {text!r} has no time zone; add Z for UTC "
                                 "or an offset such as +01:00")

@@ -46,7 +46,8 @@ _TOP_KEYS = ("version", "service", "description", "backends", "variables", "stag
              "matrix")
 _STAGE_KEYS = ("description", "variables", "rollout")
 _ROLLOUT_KEYS = ("flag", "percent", "users", "all", "environment")
-BUILTIN_VARIABLES = ("stage", "service")
+# Built-ins, and the names SQL backends bind for the evaluation time and window.
+BUILTIN_VARIABLES = ("stage", "service", "at", "window_start", "window_end")
 
 
 def load_spec(path: Path, backend_types: Mapping[str, BackendType]) -> Spec:

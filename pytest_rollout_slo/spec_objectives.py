@@ -346,11 +346,12 @@ class ObjectiveLoader:
             raise self.error(node.line_of("burn_rate"), key,
                              "needs a `ratio` objective whose ratio is the error ratio "
                              "(bad events / all events)")
-        texts = ratio.numerator + ratio.denominator
-        if "${window}" not in texts and ":window_start" not in texts:
-            raise self.error(node.line_of("burn_rate"), key,
-                             "the ratio queries must use ${window} (PromQL) or :window_start "
-                             "(SQL): each alert evaluates them over its long and short window")
+        for text in (ratio.numerator, ratio.denominator):
+            if "${window}" not in text and ":window_start" not in text:
+                raise self.error(node.line_of("burn_rate"), key,
+                                 "both ratio queries must use ${window} (PromQL) or "
+                                 ":window_start (SQL): each alert evaluates them over its long "
+                                 "and short window")
         body = self.loader.mapping(node["burn_rate"], node.line_of("burn_rate"), key)
         self.loader.keys(body, ("target", "alerts"), f"{key}.")
         target = self.fraction(body, "target", f"{key}.", required=True)
@@ -449,11 +450,22 @@ class ObjectiveLoader:
 
     def check_placeholders(self, node: YamlMap, where: str, objective: Objective) -> None:
         combination = next(objective.combinations(), ())
-        extra: dict[str, Scalar] = dict(objective.baseline.variables) if objective.baseline else {}
+        extra: dict[str, Scalar] = {}
         if objective.burn_rate is not None:
             # Each alert supplies its own windows, so `${window}` needs no variable here.
             extra["window"] = objective.burn_rate.alerts[0].long_text
+        if objective.baseline is not None:
+            # A baseline variable no query uses would compare the objective with itself:
+            # "unchanged", a pass every time.
+            texts = " ".join(objective.templates.values())
+            for name in objective.baseline.variables:
+                if f"${{{name}}}" not in texts and f":{name}" not in texts:
+                    raise self.error(node["baseline"].line_of("variables"),
+                                     f"{where}baseline.variables.{name}",
+                                     f"no query of the objective uses ${{{name}}} (or :{name} "
+                                     "in SQL), so the baseline would be the objective itself")
         for stage in objective.stages:
+            # The objective's own queries must resolve without the baseline's variables.
             variables = {**self.spec.variables_for(stage, combination, objective), **extra}
             for part, text in objective.templates.items():
                 _, missing = substitute(text, variables)

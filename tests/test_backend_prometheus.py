@@ -507,3 +507,29 @@ def test_unusable_settings_are_config_errors(settings: dict[str, Any], expected:
     assert expected in str(info.value)
     assert info.value.backend == "metrics"
     assert "pw" not in str(info.value)
+
+
+@pytest.mark.parametrize("settings", [
+    {"bearer_token": "s3cr3t-token\n"},
+    {"bearer_token": " s3cr3t-token"},
+    {"basic_auth": {"username": "alice", "password": "s3cr3t-token\r\n"}},
+])
+def test_a_credential_with_a_line_break_is_refused_without_quoting_it(
+        settings: dict[str, Any]) -> None:
+    # requests would quote such a header value, secret included, in its own error.
+    with pytest.raises(BackendConfigError, match="line break") as info:
+        make(settings)
+    assert "s3cr3t-token" not in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["alice:hunter2@prom:9090", "http//alice:hunter2@prom:9090"])
+def test_a_url_without_scheme_is_refused_without_its_password(url: str) -> None:
+    with pytest.raises(BackendConfigError, match="not a valid http") as info:
+        PROMETHEUS.config("metrics", {"url": url}, Path("."))
+    assert "hunter2" not in str(info.value)
+
+
+def test_header_values_stay_out_of_the_config_repr() -> None:
+    config = PROMETHEUS.config("metrics", {"url": URL, "headers": {"X-Api-Key": "k3y-value"}},
+                               Path("."))
+    assert "k3y-value" not in repr(config)

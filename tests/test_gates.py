@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from pytest_rollout_slo.evaluate import Observation, Verdict, judge
+from pytest_rollout_slo.evaluate import AmbiguousAnswer, Observation, Verdict, judge
 from pytest_rollout_slo.gates import (
     judge_baseline,
     judge_burn_rate,
@@ -113,9 +113,8 @@ def test_quantile_of_nothing_is_an_error() -> None:
         quantile([], 0.5)
 
 
-def test_observe_quantile_ignores_labels_and_missing_values() -> None:
-    observations = [obs(1.0, (("a", "x"),)), obs(NAN), obs(None), obs(3.0, (("a", "y"),)),
-                    obs(2.0)]
+def test_observe_quantile_ignores_labels() -> None:
+    observations = [obs(1.0, (("a", "x"),)), obs(3.0, (("a", "y"),)), obs(2.0)]
     result, reason = observe_quantile(observations, 0.5)
     assert reason == ""
     assert len(result) == 1
@@ -124,9 +123,18 @@ def test_observe_quantile_ignores_labels_and_missing_values() -> None:
     assert "3 values" in result[0].reason
 
 
-@pytest.mark.parametrize("values", [[], [NAN], [None, NAN]])
-def test_observe_quantile_without_values_is_no_data(values: list[float | None]) -> None:
+@pytest.mark.parametrize("values", [[1.0, NAN, 2.0], [None, 5.0], [NAN], [None, NAN]])
+def test_a_missing_value_makes_the_quantile_no_data(values: list[float | None]) -> None:
+    # A NULL duration is often the request that timed out: leaving it out would flatter p95.
     result, reason = observe_quantile([obs(v) for v in values], 0.95)
+    missing = sum(1 for v in values if v is None or math.isnan(v))
+    assert len(result) == 1 and result[0].missing
+    assert f"{missing} of {len(values)} values are missing" in result[0].reason
+    assert judge(result, Bounds(None, 1e9), empty_reason=reason).verdict is Verdict.NO_DATA
+
+
+def test_observe_quantile_without_values_is_no_data() -> None:
+    result, reason = observe_quantile([], 0.95)
     assert result == []
     assert "no values" in reason
     assert judge(result, Bounds(None, 1.0), empty_reason=reason).verdict is Verdict.NO_DATA
@@ -567,3 +575,22 @@ def test_burn_rate_labelled_series_are_judged_apart() -> None:
     evaluation = judge_burn_rate(windows, EXACT)
     assert evaluation.verdict is Verdict.FAIL
     assert 'region="eu"' in evaluation.headline
+
+
+def test_a_burning_series_is_judged_although_the_other_window_has_one_series() -> None:
+    # long has eu and us, short only eu: eu must still be paired by its labels.
+    eu, us = (("region", "eu"),), (("region", "us"),)
+    windows = {(0, "long"): [obs(0.6, eu), obs(0.001, us)], (0, "short"): [obs(0.7, eu)]}
+    result = judge_burn_rate(windows, EXACT)
+    assert result.verdict is Verdict.FAIL
+    assert 'region="eu"' in result.headline
+
+
+def test_several_baseline_series_with_the_same_labels_are_an_error() -> None:
+    current = [obs(0.05, (("region", "eu"),)), obs(0.01, (("region", "us"),))]
+    baseline = [obs(0.01, (("region", "eu"), ("cohort", "control"))),
+                obs(0.20, (("region", "eu"), ("cohort", "other")))]
+    spec = Baseline({"cohort": "control"}, None, "", Change(0.1, True, "10%"), None)
+    with pytest.raises(AmbiguousAnswer, match="several series"):
+        judge_baseline(current, baseline, NO_BOUNDS, NO_BOUNDS, spec, unit="percent",
+                       ignore_labels=("cohort",))

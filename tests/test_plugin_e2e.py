@@ -666,3 +666,59 @@ def test_items_point_at_the_objective_line(pytester: pytest.Pytester) -> None:
         path, lineno, description = item.reportinfo()
         assert (Path(path), lineno, description) == (spec, line, f"{name}[beta]")
         assert item.location == ("slo_specs/x.yaml", line, f"{name}[beta]")
+
+
+@pytest.mark.parametrize(("option", "phrase"), [
+    ("--slo-stage=", "--slo-stage is empty"),
+    ("--slo-at=nan", "is not a time"),
+    ("--slo-at=inf", "is not a time"),
+    ("--slo-at=1795694400000", "is in the future"),
+])
+def test_options_that_would_gate_nothing_or_nowhere_are_usage_errors(
+        pytester: pytest.Pytester, option: str, phrase: str) -> None:
+    make_db(pytester.path / "events.db")
+    write_spec(pytester, ERROR_RATE)
+    args = (option,) if option.startswith("--slo-stage") else ("--slo-stage=beta", option)
+    result = run(pytester, *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{phrase}*"])
+
+
+def test_a_bug_in_a_backend_is_an_error_verdict_not_a_traceback(
+        pytester: pytest.Pytester) -> None:
+    pytester.makeconftest("""
+        from pytest_rollout_slo import Setting
+
+        class Broken:
+            name = "broken"
+            settings = {}
+            def create(self, name, settings, spec_dir):
+                return self
+            type_name = "broken"
+            def describe(self):
+                return "broken"
+            def graph_url(self, query):
+                return None
+            def close(self):
+                pass
+            def query(self, query):
+                raise KeyError("oops")
+
+        def pytest_slo_backend_types():
+            return [Broken()]
+    """)
+    pytester.makefile(".slo.yaml", gate="""
+        version: 1
+        service: s
+        backends: {b: {type: broken}}
+        stages: {beta: {}}
+        objectives:
+          - name: x
+            query: anything
+            max: 1
+    """)
+    result = run(pytester, "--slo-stage=beta", AT_OPTION)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["x[[]beta] ERROR: internal error (KeyError: 'oops'); run with "
+                                 "--slo-full-trace for the traceback"])
+    result.stdout.no_fnmatch_line("*Traceback*")

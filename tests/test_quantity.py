@@ -14,6 +14,7 @@ from pytest_rollout_slo.quantity import (
     parse_duration,
     parse_quantity,
 )
+from pytest_rollout_slo.report import format_time
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -144,3 +145,12 @@ def test_format_duration(seconds: float, shown: str) -> None:
 @pytest.mark.parametrize("text", ["250ms", "10s", "5m", "1h", "6h", "1d", "1w", "90m"])
 def test_format_duration_round_trips(text: str) -> None:
     assert parse_duration(format_duration(parse_duration(text))) == parse_duration(text)
+
+
+@pytest.mark.parametrize(("at", "text"), [
+    (1795694400.0, "2026-11-26T12:00:00Z"),
+    (1795694400.25, "2026-11-26T12:00:00.250Z"),
+    (1795694400.9996, "2026-11-26T12:00:01Z"),  # rounds into the next second, not .1000
+])
+def test_evaluation_times_are_shown_in_rfc_3339(at: float, text: str) -> None:
+    assert format_time(at) == text

@@ -218,8 +218,8 @@ VALID = [
         """, QUERY.replace("up", 'up{region="${region}", shard="${shard}"}'))),
         id="sustained-and-matrix"),
     pytest.param(spec(objective(
-        "baseline: {variables: {cohort: control}, max_increase: 10%, max_decrease: 0.5s}\n",
-        "- name: x\n  query: up{cohort=\"canary\"}\n")), id="baseline-change-only"),
+        "baseline: {variables: {feature: control}, max_increase: 10%, max_decrease: 0.5s}\n",
+        "- name: x\n  query: up{feature=\"${feature}\"}\n")), id="baseline-change-only"),
     pytest.param(spec(objective("baseline: {offset: 7d}\n")), id="baseline-offset-with-max"),
     pytest.param(spec("""\
         - name: x

@@ -242,7 +242,8 @@ def test_baseline_errors(tmp_path: Path, baseline: str, key: str, phrase: str) -
 def test_baseline_with_variables_parsing(tmp_path: Path) -> None:
     objective = only(load(tmp_path, """\
         - name: x
-          query: sum(rate(errors{cohort="canary"}[${window}]))
+          query: sum(rate(errors{cohort="${cohort}"}[${window}]))
+          variables: {cohort: canary}
           max: 5%
           baseline:
             variables: {cohort: control}
@@ -251,6 +252,25 @@ def test_baseline_with_variables_parsing(tmp_path: Path) -> None:
     assert objective.baseline == Baseline({"cohort": "control"}, None, "",
                                           Change(0.1, True, "10%"), None)
     assert objective.baseline.describe() == "cohort=control"
+
+
+def test_a_baseline_variable_no_query_uses_is_refused(tmp_path: Path) -> None:
+    # Otherwise the baseline query is the objective's own: "unchanged", a pass every time.
+    with pytest.raises(SpecError, match=r"no query of the objective uses \$\{cohort\}"):
+        load(tmp_path, """\
+            - name: x
+              query: sum(rate(errors{cohort="canary"}[${window}]))
+              baseline: {variables: {cohort: control}, max_increase: 10%}
+            """)
+
+
+def test_the_objective_s_own_query_must_resolve_without_the_baseline(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"undefined variable \$\{cohort\}"):
+        load(tmp_path, """\
+            - name: x
+              query: sum(rate(errors{cohort="${cohort}"}[${window}]))
+              baseline: {variables: {cohort: control}, max_increase: 10%}
+            """)
 
 
 def test_baseline_with_offset_parsing(tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ class PrometheusConfig:
     """Checked and coerced settings; ``url`` is the API root without credentials."""
 
     url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # may hold keys
     bearer_token: str | None = field(default=None, repr=False)
     basic_auth: tuple[str, str] | None = field(default=None, repr=False)
     verify: bool | str = True
@@ -93,7 +93,7 @@ class _Checker:
         self.known(raw, "", (*SETTINGS, "type"))
         url, url_auth = self.url(raw.get("url"))
         headers = self.strings("headers", raw.get("headers", {}))
-        bearer = self.string("bearer_token", raw["bearer_token"]) if "bearer_token" in raw else None
+        bearer = self.secret("bearer_token", raw["bearer_token"]) if "bearer_token" in raw else None
         given = [what for what, present in (
             ("bearer_token", bearer is not None), ("basic_auth", "basic_auth" in raw),
             ("credentials in url", url_auth is not None),
@@ -134,9 +134,21 @@ class _Checker:
             raise self.fail(key, f"must be a string, got {type(value).__name__}")
         return value
 
+    def secret(self, key: str, value: object) -> str:
+        """A credential: a line break or control character (a secret file's trailing
+        newline, usually) would be quoted back by requests' header check, so refuse it."""
+        text = self.string(key, value)
+        if any(ord(c) < 32 or ord(c) == 127 for c in text) or text != text.strip():
+            raise self.fail(key, "contains a line break, a control character or surrounding "
+                                 "spaces (often a trailing newline in the secret); remove them")
+        return text
+
     def url(self, value: object) -> tuple[str, tuple[str, str] | None]:
         text = self.string("url", value).strip()
-        shown, parts = strip_url_credentials(text), urlsplit(text)
+        # Without a scheme urlsplit finds no credentials to strip: hide all before the '@'.
+        shown = (strip_url_credentials(text) if "://" in text
+                 else "***@" + text.rsplit("@", 1)[1] if "@" in text else text)
+        parts = urlsplit(text)
         try:  # urlsplit checks the port only when asked for it
             valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
         except ValueError:
@@ -169,7 +181,7 @@ class _Checker:
             raise self.fail("basic_auth", "must be a mapping with username and password")
         self.known(value, "basic_auth.", ("username", "password"))
         return (self.string("basic_auth.username", value["username"]),
-                self.string("basic_auth.password", value["password"]))
+                self.secret("basic_auth.password", value["password"]))
 
     def tls(self, value: object) -> tuple[bool | str, str | tuple[str, str] | None]:
         if not isinstance(value, Mapping):
