@@ -163,8 +163,9 @@ class ObjectiveItem(pytest.Item):
             backend = executor.backend(self.backend_key, self.backend_spec)
             # The link shows the objective's own query at the evaluation time.
             shown = Query(next(iter(queries.values())), state.at)
+            # A burn-rate objective's queries take each alert's window: no single link.
             outcome = replace(outcome, backend=f"{self.backend_spec.name} ({backend.describe()})",
-                              link=backend.graph_url(shown))
+                              link=None if objective.burn_rate else backend.graph_url(shown))
             answers: dict[str, Answer] = {
                 need.name: executor.result(self.backend_key, self.backend_spec, need.query)
                 for need in needs}

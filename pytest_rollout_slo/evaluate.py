@@ -70,6 +70,8 @@ class Evaluation:
     """For gates beyond one instant: the lines that explain the verdict."""
     value_text: str = ""
     """For gates beyond one instant: the measured value in one short phrase."""
+    change: str = ""
+    """For a baseline with one series: the change against it, ``up 41.3% (1.33 points)``."""
 
     @cached_property
     def warnings(self) -> tuple[Observation, ...]:

@@ -165,20 +165,25 @@ def judge_baseline(current: Sequence[Observation], baseline: Sequence[Observatio
             failed.append(f"{format_value(now.value, unit)}{tag} is {change} against the baseline "
                           f"{format_value(before.value, unit)} ({described}); {broken}")
     observations = tuple(now for _, now, _ in pairs if now is not None)
-    value_text = ""
+    value_text = change = ""
     if len(pairs) == 1 and pairs[0][1] is not None and pairs[0][2] is not None:
-        now, before = pairs[0][1], pairs[0][2]
-        value_text = (f"{format_value(now.value, unit)} vs baseline "
-                      f"{format_value(before.value, unit)}")
+        now_value, before_value = pairs[0][1].value, pairs[0][2].value
+        value_text = (f"{format_value(now_value, unit)} vs baseline "
+                      f"{format_value(before_value, unit)}")
+        if (now_value is not None and before_value is not None
+                and not math.isnan(now_value) and not math.isnan(before_value)):
+            change = _change_text(now_value, before_value, unit)
     if failed:
         return Evaluation(Verdict.FAIL, bounds, observations, "", warn, failed[0],
-                          tuple(details), value_text or f"{len(failed)} change(s) too large")
+                          tuple(details), value_text or f"{len(failed)} change(s) too large",
+                          change)
     if missing:
         return Evaluation(Verdict.NO_DATA, bounds, observations, "; ".join(missing), warn,
                           details=tuple(details))
     own_warn = not warn.empty and judge(current, bounds, warn=warn).verdict is Verdict.WARN
     verdict = Verdict.WARN if own_warn else Verdict.PASS
-    return Evaluation(verdict, bounds, observations, "", warn, "", tuple(details), value_text)
+    return Evaluation(verdict, bounds, observations, "", warn, "", tuple(details), value_text,
+                      change)
 
 
 def judge_burn_rate(windows: Mapping[tuple[int, str], Sequence[Observation]], burn: BurnRate,

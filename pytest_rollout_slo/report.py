@@ -228,6 +228,8 @@ def properties(outcome: Outcome) -> list[tuple[str, object]]:
                                                                         outcome.unit)),
         *_warn_properties(outcome),
         *((f"slo.{name}", text) for name, text in outcome.limits),
+        *([("slo.change", outcome.evaluation.change)]
+          if outcome.evaluation is not None and outcome.evaluation.change else []),
         ("slo.unit", outcome.unit),
         ("slo.backend", outcome.backend),
     ]

@@ -594,3 +594,12 @@ def test_several_baseline_series_with_the_same_labels_are_an_error() -> None:
     with pytest.raises(AmbiguousAnswer, match="several series"):
         judge_baseline(current, baseline, NO_BOUNDS, NO_BOUNDS, spec, unit="percent",
                        ignore_labels=("cohort",))
+
+
+def test_a_single_baseline_pair_reports_its_change() -> None:
+    spec = Baseline({"cohort": "control"}, None, "", Change(0.1, True, "10%"), None)
+    result = judge_baseline([obs(0.0455)], [obs(0.0322)], NO_BOUNDS, NO_BOUNDS, spec,
+                            unit="percent")
+    assert result.verdict is Verdict.FAIL
+    assert result.change == "up 41.3% (1.33 points)"
+    assert result.value_text == "4.55% vs baseline 3.22%"
