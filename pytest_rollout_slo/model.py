@@ -243,6 +243,12 @@ def duration_text(value: Scalar) -> str:
     return value.strip() if isinstance(value, str) else format_duration(float(value))
 
 
+def placeholders(text: str) -> list[str]:
+    """The ``${name}`` names of ``text`` in order: what ``substitute`` looks up."""
+    return [match.group(1) for match in _PLACEHOLDER_RE.finditer(text)
+            if match.group(0) != "$${"]
+
+
 def substitute(text: str, variables: Mapping[str, Scalar]) -> tuple[str, list[str]]:
     """Replace ``${name}``; return the text and the names that were not defined."""
     missing: list[str] = []

@@ -26,7 +26,7 @@ from pytest_rollout_slo.model import (
     Spec,
     Sustained,
     duration_text,
-    substitute,
+    placeholders,
 )
 from pytest_rollout_slo.quantity import (
     UNITS,
@@ -449,7 +449,6 @@ class ObjectiveLoader:
         return value
 
     def check_placeholders(self, node: YamlMap, where: str, objective: Objective) -> None:
-        combination = next(objective.combinations(), ())
         extra: dict[str, Scalar] = {}
         if objective.burn_rate is not None:
             # Each alert supplies its own windows, so `${window}` needs no variable here.
@@ -464,11 +463,19 @@ class ObjectiveLoader:
                                      f"{where}baseline.variables.{name}",
                                      f"no query of the objective uses ${{{name}}} (or :{name} "
                                      "in SQL), so the baseline would be the objective itself")
+        # The names each query uses are the same at every stage; only what is defined differs.
+        used = [(part, names) for part, text in objective.templates.items()
+                if (names := placeholders(text))]
+        if not used:
+            return
+        combination = next(objective.combinations(), ())
         for stage in objective.stages:
             # The objective's own queries must resolve without the baseline's variables.
             variables = {**self.spec.variables_for(stage, combination, objective), **extra}
-            for part, text in objective.templates.items():
-                _, missing = substitute(text, variables)
+            for part, names in used:
+                missing = [name for name in names if name not in variables]
+                if not missing:
+                    continue
                 line = self.part_line(node, part)
                 for name in missing:
                     if name.startswith("env:"):

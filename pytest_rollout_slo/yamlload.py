@@ -45,52 +45,131 @@ _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoade
 
 
 class _LineLoader(_BaseLoader):  # type: ignore[valid-type,misc]
-    pass
+    # Whether a node may appear twice in the tree. Only an alias (`*name`) can do that, and
+    # an alias needs an anchor (`&name`): without a `&` in the text every node is built once,
+    # so nothing needs remembering and each one can be let go as soon as it is built.
+    shared = True
+
+
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+# Scalars whose safe constructor is a plain function of the node (no generator, no state).
+_PLAIN_SCALAR_TAGS = frozenset({"tag:yaml.org,2002:null", "tag:yaml.org,2002:bool",
+                                "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
+
+
+def _construct(loader: _LineLoader, node: yaml.Node) -> Any:
+    """What ``loader.construct_object(node, deep=True)`` returns, without its machinery.
+
+    Maps, sequences and plain scalars (most of a spec file) are built here directly; any
+    other tag goes through PyYAML's own ``construct_object``. Both share the loader's
+    ``constructed_objects`` (an alias is the same object) and ``recursive_objects`` (an
+    alias to a node being built is the same error as before).
+    """
+    shared = loader.shared
+    constructed = loader.constructed_objects
+    if shared and node in constructed:
+        return constructed[node]
+    tag = node.tag
+    if tag == _STR_TAG and isinstance(node, yaml.ScalarNode):
+        data: Any = node.value
+    elif tag in _PLAIN_SCALAR_TAGS and isinstance(node, yaml.ScalarNode):
+        data = loader.yaml_constructors[tag](loader, node)
+    elif tag == _MAP_TAG and isinstance(node, yaml.MappingNode):
+        data = _guarded(loader, node, _construct_map) if shared else _construct_map(loader, node)
+    elif tag == _SEQ_TAG and isinstance(node, yaml.SequenceNode):
+        data = _guarded(loader, node, _construct_list) if shared else _construct_list(loader, node)
+    else:
+        return loader.construct_object(node, deep=True)
+    if shared:
+        constructed[node] = data
+    return data
+
+
+def _guarded(loader: _LineLoader, node: yaml.Node, build: Any) -> Any:
+    recursive = loader.recursive_objects
+    if node in recursive:
+        raise yaml.constructor.ConstructorError(None, None, "found unconstructable recursive node",
+                                                node.start_mark)
+    recursive[node] = None
+    data = build(loader, node)
+    del recursive[node]
+    return data
 
 
 def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> YamlMap:
-    explicit = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+    explicit = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
     loader.flatten_mapping(node)  # resolves `<<` merge keys the way safe_load does
     # flatten_mapping puts merged pairs first; the mapping's own keys may override them.
     merged = len(node.value) - explicit
     result = YamlMap()
     result.line = node.start_mark.line + 1
-    result.key_lines = {}
+    key_lines: dict[str, int] = {}
+    result.key_lines = key_lines
     own: set[str] = set()
-    for index, (key_node, value_node) in enumerate(node.value):
-        key = loader.construct_object(key_node, deep=True)
+    pairs = node.value
+    release = not loader.shared
+    for index, (key_node, value_node) in enumerate(pairs):
+        if release:
+            pairs[index] = None  # built once (see _LineLoader.shared): free it as we go
+        key = _construct(loader, key_node)
         key_line = key_node.start_mark.line + 1
         if not isinstance(key, str):
             # YAML 1.1 reads `on:`, `yes:` and `1:` as booleans and numbers; say so plainly.
             raise YamlSyntaxError(key_line, str(key),
                                   f"keys must be strings, got {type(key).__name__} {key!r}; "
                                   "quote the key")
-        if index >= merged and key in own:
-            raise YamlSyntaxError(key_line, key,
-                                  f"duplicate key (first defined on line {result.key_lines[key]}); "
-                                  "each key may appear once in a mapping")
-        result[key] = loader.construct_object(value_node, deep=True)
-        result.key_lines[key] = key_line
         if index >= merged:
+            if key in own:
+                raise YamlSyntaxError(key_line, key,
+                                      f"duplicate key (first defined on line {key_lines[key]}); "
+                                      "each key may appear once in a mapping")
             own.add(key)
+        result[key] = _construct(loader, value_node)
+        key_lines[key] = key_line
     return result
 
 
 def _construct_list(loader: _LineLoader, node: yaml.SequenceNode) -> YamlList:
-    result = YamlList(loader.construct_object(child, deep=True) for child in node.value)
+    result = YamlList()
     result.line = node.start_mark.line + 1
-    result.item_lines = [child.start_mark.line + 1 for child in node.value]
+    item_lines: list[int] = []
+    result.item_lines = item_lines
+    children = node.value
+    release = not loader.shared
+    for index, child in enumerate(children):
+        if release:
+            children[index] = None  # built once (see _LineLoader.shared): free it as we go
+        item_lines.append(child.start_mark.line + 1)
+        result.append(_construct(loader, child))
     return result
 
 
-_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
-_LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_list)
+# Used when PyYAML's construct_object builds a map or sequence itself (inside a `!!set`, say).
+_LineLoader.add_constructor(_MAP_TAG, _construct_map)
+_LineLoader.add_constructor(_SEQ_TAG, _construct_list)
+
+
+def _load(text: str) -> Any:
+    loader = _LineLoader(text)  # a SafeLoader subclass: safe_load semantics
+    loader.shared = "&" in text
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if node.tag in (_MAP_TAG, _SEQ_TAG, _STR_TAG) or node.tag in _PLAIN_SCALAR_TAGS:
+            return _construct(loader, node)
+        return loader.construct_document(node)  # any other tag: exactly as yaml.load
+    finally:
+        loader.dispose()
 
 
 def load_yaml(text: str) -> Any:
     """Parse one YAML document; raise YamlSyntaxError with the line of the problem."""
     try:
-        return yaml.load(text, Loader=_LineLoader)  # a SafeLoader subclass: safe_load semantics
+        return _load(text)
     except YamlSyntaxError:
         raise
     except yaml.MarkedYAMLError as exc:
