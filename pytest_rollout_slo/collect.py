@@ -22,7 +22,8 @@ from pytest_rollout_slo.errors import BackendError, SloError, SloWarning, SpecEr
 from pytest_rollout_slo.evaluate import AmbiguousAnswer, Verdict
 from pytest_rollout_slo.execute import BackendKey, Executor
 from pytest_rollout_slo.measure import Answer, Measurement, Need, query_params
-from pytest_rollout_slo.report import Outcome, failure_text, format_time, properties
+from pytest_rollout_slo.quantity import format_time
+from pytest_rollout_slo.report import Outcome, failure_text, properties
 from pytest_rollout_slo.spec import ResolvedObjective, Spec, load_spec
 
 

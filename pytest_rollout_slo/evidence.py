@@ -69,13 +69,14 @@ import json
 import os
 import re
 import secrets
-import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
+
+from pytest_rollout_slo.quantity import format_time
 
 JSON_SCHEMA = "pytest-rollout-slo/evidence"
 JSON_SCHEMA_VERSION = 1
@@ -194,13 +195,6 @@ def overall_verdict(meta: RunMeta, records: Sequence[ObjectiveRecord]) -> RunVer
     if any(r.verdict != "pass" or r.outcome != "passed" for r in records):
         return "warn"
     return "pass"
-
-
-def format_time(at: float) -> str:
-    """RFC 3339 in UTC, as :func:`pytest_rollout_slo.report.format_time` (which needs pytest)."""
-    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at))
-    fraction = at - int(at)
-    return f"{whole}.{round(fraction * 1000):03d}Z" if fraction > 0.0005 else f"{whole}Z"
 
 
 # -- Markdown -------------------------------------------------------------------------------
@@ -402,16 +396,16 @@ def _objective_json(record: ObjectiveRecord) -> dict[str, Any]:
 # -- files ----------------------------------------------------------------------------------
 
 def write_markdown(path: Path | str, meta: RunMeta, records: Sequence[ObjectiveRecord]) -> None:
-    _write_atomic(Path(path), markdown_report(meta, records))
+    write_text_atomic(Path(path), markdown_report(meta, records))
 
 
 def write_json(path: Path | str, meta: RunMeta, records: Sequence[ObjectiveRecord]) -> None:
     document = json_report(meta, records)
-    _write_atomic(Path(path), json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False,
+    write_text_atomic(Path(path), json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False,
                                          allow_nan=False) + "\n")
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     """Write next to the target, then rename: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -428,4 +422,4 @@ def _write_atomic(path: Path, text: str) -> None:
 
 __all__ = ["JSON_SCHEMA", "JSON_SCHEMA_VERSION", "ObjectiveRecord", "RunMeta", "RunVerdict",
            "format_time", "json_report", "markdown_report", "overall_verdict", "run_meta",
-           "write_json", "write_markdown"]
+           "write_json", "write_markdown", "write_text_atomic"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from typing import Literal
 
 Unit = Literal["number", "percent", "seconds"]
@@ -92,3 +93,17 @@ def format_duration(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return format_value(seconds, "seconds")
+
+
+def format_time(at: float) -> str:
+    """RFC 3339 in UTC, whole seconds unless the time has a fraction (milliseconds)."""
+    millis = round(at * 1000)  # round first, so .9996 s becomes the next whole second
+    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(millis // 1000))
+    return f"{whole}.{millis % 1000:03d}Z" if millis % 1000 else f"{whole}Z"
+
+
+def json_number(value: float | None) -> float | str | None:
+    """A value for JSON, which has no NaN or infinity: strings keep them apart from None."""
+    if value is None or math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")

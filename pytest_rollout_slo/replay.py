@@ -18,9 +18,7 @@ KEY is ``<spec directory relative to the rootdir>::<backend name>``. Samples are
 from __future__ import annotations
 
 import json
-import math
 import os
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -38,7 +36,9 @@ from pytest_rollout_slo.backends import (
     Setting,
 )
 from pytest_rollout_slo.errors import BackendError, SloError
+from pytest_rollout_slo.evidence import write_text_atomic
 from pytest_rollout_slo.execute import time_left
+from pytest_rollout_slo.quantity import json_number
 
 FORMAT = "pytest-rollout-slo/recording"
 VERSION = 1
@@ -46,12 +46,6 @@ VERSION = 1
 
 class RecordingError(SloError):
     """The recording file cannot be read or does not fit this run."""
-
-
-def _number(value: float | None) -> float | str | None:
-    if value is None or math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
 
 
 def _float(value: float | str | None) -> float | None:
@@ -144,12 +138,7 @@ def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def write_json_atomic(path: Path, document: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        json.dump(document, out, indent=1, sort_keys=True)
-        out.write("\n")
-    os.replace(temporary, path)
+    write_text_atomic(path, json.dumps(document, indent=1, sort_keys=True) + "\n")
 
 
 class _RecordingType:
@@ -199,7 +188,7 @@ class _RecordingBackend:
         if _late():
             return result  # the run used the deadline's error; replay must not see a value
         self.recorder.add(self.key, query, {
-            "result": {"samples": [[dict(s.labels), _number(s.value)] for s in result.samples],
+            "result": {"samples": [[dict(s.labels), json_number(s.value)] for s in result.samples],
                        "warnings": list(result.warnings)}})
         return result
 
@@ -216,7 +205,7 @@ class _RecordingRangeBackend(_RecordingBackend):
         if _late():
             return series
         self.recorder.add(self.key, query, {"result": {"series": [
-            [dict(s.labels), [[t, _number(v)] for t, v in s.points]] for s in series]}})
+            [dict(s.labels), [[t, json_number(v)] for t, v in s.points]] for s in series]}})
         return series
 
 

@@ -9,9 +9,7 @@ summary table is built from those properties, so it also works for pytest-xdist 
 from __future__ import annotations
 
 import json
-import math
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +20,7 @@ from tabulate import tabulate
 
 from pytest_rollout_slo.evaluate import Evaluation, Observation, Verdict, violation
 from pytest_rollout_slo.model import NO_BOUNDS, Bounds, OnNoData
-from pytest_rollout_slo.quantity import Unit, format_value
+from pytest_rollout_slo.quantity import Unit, format_time, format_value, json_number
 
 
 @dataclass(frozen=True)
@@ -56,13 +54,6 @@ class Outcome:
     """``--slo-strict``: a warning fails the objective."""
     matrix: str = ""
     """The matrix combination, ``region=eu``; empty without a matrix."""
-
-
-def format_time(at: float) -> str:
-    """RFC 3339 in UTC, whole seconds unless the time has a fraction (milliseconds)."""
-    millis = round(at * 1000)  # round first, so .9996 s becomes the next whole second
-    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(millis // 1000))
-    return f"{whole}.{millis % 1000:03d}Z" if millis % 1000 else f"{whole}Z"
 
 
 def threshold_text(bounds: Bounds, unit: Unit) -> str:
@@ -258,21 +249,14 @@ def observations_json(outcome: Outcome) -> str:
     for observation in (evaluation.observations[:_OBSERVATIONS_KEPT]
                         if evaluation is not None else ()):
         row: dict[str, object] = {"labels": dict(observation.labels),
-                                  "value": _json_number(observation.value)}
+                                  "value": json_number(observation.value)}
         if observation.parts is not None:
-            row["numerator"] = _json_number(observation.parts[0])
-            row["denominator"] = _json_number(observation.parts[1])
+            row["numerator"] = json_number(observation.parts[0])
+            row["denominator"] = json_number(observation.parts[1])
         if observation.reason:
             row["reason"] = observation.reason
         rows.append(row)
     return json.dumps(rows, sort_keys=True)
-
-
-def _json_number(value: float | None) -> float | str | None:
-    # JSON has no NaN or infinity; strings keep them distinct from a missing value.
-    if value is None or math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
 
 
 def _warn_properties(outcome: Outcome) -> list[tuple[str, object]]:

@@ -42,8 +42,7 @@ from servers import PrometheusServer
 from simulate import AT_UNIX, STAGES, Events
 from test_integration_prometheus import DAY, HOUR, OWN_FILTERS, TIMEOUT, Case, run_spec
 
-from pytest_rollout_slo.quantity import format_value
-from pytest_rollout_slo.report import format_time
+from pytest_rollout_slo.quantity import format_time, format_value
 
 pytest_plugins = ["pytester"]
 

@@ -10,11 +10,11 @@ from pytest_rollout_slo.quantity import (
     QuantityError,
     Unit,
     format_duration,
+    format_time,
     format_value,
     parse_duration,
     parse_quantity,
 )
-from pytest_rollout_slo.report import format_time
 
 
 @pytest.mark.parametrize(("text", "seconds"), [

@@ -25,9 +25,16 @@ import bisect
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeVar
+from typing import Literal, TypeVar
 
-from simulate import AT_UNIX, RESPONSE_BUCKETS, STAGE_WINDOWS, TOOL_CALL_BUCKETS, Events
+from simulate import (
+    AT_UNIX,
+    RESPONSE_BUCKETS,
+    STAGE_WINDOWS,
+    TOOL_CALL_BUCKETS,
+    Events,
+    Timed,
+)
 
 Histogram = Literal["tool_call_duration_seconds", "agent_response_duration_seconds"]
 
@@ -54,14 +61,7 @@ __all__ = [
 ]
 
 
-class _Timed(Protocol):
-    @property
-    def ts(self) -> float: ...
-    @property
-    def stage(self) -> str: ...
-
-
-_T = TypeVar("_T", bound=_Timed)
+_T = TypeVar("_T", bound=Timed)
 
 
 @dataclass(frozen=True)
@@ -254,5 +254,5 @@ def _window(rows: Sequence[_T], stage: str, window: float | None, at: float) -> 
     return [r for r in rows[low:high] if r.stage == stage]
 
 
-def _ts(row: _Timed) -> float:
+def _ts(row: Timed) -> float:
     return row.ts

@@ -62,14 +62,16 @@ RESPONSE_BUCKETS = (1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 60.0, 120
 TOOL_TIMEOUT_S = 60.0
 
 
-class _Timed(Protocol):
+class Timed(Protocol):
+    """Any simulated event: it happened at ``ts`` during ``stage``."""
+
     @property
     def ts(self) -> float: ...
     @property
     def stage(self) -> str: ...
 
 
-_T = TypeVar("_T", bound=_Timed)
+_T = TypeVar("_T", bound=Timed)
 
 
 @dataclass(frozen=True)
@@ -571,7 +573,7 @@ def _ln(median: float) -> float:
     return math.log(median)  # lognormvariate takes mu = ln(median)
 
 
-def _by_ts(row: _Timed) -> float:
+def _by_ts(row: Timed) -> float:
     return row.ts
 
 
