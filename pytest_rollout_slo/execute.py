@@ -5,7 +5,9 @@ the queries of the selected items (all of them, or on a pytest-xdist worker the 
 run there), so identical queries are shared and all of them run on a bounded set of threads,
 at most ``concurrency`` at once overall and at most the backend's ``max_concurrency`` at once
 per backend, while pytest walks the items in order. Queries start in the order they were
-planned, so the item that runs next finds its answer first.
+planned, so the item that runs next finds its answer first. An answer is kept until every
+item that planned it has read it, then dropped: a run holds the answers still to be read,
+not every answer of the run.
 
 The whole run has a deadline. An item never waits past it, a query that has not started by
 then never starts, and an answer that arrives after it is not used: each of these is an
@@ -82,10 +84,12 @@ class Pending:
     kept for the whole run, and the executor's one condition guards them all.
     """
 
-    __slots__ = ("_error", "_state", "_traceback", "_value")
+    __slots__ = ("_error", "_readers", "_state", "_traceback", "_value")
 
     def __init__(self) -> None:
         self._state = _WAITING
+        # Reads still to come: one per plan that asked for it (shared queries count each).
+        self._readers = 0
         self._value: Answer | None = None
         self._error: BaseException | None = None
         self._traceback: TracebackType | None = None
@@ -141,7 +145,9 @@ class Executor:
         self._create_lock = threading.Lock()
         # Guards everything below; threads wait on it for work or for a free backend slot.
         self._cond = threading.Condition(threading.Lock())
+        # Queries planned and not yet read by every item that planned them.
         self._planned: dict[_Identity, Pending] = {}
+        self._distinct = 0
         self._bindings: dict[tuple[tuple[str, object], ...], int] = {}
         self._waiting: dict[BackendKey, deque[_Task]] = {}
         self._running: dict[BackendKey, int] = {}
@@ -159,7 +165,12 @@ class Executor:
     @property
     def planned(self) -> int:
         """How many distinct queries were planned so far (shared ones count once)."""
-        return len(self._planned)
+        return self._distinct
+
+    def held(self) -> int:
+        """How many answers (or queries still running) are kept for reads still to come."""
+        with self._cond:
+            return len(self._planned)
 
     # -- the deadline ---------------------------------------------------------------------
 
@@ -238,12 +249,14 @@ class Executor:
                 if pending is None:
                     task = _Task(self._order, key, spec, query, Pending())
                     self._order += 1
+                    self._distinct += 1
                     pending = self._planned[identity] = task.pending
                     if self._closed:
                         self._finish(task, error=self._late(task, started=False))
                     else:
                         self._waiting.setdefault(key, deque()).append(task)
                         queued += 1
+                pending._readers += 1
                 found.append(pending)
             # One wake-up per batch, not per query: threads woken one by one would fight
             # the planning thread for the GIL.
@@ -270,16 +283,28 @@ class Executor:
     def result(self, key: BackendKey, spec: BackendSpec, query: AnyQuery) -> Answer:
         """The answer to ``query``, waiting for it at most until the run deadline.
 
-        Raises the backend's error (or, for a bug in a backend, whatever it raised), and
-        DeadlineExceeded when no answer came in time.
+        This read is one of those planned for the query (a query nobody planned is queued
+        now); after the last planned read the answer is dropped, and a later read runs the
+        query again. Raises the backend's error (or, for a bug in a backend, whatever it
+        raised), and DeadlineExceeded when no answer came in time.
         """
-        pending = self.submit(key, spec, query)
-        if not pending.done():
-            with self._answered:
-                if not self._answered.wait_for(pending.done, max(0.0, self.time_left())):
-                    task = _Task(-1, key, spec, query, pending)
-                    raise self._late(task, started=pending.running())
-        return pending.answer()
+        with self._cond:
+            identity = self._identity(key, query)
+            pending = self._planned.get(identity)
+        if pending is None:
+            pending = self.submit(key, spec, query)
+        try:
+            if not pending.done():
+                with self._answered:
+                    if not self._answered.wait_for(pending.done, max(0.0, self.time_left())):
+                        task = _Task(-1, key, spec, query, pending)
+                        raise self._late(task, started=pending.running())
+            return pending.answer()
+        finally:
+            with self._cond:
+                pending._readers -= 1
+                if pending._readers <= 0 and self._planned.get(identity) is pending:
+                    del self._planned[identity]
 
     # -- the threads ----------------------------------------------------------------------
 

@@ -116,8 +116,7 @@ def start(config: pytest.Config, stage: str) -> None:
                                    Executor(backend_types, concurrency, environ,
                                             deadline=deadline))
     if not hasattr(config, "workerinput"):  # the xdist controller or a plain run reports
-        evidence = bool(option(config, "slo_report_md") or option(config, "slo_report_json"))
-        config.pluginmanager.register(SummaryTable(keep_all=evidence), _SUMMARY)
+        config.pluginmanager.register(SummaryTable(), _SUMMARY)
     check = bool(config.getoption("slo_check_flag") or config.getini("slo_check_flag"))
     rollback = bool(config.getoption("slo_rollback"))
     if check or rollback:
@@ -261,14 +260,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # or an interruption said nothing about it, and a hook acting on `not passed` must not fire.
     judged = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
     if isinstance(summary, SummaryTable) and judged and not config.option.collectonly:
-        write_evidence(config, config.stash[STATE], summary.rows, int(exitstatus))
-        verdicts = {row["nodeid"]: row["slo.verdict"] for row in summary.rows}
+        write_evidence(config, config.stash[STATE], summary.rows(), int(exitstatus))
+        verdicts = {row["nodeid"]: row["slo.verdict"] for row in summary.rows()}
         config.hook.pytest_slo_stage_finished(
             session=session, stage=config.stash[STATE].stage, verdicts=verdicts,
             passed=exitstatus == pytest.ExitCode.OK)
 
 
-def write_evidence(config: pytest.Config, state: RunState, rows: list[dict[str, str]],
+def write_evidence(config: pytest.Config, state: RunState, rows: Iterable[dict[str, str]],
                    exit_status: int) -> None:
     """The Markdown summary and JSON evidence files, when asked for; controller only."""
     md_path, json_path = option(config, "slo_report_md"), option(config, "slo_report_json")

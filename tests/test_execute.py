@@ -151,12 +151,48 @@ def test_identical_queries_run_once_and_share_the_answer() -> None:
     backend_type = FakeType(m=backend)
     executor = Executor({"fake": backend_type}, 4)
     key, backend_spec = spec("m")
+    executor.prefetch([(key, backend_spec, Query("7", AT, {"stage": "beta"}))] * 2)
     first = executor.result(key, backend_spec, Query("7", AT, {"stage": "beta"}))
     again = executor.result(key, backend_spec, Query("7", AT, {"stage": "beta"}))
     assert first is again
     assert samples(first) == (Sample((), 7.0),)
     assert backend.calls == ["7"]
     assert backend_type.created == ["m"]
+    assert executor.planned == 1
+    executor.close()
+
+
+def test_an_answer_is_dropped_after_its_last_planned_read() -> None:
+    # Answers are kept only for the items still to read them: a run of thousands of
+    # objectives must not hold every answer until it ends.
+    backend = FakeBackend("m")
+    executor = Executor({"fake": FakeType(m=backend)}, 4)
+    key, backend_spec = spec("m")
+    executor.prefetch([(key, backend_spec, Query("7", AT))] * 2
+                      + [(key, backend_spec, Query("8", AT))])
+    executor.result(key, backend_spec, Query("7", AT))
+    assert executor.held() == 2
+    executor.result(key, backend_spec, Query("7", AT))
+    executor.result(key, backend_spec, Query("8", AT))
+    assert executor.held() == 0
+    assert sorted(backend.calls) == ["7", "8"]
+    # A read nobody planned (a rerun of the item) asks the backend again.
+    assert samples(executor.result(key, backend_spec, Query("7", AT))) == (Sample((), 7.0),)
+    assert sorted(backend.calls) == ["7", "7", "8"]
+    assert executor.held() == 0
+    executor.close()
+
+
+def test_a_failed_answer_is_dropped_after_its_last_read_too() -> None:
+    def refuse(query: Query) -> QueryResult:
+        raise BackendError("refused", backend="m")
+
+    executor = Executor({"fake": FakeType(m=FakeBackend("m", answer=refuse))}, 2)
+    key, backend_spec = spec("m")
+    executor.prefetch([(key, backend_spec, Query("boom", AT))])
+    with pytest.raises(BackendError):
+        executor.result(key, backend_spec, Query("boom", AT))
+    assert executor.held() == 0
     executor.close()
 
 

@@ -153,6 +153,24 @@ def test_pass_exits_0_with_summary_table(pytester: pytest.Pytester) -> None:
     ])
 
 
+def test_summary_table_columns_line_up_with_colour_on(pytester: pytest.Pytester) -> None:
+    # Column widths count what is seen, not the colour codes around the verdict; a column is
+    # at least its header plus two wide, and no line ends in spaces.
+    make_db(pytester.path / "events.db")
+    write_spec(pytester, ERROR_RATE, LATENCY)
+    result = run(pytester, "--slo-stage=beta", AT_OPTION, "--color=yes")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    lines = result.stdout.lines
+    start = next(i for i, line in enumerate(lines) if line.startswith("objective  "))
+    red, green, plain = "\x1b[31m\x1b[1m", "\x1b[32m\x1b[1m", "\x1b[0m"
+    assert lines[start:start + 4] == [
+        "objective    stage    value    threshold          verdict",
+        "-----------  -------  -------  -----------------  ---------",
+        f"error_rate   beta     6.20%    max 5.00%          {red}FAIL{plain}",
+        f"latency_p95  beta     250ms    min 100ms, max 1s  {green}PASS{plain}",
+    ]
+
+
 def test_fail_text_has_the_spec_shape_and_no_traceback(pytester: pytest.Pytester) -> None:
     db = make_db(pytester.path / "events.db")
     write_spec(pytester, ERROR_RATE)
