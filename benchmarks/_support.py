@@ -57,7 +57,8 @@ class Session:
         return int(self.probe["items"].get(kind, 0))
 
     def tally(self, phase: str, kind: str) -> Mapping[str, float]:
-        empty = {"seconds": 0.0, "retained": 0, "overshoot": 0, "regions": 0}
+        empty = {"seconds": 0.0, "retained": 0, "overshoot": 0, "regions": 0, "objects": 0,
+                 "paused": 0.0}
         found: Mapping[str, float] = self.probe["tallies"][phase].get(kind, empty)
         return found
 

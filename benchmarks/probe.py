@@ -11,6 +11,13 @@ named by ``BENCH_PROBE_OUT``. Items from ``.yaml`` files are kind ``slo``, the r
 - ``finish``: the session's end (terminal summary, the SLO summary table, the JUnit file),
   recorded as kind ``slo``, the only kind with its own summary.
 
+Pauses of the cyclic garbage collector are not part of any region: a collection walks every
+object of the process and falls in whichever region happened to allocate the object that
+crossed a threshold, so where it falls says nothing about who caused it. They are summed per
+phase (``gc``) with the GC-tracked objects each kind's regions left alive (``objects``, read
+between regions, outside their timing), and the benchmark shares them out in proportion to
+those objects: the heap a collection walks.
+
 With ``BENCH_MEMORY=1`` tracemalloc runs and each region records the memory it left
 allocated (``retained``) and how far above its start it peaked (``overshoot``); timings are
 then not meaningful, so time and memory come from separate sessions.
@@ -18,6 +25,7 @@ then not meaningful, so time and memory come from separate sessions.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
@@ -38,6 +46,10 @@ class Tally:
     retained: int = 0
     overshoot: int = 0
     regions: int = 0
+    objects: int = 0
+    """GC-tracked objects the kind's regions left alive (collect and run phases)."""
+    paused: float = 0.0
+    """Collector pauses that fell inside the regions (not part of ``seconds``)."""
 
 
 def _kind(node: pytest.Item | pytest.Collector) -> str:
@@ -54,8 +66,28 @@ class Probe:
         self.queries = 0
         self._loop_start: float | None = None
         self._loop_memory = 0
+        self._gc_at_loop_start = 0.0
+        # Seconds of collector pauses so far, and per phase; the phase now running, if any.
+        self.gc_seconds: dict[str, float] = {"collect": 0.0, "run": 0.0, "finish": 0.0}
+        self._gc_total = 0.0
+        self._gc_began = 0.0
+        self._phase: str | None = None
+        # Seconds this probe spent counting objects inside a region (taken out of it).
+        self._counting = 0.0
+        # The run phase: the kind whose items are running and the object count at its start.
+        self._span: tuple[str, int] | None = None
+        gc.callbacks.append(self._gc_pause)
         if memory:
             tracemalloc.start()
+
+    def _gc_pause(self, event: str, info: dict[str, int]) -> None:
+        if event == "start":
+            self._gc_began = time.perf_counter()
+            return
+        paused = time.perf_counter() - self._gc_began
+        self._gc_total += paused
+        if self._phase is not None:
+            self.gc_seconds[self._phase] += paused
 
     @contextmanager
     def region(self, phase: str, kind: str, start: float | None = None,
@@ -65,31 +97,53 @@ class Probe:
             tracemalloc.reset_peak()
             memory_start = tracemalloc.get_traced_memory()[0]
         began = time.perf_counter() if start is None else start
+        # A region that began before now (the planning one) may contain pauses already seen.
+        paused = self._gc_total if start is None else self._gc_at_loop_start
+        counting = self._counting
         try:
             yield
         finally:
-            tally.seconds += time.perf_counter() - began
+            tally.seconds += (time.perf_counter() - began - (self._gc_total - paused)
+                              - (self._counting - counting))
+            tally.paused += self._gc_total - paused
             tally.regions += 1
             if self.memory and memory_start is not None:
                 current, peak = tracemalloc.get_traced_memory()
                 tally.retained += current - memory_start
                 tally.overshoot = max(tally.overshoot, peak - current)
 
+    def _objects(self) -> int:
+        """GC-tracked objects alive now; the time it takes is not part of any region."""
+        began = time.perf_counter()
+        count = len(gc.get_objects())
+        self._counting += time.perf_counter() - began
+        return count
+
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_collection(self, session: pytest.Session) -> Generator[None, object, object]:
+        objects = self._objects()
+        self._phase = "collect"
         with self.region("collect", "all"):
             result = yield
+        self._phase = None
         files = self.tallies["collect"]
         whole = files.pop("all")
         files["shared"] = Tally(whole.seconds - sum(t.seconds for t in files.values()),
                                 whole.retained - sum(t.retained for t in files.values()),
-                                0, 1)
+                                0, 1, self._objects() - objects
+                                - sum(t.objects for t in files.values()),
+                                whole.paused - sum(t.paused for t in files.values()))
         return result
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, object, object]:
-        with self.region("finish", "slo"):
-            return (yield)
+        self._end_span()
+        self._phase = "finish"
+        try:
+            with self.region("finish", "slo"):
+                return (yield)
+        finally:
+            self._phase = None
 
     @pytest.hookimpl(wrapper=True)
     def pytest_make_collect_report(
@@ -97,8 +151,20 @@ class Probe:
                                                             pytest.CollectReport]:
         if not isinstance(collector, pytest.File):
             return (yield)
-        with self.region("collect", _kind(collector)):
-            return (yield)
+        objects = self._objects()
+        try:
+            with self.region("collect", _kind(collector)):
+                return (yield)
+        finally:
+            self.tallies["collect"][_kind(collector)].objects += self._objects() - objects
+
+    def _end_span(self, kind: str | None = None) -> None:
+        """Count the objects the items of the running kind left; start counting ``kind``."""
+        objects = self._objects()
+        if self._span is not None:
+            running, start = self._span
+            self.tallies["run"].setdefault(running, Tally()).objects += objects - start
+        self._span = None if kind is None else (kind, objects)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         for item in session.items:
@@ -106,8 +172,12 @@ class Probe:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        # Planning happens before the first item and is the objectives' work.
+        self._end_span("slo")
         start = time.perf_counter()
         self._loop_start = start
+        self._gc_at_loop_start = self._gc_total
+        self._phase = "run"
         if self.memory:
             tracemalloc.reset_peak()
             self._loop_memory = tracemalloc.get_traced_memory()[0]
@@ -115,6 +185,7 @@ class Probe:
             return (yield)
         finally:
             self.loop_seconds = time.perf_counter() - start
+            self._phase = None
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
@@ -125,6 +196,8 @@ class Probe:
                              memory_start=self._loop_memory if self.memory else None):
                 pass
             self._loop_start = None
+        if self._span is not None and self._span[0] != _kind(item):
+            self._end_span(_kind(item))
         with self.region("run", _kind(item)):
             return (yield)
 
@@ -145,6 +218,7 @@ class Probe:
             "outcomes": self.outcomes,
             "queries": self.queries,
             "loop_seconds": self.loop_seconds,
+            "gc_seconds": self.gc_seconds,
             "tallies": {phase: {kind: asdict(t) for kind, t in kinds.items()}
                         for phase, kinds in self.tallies.items()},
         }), encoding="utf-8")

@@ -7,6 +7,8 @@ the last value silently winning. No pytest here.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -152,9 +154,114 @@ _LineLoader.add_constructor(_MAP_TAG, _construct_map)
 _LineLoader.add_constructor(_SEQ_TAG, _construct_list)
 
 
+class _Unusual(Exception):
+    """The text uses what only the node-by-node path handles: anchors, aliases, tags, `<<`."""
+
+
+def _from_events(text: str) -> Any:
+    """Build the document straight from parser events, never composing a node tree.
+
+    Composing creates a node and two position marks for every scalar before anything is
+    built: about 40% of loading a large spec file. Most spec files use only plain mappings,
+    sequences and scalars; this path builds exactly those, with the same line numbers, and
+    raises _Unusual for anything else (an anchor or alias, an explicit tag, a merge key, a
+    scalar that is not a string, number, boolean or null, a second document), so the node
+    path decides it.
+    """
+    loader = _LineLoader(text)
+    # Events are typed loosely on purpose: the C parser's marks are not yaml.Mark.
+    next_event: Callable[[], Any] = loader.get_event
+    resolve = loader.resolve
+    constructors = loader.yaml_constructors
+    # Keys repeat in every objective; resolving the tag of a plain scalar runs regexes.
+    tags: dict[tuple[str, bool], str] = {}
+
+    def build(event: Any) -> Any:
+        kind = type(event)
+        if getattr(event, "anchor", None) is not None:
+            raise _Unusual
+        if kind is yaml.ScalarEvent:
+            tag = event.tag
+            if tag is not None and tag != "!":
+                raise _Unusual
+            key = (event.value, event.implicit[0])
+            tag = tags.get(key)
+            if tag is None:
+                tag = tags[key] = resolve(yaml.ScalarNode, event.value, event.implicit)
+            if tag == _STR_TAG:
+                return event.value
+            if tag not in _PLAIN_SCALAR_TAGS:
+                raise _Unusual
+            node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark,
+                                   event.style)
+            return constructors[tag](loader, node)
+        if event.tag is not None and event.tag != "!":
+            raise _Unusual
+        if kind is yaml.MappingStartEvent:
+            mapping = YamlMap()
+            mapping.line = event.start_mark.line + 1
+            key_lines: dict[str, int] = {}
+            mapping.key_lines = key_lines
+            while True:
+                key_event = next_event()
+                if type(key_event) is yaml.MappingEndEvent:
+                    return mapping
+                key = build(key_event)
+                line = key_event.start_mark.line + 1
+                if not isinstance(key, str) or key in key_lines:
+                    raise _Unusual  # the node path words the error
+                mapping[key] = build(next_event())
+                key_lines[key] = line
+        if kind is yaml.SequenceStartEvent:
+            sequence = YamlList()
+            sequence.line = event.start_mark.line + 1
+            item_lines: list[int] = []
+            sequence.item_lines = item_lines
+            while True:
+                item = next_event()
+                if type(item) is yaml.SequenceEndEvent:
+                    return sequence
+                item_lines.append(item.start_mark.line + 1)
+                sequence.append(build(item))
+        raise _Unusual  # an alias
+
+    try:
+        next_event()  # the stream's start
+        if type(next_event()) is yaml.StreamEndEvent:
+            return None
+        data = build(next_event())
+        next_event()  # the document's end
+        if type(next_event()) is not yaml.StreamEndEvent:
+            raise _Unusual  # a second document: the node path says it is not allowed
+        return data
+    finally:
+        loader.dispose()
+
+
 def _load(text: str) -> Any:
+    try:
+        return _from_events(text)
+    except _Unusual:
+        pass
+    except yaml.YAMLError:
+        # A parser error seen while building: the node path reads the whole text before it
+        # builds anything, so it reports this error or an earlier one, and which one is
+        # the node path's to say.
+        pass
+    return _from_nodes(text)
+
+
+def _from_nodes(text: str) -> Any:
     loader = _LineLoader(text)  # a SafeLoader subclass: safe_load semantics
     loader.shared = "&" in text
+    # Composing builds the whole node tree (about 25 objects per objective) before any node
+    # can be let go. While it exists the cyclic collector would walk it again and again and
+    # move it into older generations, which triggers full collections of the pytest process:
+    # about a third of the time spent loading a large spec file. The tree is freed (by
+    # reference counting) before this function returns, so pausing the collector saves
+    # that work instead of moving it later.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         node = loader.get_single_node()
         if node is None:
@@ -164,6 +271,8 @@ def _load(text: str) -> Any:
         return loader.construct_document(node)  # any other tag: exactly as yaml.load
     finally:
         loader.dispose()
+        if collecting:
+            gc.enable()
 
 
 def load_yaml(text: str) -> Any:

@@ -1,0 +1,185 @@
+"""The YAML loader's two paths agree: built from parser events, or node by node.
+
+``load_yaml`` builds plain documents straight from the parser's events and hands anything
+else (anchors, aliases, tags, merge keys, errors) to the node-by-node path. Whatever the
+text, the result, its line numbers and its errors must be what the node path gives.
+"""
+
+from __future__ import annotations
+
+import datetime
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pytest_rollout_slo import yamlload
+from pytest_rollout_slo.yamlload import (
+    YamlList,
+    YamlMap,
+    YamlSyntaxError,
+    _from_events,
+    _from_nodes,
+    _Unusual,
+    load_yaml,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PLAIN = {
+    "flow-and-block": """\
+        version: 1
+        service: svc
+        backends: {db: {type: sqlite, path: e.db}, prom: {type: prometheus, url: 'http://x'}}
+        stages:
+          beta: {}
+          ga:
+            variables: {window: 24h}
+        objectives:
+          - name: rate
+            query: SELECT 1
+            max: 5%
+          - {name: other, query: "SELECT 2", min: 1, max: 2.5}
+        """,
+    "scalars": """\
+        ints: [1, -2, 0x1F, 0o17, 1_000, +3]
+        floats: [1.5, 1e3, .inf, -.Inf, .nan, 6.2e-2]
+        bools: [yes, no, on, off, true, False]
+        nulls: [~, null, ]
+        empty:
+        strings: ['1', "2", 'yes', abc, "tab\\tquote\\"", 'it''s', ünïcode]
+        """,
+    "block-scalars": """\
+        folded: >-
+          SELECT count(*)
+          FROM req
+        literal: |
+          line one
+            line two
+        after: x
+        """,
+    "nesting": """\
+        a:
+          - [1, [2, [3]]]
+          - {}
+          - []
+          - - x
+            - y: {z: [ ]}
+        "quoted key": 1
+        'single: colon': 2
+        ? complex
+        : 3
+        """,
+    "comments-only": "# nothing here\n",
+    "empty": "",
+    "top-level-list": "- 1\n- two\n",
+    "top-level-scalar": "just text\n",
+    "document-markers": "---\na: 1\n...\n",
+}
+
+UNUSUAL = {
+    "anchor-alias": """\
+        base: &b {x: 1}
+        copy: *b
+        """,
+    "merge-key": """\
+        objectives:
+          - &base
+            name: rate
+            max: 5%
+          - <<: *base
+            name: other
+        """,
+    "inline-merge": "a:\n  <<: {x: 1}\n  y: 2\n",
+    "explicit-str-tag": "a: !!str 5\n",
+    "set-tag": "a: !!set {x, y}\n",
+    "timestamp": "when: 2026-11-26\n",
+    "value-tag": "a: =\n",
+    "duplicate-key": "a: 1\nb: 2\na: 3\n",
+    "duplicate-after-merge": "a: {<<: {x: 1}, x: 2}\n",
+    "bool-key": "on: 1\n",
+    "int-key": "1: x\n",
+    "two-documents": "a: 1\n---\nb: 2\n",
+    "syntax-error": "a: b: c\n",
+    "unclosed-flow": "a: [1, 2\n",
+    "bad-indent-after-duplicate": "a: 1\na: 2\n b: 3\n",
+    "tab": "a:\n\t- 1\n",
+}
+
+
+def _shape(value: Any) -> Any:
+    """Value, type and every line number of a loaded document, comparable with ==."""
+    if isinstance(value, YamlMap):
+        return ("map", value.line, value.key_lines,
+                [(key, _shape(item)) for key, item in value.items()])
+    if isinstance(value, YamlList):
+        return ("list", value.line, value.item_lines, [_shape(item) for item in value])
+    if isinstance(value, float) and value != value:
+        return ("nan",)
+    return (type(value).__name__, value)
+
+
+def _outcome(load: Any, text: str) -> Any:
+    try:
+        return ("ok", _shape(load(text)))
+    except YamlSyntaxError as exc:
+        return ("error", exc.line, exc.key, exc.message)
+
+
+def _repo_specs() -> list[Path]:
+    return sorted([*ROOT.glob("slo_specs/*.yaml"), *ROOT.glob("examples/**/*.slo.yaml")])
+
+
+@pytest.mark.parametrize("text", list(PLAIN.values()), ids=list(PLAIN))
+def test_plain_documents_are_built_from_events_as_the_node_path_builds_them(text: str) -> None:
+    text = textwrap.dedent(text)
+    assert _shape(_from_events(text)) == _shape(_from_nodes(text))
+
+
+@pytest.mark.parametrize("path", _repo_specs(), ids=lambda p: p.name)
+def test_the_shipped_specs_take_the_event_path_and_agree(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert _shape(_from_events(text)) == _shape(_from_nodes(text))
+
+
+def test_the_shipped_specs_were_found() -> None:
+    assert {p.name for p in _repo_specs()} >= {"conflict_resolver.yaml", "rollout.slo.yaml"}
+
+
+@pytest.mark.parametrize("text", list(UNUSUAL.values()), ids=list(UNUSUAL))
+def test_anything_else_goes_to_the_node_path_with_the_same_result(
+        text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = textwrap.dedent(text)
+    with pytest.raises((_Unusual, yaml.YAMLError)):
+        _from_events(text)
+    got = _outcome(load_yaml, text)
+
+    def refuse(text: str) -> Any:
+        raise _Unusual
+
+    monkeypatch.setattr(yamlload, "_from_events", refuse)  # load_yaml on the node path only
+    assert got == _outcome(load_yaml, text)
+
+
+def test_unusual_documents_still_load_as_safe_load_would() -> None:
+    assert load_yaml("base: &b {x: 1}\ncopy: *b\n") == {"base": {"x": 1}, "copy": {"x": 1}}
+    assert load_yaml("a: !!str 5\n") == {"a": "5"}
+    assert load_yaml("when: 2026-11-26\n") == {"when": datetime.date(2026, 11, 26)}
+    merged = load_yaml("a: {<<: {x: 1, y: 1}, y: 2}\n")
+    assert merged == {"a": {"x": 1, "y": 2}}
+
+
+def test_errors_keep_their_line_and_wording() -> None:
+    with pytest.raises(YamlSyntaxError) as duplicate:
+        load_yaml("a: 1\nb: 2\na: 3\n")
+    assert (duplicate.value.line, duplicate.value.key) == (3, "a")
+    assert "first defined on line 1" in duplicate.value.message
+    with pytest.raises(YamlSyntaxError) as boolean:
+        load_yaml("x: 1\non: 2\n")
+    assert boolean.value.line == 2
+    assert "keys must be strings, got bool True" in boolean.value.message
+    with pytest.raises(YamlSyntaxError) as two:
+        load_yaml("a: 1\n---\nb: 2\n")
+    assert "expected a single document" in two.value.message
