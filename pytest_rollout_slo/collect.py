@@ -75,11 +75,11 @@ class SpecFile(pytest.File):
             for combination in objective.combinations():
                 resolved = spec.resolve(objective, state.stage, combination)
                 state.selected += 1
+                title = resolved.title
                 # The node id is given as text: pytest >= 9.2 would otherwise build a
                 # structured id whose `[stage]` is not split off as parameters, and --lf
                 # could never match it with the ids it saved.
-                yield ObjectiveItem.from_parent(self, name=resolved.title,
-                                                nodeid=f"{self.nodeid}::{resolved.title}",
+                yield ObjectiveItem.from_parent(self, name=title, nodeid=f"{self.nodeid}::{title}",
                                                 resolved=resolved, spec=spec)
 
 

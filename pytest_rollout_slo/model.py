@@ -166,6 +166,9 @@ class Objective:
 
     def combinations(self) -> Iterator[Combination]:
         """Every combination of the matrix, in the order the spec lists values."""
+        if not self.matrix:
+            yield ()
+            return
         names = [name for name, _ in self.matrix]
         for values in itertools.product(*(values for _, values in self.matrix)):
             yield tuple(zip(names, values, strict=True))
@@ -245,6 +248,8 @@ def duration_text(value: Scalar) -> str:
 
 def placeholders(text: str) -> list[str]:
     """The ``${name}`` names of ``text`` in order: what ``substitute`` looks up."""
+    if "$" not in text:  # most queries: no regex needed
+        return []
     return [match.group(1) for match in _PLACEHOLDER_RE.finditer(text)
             if match.group(0) != "$${"]
 
@@ -252,6 +257,8 @@ def placeholders(text: str) -> list[str]:
 def substitute(text: str, variables: Mapping[str, Scalar]) -> tuple[str, list[str]]:
     """Replace ``${name}``; return the text and the names that were not defined."""
     missing: list[str] = []
+    if "$" not in text:
+        return text, missing
 
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$${":

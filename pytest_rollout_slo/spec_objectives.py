@@ -213,38 +213,58 @@ class ObjectiveLoader:
                 self.loader.keys(body_node, _THRESHOLD_KEYS, f"{key}.")
                 overrides[stage] = (self.bound_values(body_node, f"{key}.", units), body_node)
         shown: Unit = next((u for u in units if u != "number"), "number")
+        needs_bound = burn_rate is None and not (
+            baseline is not None and (baseline.max_increase or baseline.max_decrease))
         bounds: dict[str, Bounds] = {}
         warns: dict[str, Bounds] = {}
+        # Every stage without an override has the objective's own bounds: worked out (and
+        # checked, naming the first such stage, as a stage-by-stage check would) once.
+        common: tuple[Bounds, Bounds] | None = None
         for stage in stages:
-            values, source = overrides.get(stage, (dict.fromkeys(base), node))
-            merged = {k: (values.get(k) or base[k]) for k in ("min", "max")}
-            warn_merged = {k: (values.get(f"warn.{k}") or base[f"warn.{k}"])
-                           for k in ("min", "max")}
-            low, high = (v[0] if v else None for v in (merged["min"], merged["max"]))
-            warn_low, warn_high = (v[0] if v else None
-                                   for v in (warn_merged["min"], warn_merged["max"]))
-            has_change = baseline is not None and (baseline.max_increase or baseline.max_decrease)
-            if low is None and high is None and burn_rate is None and not has_change:
-                raise self.error(source.line, f"{where}max",
-                                 f"no min or max for stage {stage!r}; give min, max, or both "
-                                 "(on the objective or in thresholds)")
-            for (lo, hi), label in (((low, high), ""), ((warn_low, warn_high), "warn.")):
-                if lo is not None and hi is not None and lo > hi:
-                    pair = merged if not label else warn_merged
-                    # Point at a stage override when one made it so, else at the min.
-                    culprit = pair["min"]
-                    for found in (pair["min"], pair["max"]):
-                        if found is not None and ".thresholds." in found[2]:
-                            culprit = found
-                    assert culprit is not None  # lo and hi are set, so both sources are
-                    line, key = culprit[1], culprit[2]
-                    raise self.error(line, key,
-                                     f"{label}min {format_value(lo, shown)} is greater than "
-                                     f"{label}max {format_value(hi, shown)} at stage {stage!r}")
-            self.check_warn(stage, (low, high), (warn_low, warn_high), warn_merged, shown)
-            bounds[stage] = Bounds(low, high)
-            warns[stage] = Bounds(warn_low, warn_high)
-        return bounds, {s: w for s, w in warns.items() if w != NO_BOUNDS}, units
+            if stage in overrides:
+                values, source = overrides[stage]
+                hard, warn = self.stage_bounds(stage, values, base, source, where, shown,
+                                               needs_bound)
+            elif common is None:
+                hard, warn = common = self.stage_bounds(stage, {}, base, node, where, shown,
+                                                        needs_bound)
+            else:
+                hard, warn = common
+            bounds[stage] = hard
+            if warn is not NO_BOUNDS:
+                warns[stage] = warn
+        return bounds, warns, units
+
+    def stage_bounds(self, stage: str, values: _Found, base: _Found, source: YamlMap,
+                     where: str, shown: Unit, needs_bound: bool) -> tuple[Bounds, Bounds]:
+        """The hard and warn bounds at ``stage``: its override's values over the base ones."""
+        merged = {k: (values.get(k) or base[k]) for k in ("min", "max")}
+        warn_merged = {k: (values.get(f"warn.{k}") or base[f"warn.{k}"])
+                       for k in ("min", "max")}
+        low, high = (v[0] if v else None for v in (merged["min"], merged["max"]))
+        warn_low, warn_high = (v[0] if v else None
+                               for v in (warn_merged["min"], warn_merged["max"]))
+        if low is None and high is None and needs_bound:
+            raise self.error(source.line, f"{where}max",
+                             f"no min or max for stage {stage!r}; give min, max, or both "
+                             "(on the objective or in thresholds)")
+        for (lo, hi), label in (((low, high), ""), ((warn_low, warn_high), "warn.")):
+            if lo is not None and hi is not None and lo > hi:
+                pair = merged if not label else warn_merged
+                # Point at a stage override when one made it so, else at the min.
+                culprit = pair["min"]
+                for found in (pair["min"], pair["max"]):
+                    if found is not None and ".thresholds." in found[2]:
+                        culprit = found
+                assert culprit is not None  # lo and hi are set, so both sources are
+                line, key = culprit[1], culprit[2]
+                raise self.error(line, key,
+                                 f"{label}min {format_value(lo, shown)} is greater than "
+                                 f"{label}max {format_value(hi, shown)} at stage {stage!r}")
+        self.check_warn(stage, (low, high), (warn_low, warn_high), warn_merged, shown)
+        warn = (NO_BOUNDS if warn_low is None and warn_high is None
+                else Bounds(warn_low, warn_high))
+        return Bounds(low, high), warn
 
     def check_warn(self, stage: str, hard: tuple[float | None, float | None],
                    warn: tuple[float | None, float | None],
