@@ -8,6 +8,7 @@ summary table is built from those properties, so it also works for pytest-xdist 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -203,25 +204,36 @@ def _headline(outcome: Outcome) -> str:
             f"{threshold_text(evaluation.bounds, outcome.unit)}")
 
 
+@functools.lru_cache(maxsize=4096)
+def _shared(name: str, value: str) -> tuple[str, object]:
+    """One ``(name, value)`` pair for every objective that has it.
+
+    pytest keeps each item's properties three times over (the item and its call and
+    teardown reports) until the run ends; most of them (service, stage, unit, bounds,
+    backend, window, time) are the same for many objectives, so they share one tuple.
+    """
+    return name, value
+
+
 def properties(outcome: Outcome) -> list[tuple[str, object]]:
     """JUnit ``<properties>`` of the testcase; written through ``item.user_properties``."""
+    unit = outcome.unit
+    low, high = outcome.bounds.min, outcome.bounds.max
     props: list[tuple[str, object]] = [
-        ("slo.service", outcome.service),
-        ("slo.stage", outcome.stage),
+        _shared("slo.service", outcome.service),
+        _shared("slo.stage", outcome.stage),
         ("slo.objective", outcome.objective),
         *([("slo.matrix", outcome.matrix)] if outcome.matrix else []),
-        ("slo.verdict", outcome.verdict.value),
+        _shared("slo.verdict", outcome.verdict.value),
         ("slo.value", value_text(outcome)),
-        ("slo.min", "" if outcome.bounds.min is None else format_value(outcome.bounds.min,
-                                                                        outcome.unit)),
-        ("slo.max", "" if outcome.bounds.max is None else format_value(outcome.bounds.max,
-                                                                        outcome.unit)),
+        _shared("slo.min", "" if low is None else format_value(low, unit)),
+        _shared("slo.max", "" if high is None else format_value(high, unit)),
         *_warn_properties(outcome),
-        *((f"slo.{name}", text) for name, text in outcome.limits),
+        *(_shared(f"slo.{name}", text) for name, text in outcome.limits),
         *([("slo.change", outcome.evaluation.change)]
           if outcome.evaluation is not None and outcome.evaluation.change else []),
-        ("slo.unit", outcome.unit),
-        ("slo.backend", outcome.backend),
+        _shared("slo.unit", unit),
+        _shared("slo.backend", outcome.backend),
     ]
     queries = outcome.queries
     if "query" in queries:
@@ -229,8 +241,8 @@ def properties(outcome: Outcome) -> list[tuple[str, object]]:
     else:
         props.append(("slo.query", " / ".join(f"({q})" for q in queries.values())))
         props.extend((f"slo.{part}_query", query) for part, query in queries.items())
-    props.append(("slo.window", outcome.window_text))
-    props.append(("slo.at", format_time(outcome.at)))
+    props.append(_shared("slo.window", outcome.window_text))
+    props.append(_shared("slo.at", format_time(outcome.at)))
     if outcome.verdict is not Verdict.PASS:
         props.append(("slo.message", failure_text(outcome)))
     if outcome.link:
@@ -260,7 +272,7 @@ def observations_json(outcome: Outcome) -> str:
 
 def _warn_properties(outcome: Outcome) -> list[tuple[str, object]]:
     warn = outcome.evaluation.warn if outcome.evaluation is not None else NO_BOUNDS
-    return [(f"slo.warn_{side}", format_value(value, outcome.unit))
+    return [_shared(f"slo.warn_{side}", format_value(value, outcome.unit))
             for side, value in (("min", warn.min), ("max", warn.max)) if value is not None]
 
 
