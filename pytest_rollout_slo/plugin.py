@@ -108,7 +108,10 @@ def pytest_configure(config: pytest.Config) -> None:
                                 "(a CI variable may be unset)")
     stage = option(config, "slo_stage").strip()
     if stage:
-        from pytest_rollout_slo import session
+        # `import a.b`, not `from a import b`: the latter takes the package's attribute,
+        # which outlives the module when something unloads it (pytester's in-process
+        # runs do), and would mix an old session module with fresh ones it imports.
+        import pytest_rollout_slo.session as session
 
         config.pluginmanager.register(session, "rollout-slo-session")
         session.start(config, stage)

@@ -122,7 +122,7 @@ def start(config: pytest.Config, stage: str) -> None:
     if check or rollback:
         # Imported only here: the GitLab client and its HTTP stack cost a run that needs
         # no flag about 0.1 s.
-        from pytest_rollout_slo import rollout
+        import pytest_rollout_slo.rollout as rollout  # see plugin.py on the import form
 
         config.pluginmanager.register(rollout.FlagGuard(config, stage, check, rollback),
                                       _FLAGS)
