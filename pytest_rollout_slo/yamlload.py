@@ -154,6 +154,16 @@ _LineLoader.add_constructor(_MAP_TAG, _construct_map)
 _LineLoader.add_constructor(_SEQ_TAG, _construct_list)
 
 
+# First characters of the plain scalars the resolver may read as something other than a
+# string (null, bool, int, float, timestamp, merge, value): any other plain scalar is a string.
+# Exactly what Resolver.resolve does, as long as no resolver applies to every first character
+# and none depends on the path; otherwise every plain scalar goes through the resolver.
+_MAYBE_NOT_STR: frozenset[str] | None = (
+    frozenset(key for key in _LineLoader.yaml_implicit_resolvers if key is not None)
+    if None not in _LineLoader.yaml_implicit_resolvers and not _LineLoader.yaml_path_resolvers
+    else None)
+
+
 class _Unusual(Exception):
     """The text uses what only the node-by-node path handles: anchors, aliases, tags, `<<`."""
 
@@ -174,28 +184,33 @@ def _from_events(text: str) -> Any:
     resolve = loader.resolve
     constructors = loader.yaml_constructors
     # Keys repeat in every objective; resolving the tag of a plain scalar runs regexes.
-    tags: dict[tuple[str, bool], str] = {}
+    tags: dict[str, str] = {}
+
+    def scalar(event: Any) -> Any:
+        tag = event.tag
+        if event.anchor is not None or (tag is not None and tag != "!"):
+            raise _Unusual
+        value = event.value
+        if not event.implicit[0] or (_MAYBE_NOT_STR is not None
+                                     and value[:1] not in _MAYBE_NOT_STR):
+            return value  # quoted, or no implicit type starts with that character
+        tag = tags.get(value)
+        if tag is None:
+            tag = tags[value] = resolve(yaml.ScalarNode, value, event.implicit)
+        if tag == _STR_TAG:
+            return value
+        if tag not in _PLAIN_SCALAR_TAGS:
+            raise _Unusual
+        node = yaml.ScalarNode(tag, value, event.start_mark, event.end_mark, event.style)
+        return constructors[tag](loader, node)
 
     def build(event: Any) -> Any:
+        # Scalars (most events) are handled inline by the loops below: a call less each.
         kind = type(event)
-        if getattr(event, "anchor", None) is not None:
-            raise _Unusual
         if kind is yaml.ScalarEvent:
-            tag = event.tag
-            if tag is not None and tag != "!":
-                raise _Unusual
-            key = (event.value, event.implicit[0])
-            tag = tags.get(key)
-            if tag is None:
-                tag = tags[key] = resolve(yaml.ScalarNode, event.value, event.implicit)
-            if tag == _STR_TAG:
-                return event.value
-            if tag not in _PLAIN_SCALAR_TAGS:
-                raise _Unusual
-            node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark,
-                                   event.style)
-            return constructors[tag](loader, node)
-        if event.tag is not None and event.tag != "!":
+            return scalar(event)
+        if kind is yaml.AliasEvent or event.anchor is not None or (
+                event.tag is not None and event.tag != "!"):
             raise _Unusual
         if kind is yaml.MappingStartEvent:
             mapping = YamlMap()
@@ -204,26 +219,27 @@ def _from_events(text: str) -> Any:
             mapping.key_lines = key_lines
             while True:
                 key_event = next_event()
-                if type(key_event) is yaml.MappingEndEvent:
+                kind = type(key_event)
+                if kind is yaml.MappingEndEvent:
                     return mapping
-                key = build(key_event)
+                key = scalar(key_event) if kind is yaml.ScalarEvent else build(key_event)
                 line = key_event.start_mark.line + 1
                 if not isinstance(key, str) or key in key_lines:
                     raise _Unusual  # the node path words the error
-                mapping[key] = build(next_event())
+                value = next_event()
+                mapping[key] = scalar(value) if type(value) is yaml.ScalarEvent else build(value)
                 key_lines[key] = line
-        if kind is yaml.SequenceStartEvent:
-            sequence = YamlList()
-            sequence.line = event.start_mark.line + 1
-            item_lines: list[int] = []
-            sequence.item_lines = item_lines
-            while True:
-                item = next_event()
-                if type(item) is yaml.SequenceEndEvent:
-                    return sequence
-                item_lines.append(item.start_mark.line + 1)
-                sequence.append(build(item))
-        raise _Unusual  # an alias
+        sequence = YamlList()  # a SequenceStartEvent: the parser emits nothing else here
+        sequence.line = event.start_mark.line + 1
+        item_lines: list[int] = []
+        sequence.item_lines = item_lines
+        while True:
+            item = next_event()
+            kind = type(item)
+            if kind is yaml.SequenceEndEvent:
+                return sequence
+            item_lines.append(item.start_mark.line + 1)
+            sequence.append(scalar(item) if kind is yaml.ScalarEvent else build(item))
 
     try:
         next_event()  # the stream's start
