@@ -24,17 +24,11 @@ from pytest_rollout_slo.backends.prometheus_config import PROMETHEUS
 from pytest_rollout_slo.backends.sqlite import SQLITE
 from pytest_rollout_slo.collect import STATE, ObjectiveItem, RunState, SpecFile
 from pytest_rollout_slo.evidence import ObjectiveRecord, run_meta, write_json, write_markdown
-from pytest_rollout_slo.execute import (
-    AnyQuery,
-    BackendKey,
-    Executor,
-    WorkerPlan,
-    parse_deadline,
-    xdist_queue,
-)
+from pytest_rollout_slo.execute import AnyQuery, BackendKey, Executor, parse_deadline
 from pytest_rollout_slo.plugin import option
 from pytest_rollout_slo.report import SummaryTable, add_system_out
 from pytest_rollout_slo.spec import BackendSpec
+from pytest_rollout_slo.xdist_plan import WorkerPlan, xdist_queue
 
 _SUMMARY = "rollout-slo-summary"
 _FLAGS = "rollout-slo-flags"

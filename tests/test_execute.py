@@ -22,12 +22,11 @@ from pytest_rollout_slo.execute import (
     BackendKey,
     DeadlineExceeded,
     Executor,
-    WorkerPlan,
     parse_deadline,
     time_left,
-    xdist_queue,
 )
 from pytest_rollout_slo.spec import BackendSpec
+from pytest_rollout_slo.xdist_plan import WorkerPlan, xdist_queue
 
 pytest_plugins = ["pytester"]
 
