@@ -16,7 +16,8 @@ import pytest
 
 from pytest_rollout_slo.collect import STATE
 from pytest_rollout_slo.errors import SloError, SpecError
-from pytest_rollout_slo.gitlab import GitLabError, GitLabFlags, RolloutExpectation
+from pytest_rollout_slo.flags import RolloutExpectation
+from pytest_rollout_slo.gitlab import GitLabError, GitLabFlags
 from pytest_rollout_slo.model import Rollout, Spec
 from pytest_rollout_slo.spec import load_spec
 

@@ -18,16 +18,12 @@ import requests
 import responses
 
 from pytest_rollout_slo.errors import SloError
+from pytest_rollout_slo.flags import FlagState, RolloutExpectation, Strategy, UserList, mismatch
 from pytest_rollout_slo.gitlab import (
-    FlagState,
     GitLabError,
     GitLabFlags,
     GitLabNotFoundError,
     GitLabPermissionError,
-    RolloutExpectation,
-    Strategy,
-    UserList,
-    mismatch,
 )
 
 ROOT = "https://gitlab.example.com"
