@@ -33,7 +33,8 @@ from pytest_rollout_slo.quantity import (
     parse_duration,
     parse_quantity,
 )
-from pytest_rollout_slo.spec_objectives import Matrix, ObjectiveLoader
+from pytest_rollout_slo.spec_gates import Matrix, parse_matrix
+from pytest_rollout_slo.spec_objectives import ObjectiveLoader
 from pytest_rollout_slo.yamlload import YamlList, YamlMap, YamlSyntaxError, load_yaml
 
 __all__ = ["ON_NO_DATA", "BackendSpec", "Bounds", "Objective", "OnNoData", "Ratio",
@@ -120,8 +121,8 @@ class _Loader:
         stages = self.stages(self.required(root, "stages", ""), root.line_of("stages"))
         names = dict(variables)
         spec = Spec(self.path, service, description, backends, names, stages, ())
-        matrix = (ObjectiveLoader.parse_matrix(root["matrix"], root.line_of("matrix"), "matrix",
-                                               self) if "matrix" in root else ())
+        matrix = (parse_matrix(self, root["matrix"], root.line_of("matrix"), "matrix")
+                  if "matrix" in root else ())
         objectives = self.objectives(self.required(root, "objectives", ""),
                                      root.line_of("objectives"), spec, matrix)
         return Spec(self.path, service, description, backends, variables, stages, objectives)

@@ -1,8 +1,10 @@
-"""Validation of one objective of a spec file: what it measures, its bounds, and its gates.
+"""Validation of one objective of a spec file: what it measures, its bounds, and its stages.
 
 The part of the loader that knows the objective keys: ``query`` / ``ratio`` / ``quantile`` /
-``histogram_quantile``, ``min`` / ``max`` / ``warn`` with per-stage ``thresholds``, and the
-gates beyond one instant: ``sustained``, ``baseline``, ``burn_rate`` and ``matrix``.
+``histogram_quantile``, ``min`` / ``max`` / ``warn`` with per-stage ``thresholds``, ``stages``,
+and the placeholders its queries use. The gates beyond one instant (``sustained``,
+``baseline``, ``burn_rate``) and ``matrix`` are read by :mod:`pytest_rollout_slo.spec_gates`;
+this module decides which of them apply and how they constrain the bounds.
 Every mistake names the file, the line and the key. No pytest, no I/O.
 """
 
@@ -12,30 +14,21 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from pytest_rollout_slo import spec_gates
 from pytest_rollout_slo.model import (
     NO_BOUNDS,
     ON_NO_DATA,
     Baseline,
     Bounds,
-    BurnAlert,
     BurnRate,
-    Change,
     Objective,
     Ratio,
     Scalar,
     Spec,
-    Sustained,
-    duration_text,
     placeholders,
 )
-from pytest_rollout_slo.quantity import (
-    UNITS,
-    QuantityError,
-    Unit,
-    format_value,
-    parse_duration,
-    parse_quantity,
-)
+from pytest_rollout_slo.quantity import UNITS, QuantityError, Unit, format_value, parse_quantity
+from pytest_rollout_slo.spec_gates import Matrix
 from pytest_rollout_slo.yamlload import YamlList, YamlMap
 
 if TYPE_CHECKING:
@@ -50,8 +43,6 @@ _MEASURES = ("query", "ratio", "quantile", "histogram_quantile")
 _GATES = ("sustained", "baseline", "burn_rate")
 _RATIO_KEYS = ("numerator", "denominator", "min_denominator")
 _THRESHOLD_KEYS = ("min", "max", "warn")
-_MAX_POINTS = 10_000
-Matrix = tuple[tuple[str, tuple[Scalar, ...]], ...]
 # Bounds found in one mapping: key ("min", "warn.max") -> (value, line, key path) or None.
 _Found = dict[str, tuple[float, int, str] | None]
 
@@ -93,9 +84,10 @@ class ObjectiveLoader:
             raise self.error(node.line_of(gates[1]), f"{where}{gates[1]}",
                              f"combine at most one of {', '.join(_GATES)} in one objective; "
                              "write a second objective for the other")
-        sustained = self.sustained(node, where) if "sustained" in node else None
-        baseline = self.baseline(node, where) if "baseline" in node else None
-        burn_rate = self.burn_rate(node, where, ratio) if "burn_rate" in node else None
+        sustained = spec_gates.sustained(loader, node, where) if "sustained" in node else None
+        baseline = spec_gates.baseline(loader, node, where) if "baseline" in node else None
+        burn_rate = (spec_gates.burn_rate(loader, node, where, ratio) if "burn_rate" in node
+                     else None)
         matrix = self.matrix(node, where)
         variables = loader.variables(node.get("variables"), node.line_of("variables"),
                                      f"{where}variables")
@@ -133,7 +125,7 @@ class ObjectiveLoader:
         if key == "quantile":
             body = loader.mapping(node[key], node.line_of(key), f"{where}quantile")
             loader.keys(body, ("q", "values"), f"{where}quantile.")
-            q = self.fraction(body, "q", f"{where}quantile.", required=True)
+            q = spec_gates.fraction(loader, body, "q", f"{where}quantile.", required=True)
             return loader.string(body, "values", f"{where}quantile.", required=True), None, q
         if key == "histogram_quantile":
             return self.histogram_quantile(node, where, backend), None, None
@@ -161,7 +153,7 @@ class ObjectiveLoader:
         if not re.match(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", metric):
             raise self.error(body.line_of("metric"), f"{key}.metric",
                              f"{metric!r} is not a metric name")
-        q = self.fraction(body, "quantile", f"{key}.", required=True)
+        q = spec_gates.fraction(self.loader, body, "quantile", f"{key}.", required=True)
         selector = self.loader.string(body, "selector", f"{key}.").strip()
         if selector and not selector.startswith("{"):
             selector = "{" + selector + "}"
@@ -306,130 +298,15 @@ class ObjectiveLoader:
                 found[f"{prefix}{key}"] = (value, source.line_of(key), f"{key_prefix}{key}")
         return found
 
-    # -- gates beyond one instant -----------------------------------------------------------
-
-    def sustained(self, node: YamlMap, where: str) -> Sustained:
-        key = f"{where}sustained"
-        body = self.loader.mapping(node["sustained"], node.line_of("sustained"), key)
-        self.loader.keys(body, ("over", "step", "max_violations"), f"{key}.")
-        over, over_text = self.duration(body, "over", f"{key}.")
-        step, step_text = self.duration(body, "step", f"{key}.")
-        if step > over:
-            raise self.error(body.line_of("step"), f"{key}.step",
-                             f"step {step_text} is longer than over {over_text}")
-        if over / step > _MAX_POINTS:
-            raise self.error(body.line_of("step"), f"{key}.step",
-                             f"{over_text} in steps of {step_text} is more than {_MAX_POINTS} "
-                             "points; use a longer step")
-        violations = body.get("max_violations", 0)
-        if isinstance(violations, bool) or not isinstance(violations, int) or violations < 0:
-            raise self.error(body.line_of("max_violations"), f"{key}.max_violations",
-                             f"must be a whole number >= 0, got {violations!r}")
-        return Sustained(over, step, violations, over_text, step_text)
-
-    def baseline(self, node: YamlMap, where: str) -> Baseline:
-        key = f"{where}baseline"
-        body = self.loader.mapping(node["baseline"], node.line_of("baseline"), key)
-        self.loader.keys(body, ("variables", "offset", "max_increase", "max_decrease"), f"{key}.")
-        if ("variables" in body) == ("offset" in body):
-            raise self.error(body.line, key, "give exactly one of `variables` (another cohort: "
-                                             "{cohort: control}) or `offset` (an earlier time: 7d)")
-        variables: dict[str, Scalar] = {}
-        offset: float | None = None
-        offset_text = ""
-        if "variables" in body:
-            variables = self.loader.variables(body["variables"], body.line_of("variables"),
-                                              f"{key}.variables")
-            if not variables:
-                raise self.error(body.line_of("variables"), f"{key}.variables",
-                                 "name at least one variable that selects the baseline")
-        else:
-            offset, offset_text = self.duration(body, "offset", f"{key}.")
-        changes = [self.change(body, name, f"{key}.") for name in ("max_increase", "max_decrease")]
-        return Baseline(variables, offset, offset_text, changes[0], changes[1])
-
-    def change(self, body: YamlMap, name: str, where: str) -> Change | None:
-        if name not in body:
-            return None
-        try:
-            value, unit = parse_quantity(body[name])
-        except QuantityError as exc:
-            raise self.error(body.line_of(name), f"{where}{name}", str(exc)) from exc
-        if value < 0:
-            raise self.error(body.line_of(name), f"{where}{name}",
-                             "must be >= 0; it bounds the size of the change")
-        return Change(value, unit == "percent", str(body[name]).strip())
-
-    def burn_rate(self, node: YamlMap, where: str, ratio: Ratio | None) -> BurnRate:
-        key = f"{where}burn_rate"
-        if ratio is None:
-            raise self.error(node.line_of("burn_rate"), key,
-                             "needs a `ratio` objective whose ratio is the error ratio "
-                             "(bad events / all events)")
-        for text in (ratio.numerator, ratio.denominator):
-            if "${window}" not in text and ":window_start" not in text:
-                raise self.error(node.line_of("burn_rate"), key,
-                                 "both ratio queries must use ${window} (PromQL) or "
-                                 ":window_start (SQL): each alert evaluates them over its long "
-                                 "and short window")
-        body = self.loader.mapping(node["burn_rate"], node.line_of("burn_rate"), key)
-        self.loader.keys(body, ("target", "alerts"), f"{key}.")
-        target = self.fraction(body, "target", f"{key}.", required=True)
-        if not 0 < target < 1:
-            raise self.error(body.line_of("target"), f"{key}.target",
-                             "must lie strictly between 0% and 100% (99.5%)")
-        alerts = body.get("alerts")
-        if not isinstance(alerts, YamlList) or not alerts:
-            raise self.error(body.line_of("alerts"), f"{key}.alerts",
-                             "must be a list of {long, short, factor}, e.g. "
-                             "[{long: 1h, short: 5m, factor: 14.4}]")
-        result = []
-        for index, (alert, line) in enumerate(zip(alerts, alerts.item_lines, strict=True)):
-            at = f"{key}.alerts[{index}]"
-            alert_node = self.loader.mapping(alert, line, at)
-            self.loader.keys(alert_node, ("long", "short", "factor"), f"{at}.")
-            long, long_text = self.duration(alert_node, "long", f"{at}.")
-            short, short_text = self.duration(alert_node, "short", f"{at}.")
-            if short > long:
-                raise self.error(alert_node.line_of("short"), f"{at}.short",
-                                 f"short window {short_text} is longer than long {long_text}")
-            factor = alert_node.get("factor")
-            if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 0:
-                raise self.error(alert_node.line_of("factor"), f"{at}.factor",
-                                 f"must be a number > 0 (14.4), got {factor!r}")
-            result.append(BurnAlert(long, short, float(factor), long_text, short_text))
-        return BurnRate(target, tuple(result))
+    # -- helpers ----------------------------------------------------------------------------
 
     def matrix(self, node: YamlMap, where: str) -> Matrix:
-        own = self.parse_matrix(node.get("matrix"), node.line_of("matrix"), f"{where}matrix",
-                                self.loader) if "matrix" in node else ()
+        """The file's matrix with the objective's own variables added or replaced."""
+        own = spec_gates.parse_matrix(self.loader, node.get("matrix"), node.line_of("matrix"),
+                                      f"{where}matrix") if "matrix" in node else ()
         merged = dict(self.file_matrix)
         merged.update(own)
         return tuple(merged.items())
-
-    @staticmethod
-    def parse_matrix(value: Any, line: int, key: str, loader: _Loader) -> Matrix:
-        body = loader.mapping(value, line, key)
-        if not body:
-            raise loader.error(line, key, "name at least one variable and its values")
-        result = []
-        for name, values in body.items():
-            if not _VAR_NAME_RE.match(name) or name in ("stage", "service"):
-                raise loader.error(body.line_of(name), f"{key}.{name}",
-                                   "matrix names are variable names (letters, digits, _) and "
-                                   "may not be stage or service")
-            if (not isinstance(values, YamlList) or not values
-                    or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
-                               for v in values)):
-                raise loader.error(body.line_of(name), f"{key}.{name}",
-                                   "must be a non-empty list of strings or numbers ([eu, us])")
-            if len(set(values)) != len(values):
-                raise loader.error(body.line_of(name), f"{key}.{name}",
-                                   "lists a value twice; each combination is one item")
-            result.append((name, tuple(values)))
-        return tuple(result)
-
-    # -- helpers ----------------------------------------------------------------------------
 
     def stages(self, node: YamlMap, where: str) -> tuple[str, ...]:
         if "stages" not in node:
@@ -444,29 +321,6 @@ class ObjectiveLoader:
                                  f"unknown stage {stage!r}; stages: {', '.join(self.spec.stages)}")
         # Promotion order, whatever order the list was written in.
         return tuple(s for s in self.spec.stages if s in value)
-
-    def duration(self, body: YamlMap, name: str, where: str) -> tuple[float, str]:
-        if name not in body:
-            raise self.error(body.line, f"{where}{name}", "is required but missing")
-        try:
-            seconds = parse_duration(body[name])
-        except QuantityError as exc:
-            raise self.error(body.line_of(name), f"{where}{name}", str(exc)) from exc
-        if seconds <= 0:
-            raise self.error(body.line_of(name), f"{where}{name}", "must be longer than 0s")
-        return seconds, duration_text(body[name])
-
-    def fraction(self, body: YamlMap, name: str, where: str, *, required: bool) -> float:
-        if name not in body:
-            raise self.error(body.line, f"{where}{name}", "is required but missing")
-        try:
-            value, _ = parse_quantity(body[name])
-        except QuantityError as exc:
-            raise self.error(body.line_of(name), f"{where}{name}", str(exc)) from exc
-        if not 0 <= value <= 1:
-            raise self.error(body.line_of(name), f"{where}{name}",
-                             f"must lie between 0 and 1 (0.95 or 95%), got {body[name]!r}")
-        return value
 
     def check_placeholders(self, node: YamlMap, where: str, objective: Objective) -> None:
         extra: dict[str, Scalar] = {}

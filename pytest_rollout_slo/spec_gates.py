@@ -1,0 +1,180 @@
+"""Validation of the gates that look beyond one instant, and of the ``matrix`` of items.
+
+``sustained`` (a bound held over a range of points), ``baseline`` (a change against another
+cohort or an earlier time), ``burn_rate`` (multi-window error-budget alerts) and ``matrix``
+(one item per combination of values, in a file or an objective). Also the ``duration`` and
+``fraction`` readers that these share with the objective's measures. Each function takes the
+spec file's loader, for its error messages and its shape checks, and reads one mapping; every
+mistake names the file, the line and the key. No pytest, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from pytest_rollout_slo.model import (
+    Baseline,
+    BurnAlert,
+    BurnRate,
+    Change,
+    Ratio,
+    Scalar,
+    Sustained,
+    duration_text,
+)
+from pytest_rollout_slo.quantity import QuantityError, parse_duration, parse_quantity
+from pytest_rollout_slo.yamlload import YamlList, YamlMap
+
+if TYPE_CHECKING:
+    from pytest_rollout_slo.spec import _Loader
+
+_VAR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MAX_POINTS = 10_000
+Matrix = tuple[tuple[str, tuple[Scalar, ...]], ...]
+
+
+def sustained(loader: _Loader, node: YamlMap, where: str) -> Sustained:
+    key = f"{where}sustained"
+    body = loader.mapping(node["sustained"], node.line_of("sustained"), key)
+    loader.keys(body, ("over", "step", "max_violations"), f"{key}.")
+    over, over_text = duration(loader, body, "over", f"{key}.")
+    step, step_text = duration(loader, body, "step", f"{key}.")
+    if step > over:
+        raise loader.error(body.line_of("step"), f"{key}.step",
+                           f"step {step_text} is longer than over {over_text}")
+    if over / step > _MAX_POINTS:
+        raise loader.error(body.line_of("step"), f"{key}.step",
+                           f"{over_text} in steps of {step_text} is more than {_MAX_POINTS} "
+                           "points; use a longer step")
+    violations = body.get("max_violations", 0)
+    if isinstance(violations, bool) or not isinstance(violations, int) or violations < 0:
+        raise loader.error(body.line_of("max_violations"), f"{key}.max_violations",
+                           f"must be a whole number >= 0, got {violations!r}")
+    return Sustained(over, step, violations, over_text, step_text)
+
+
+def baseline(loader: _Loader, node: YamlMap, where: str) -> Baseline:
+    key = f"{where}baseline"
+    body = loader.mapping(node["baseline"], node.line_of("baseline"), key)
+    loader.keys(body, ("variables", "offset", "max_increase", "max_decrease"), f"{key}.")
+    if ("variables" in body) == ("offset" in body):
+        raise loader.error(body.line, key, "give exactly one of `variables` (another cohort: "
+                                           "{cohort: control}) or `offset` (an earlier time: 7d)")
+    variables: dict[str, Scalar] = {}
+    offset: float | None = None
+    offset_text = ""
+    if "variables" in body:
+        variables = loader.variables(body["variables"], body.line_of("variables"),
+                                     f"{key}.variables")
+        if not variables:
+            raise loader.error(body.line_of("variables"), f"{key}.variables",
+                               "name at least one variable that selects the baseline")
+    else:
+        offset, offset_text = duration(loader, body, "offset", f"{key}.")
+    changes = [_change(loader, body, name, f"{key}.") for name in ("max_increase", "max_decrease")]
+    return Baseline(variables, offset, offset_text, changes[0], changes[1])
+
+
+def _change(loader: _Loader, body: YamlMap, name: str, where: str) -> Change | None:
+    if name not in body:
+        return None
+    try:
+        value, unit = parse_quantity(body[name])
+    except QuantityError as exc:
+        raise loader.error(body.line_of(name), f"{where}{name}", str(exc)) from exc
+    if value < 0:
+        raise loader.error(body.line_of(name), f"{where}{name}",
+                           "must be >= 0; it bounds the size of the change")
+    return Change(value, unit == "percent", str(body[name]).strip())
+
+
+def burn_rate(loader: _Loader, node: YamlMap, where: str, ratio: Ratio | None) -> BurnRate:
+    key = f"{where}burn_rate"
+    if ratio is None:
+        raise loader.error(node.line_of("burn_rate"), key,
+                           "needs a `ratio` objective whose ratio is the error ratio "
+                           "(bad events / all events)")
+    for text in (ratio.numerator, ratio.denominator):
+        if "${window}" not in text and ":window_start" not in text:
+            raise loader.error(node.line_of("burn_rate"), key,
+                               "both ratio queries must use ${window} (PromQL) or "
+                               ":window_start (SQL): each alert evaluates them over its long "
+                               "and short window")
+    body = loader.mapping(node["burn_rate"], node.line_of("burn_rate"), key)
+    loader.keys(body, ("target", "alerts"), f"{key}.")
+    target = fraction(loader, body, "target", f"{key}.", required=True)
+    if not 0 < target < 1:
+        raise loader.error(body.line_of("target"), f"{key}.target",
+                           "must lie strictly between 0% and 100% (99.5%)")
+    alerts = body.get("alerts")
+    if not isinstance(alerts, YamlList) or not alerts:
+        raise loader.error(body.line_of("alerts"), f"{key}.alerts",
+                           "must be a list of {long, short, factor}, e.g. "
+                           "[{long: 1h, short: 5m, factor: 14.4}]")
+    result = []
+    for index, (alert, line) in enumerate(zip(alerts, alerts.item_lines, strict=True)):
+        at = f"{key}.alerts[{index}]"
+        alert_node = loader.mapping(alert, line, at)
+        loader.keys(alert_node, ("long", "short", "factor"), f"{at}.")
+        long, long_text = duration(loader, alert_node, "long", f"{at}.")
+        short, short_text = duration(loader, alert_node, "short", f"{at}.")
+        if short > long:
+            raise loader.error(alert_node.line_of("short"), f"{at}.short",
+                               f"short window {short_text} is longer than long {long_text}")
+        factor = alert_node.get("factor")
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 0:
+            raise loader.error(alert_node.line_of("factor"), f"{at}.factor",
+                               f"must be a number > 0 (14.4), got {factor!r}")
+        result.append(BurnAlert(long, short, float(factor), long_text, short_text))
+    return BurnRate(target, tuple(result))
+
+
+def parse_matrix(loader: _Loader, value: Any, line: int, key: str) -> Matrix:
+    """A ``matrix`` mapping, the file's or an objective's: variable name -> its values."""
+    body = loader.mapping(value, line, key)
+    if not body:
+        raise loader.error(line, key, "name at least one variable and its values")
+    result = []
+    for name, values in body.items():
+        if not _VAR_NAME_RE.match(name) or name in ("stage", "service"):
+            raise loader.error(body.line_of(name), f"{key}.{name}",
+                               "matrix names are variable names (letters, digits, _) and "
+                               "may not be stage or service")
+        if (not isinstance(values, YamlList) or not values
+                or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                           for v in values)):
+            raise loader.error(body.line_of(name), f"{key}.{name}",
+                               "must be a non-empty list of strings or numbers ([eu, us])")
+        if len(set(values)) != len(values):
+            raise loader.error(body.line_of(name), f"{key}.{name}",
+                               "lists a value twice; each combination is one item")
+        result.append((name, tuple(values)))
+    return tuple(result)
+
+
+def duration(loader: _Loader, body: YamlMap, name: str, where: str) -> tuple[float, str]:
+    """A required duration longer than 0s: (seconds, the text as written)."""
+    if name not in body:
+        raise loader.error(body.line, f"{where}{name}", "is required but missing")
+    try:
+        seconds = parse_duration(body[name])
+    except QuantityError as exc:
+        raise loader.error(body.line_of(name), f"{where}{name}", str(exc)) from exc
+    if seconds <= 0:
+        raise loader.error(body.line_of(name), f"{where}{name}", "must be longer than 0s")
+    return seconds, duration_text(body[name])
+
+
+def fraction(loader: _Loader, body: YamlMap, name: str, where: str, *, required: bool) -> float:
+    """A number between 0 and 1, written as one (0.95) or as a percentage (95%)."""
+    if name not in body:
+        raise loader.error(body.line, f"{where}{name}", "is required but missing")
+    try:
+        value, _ = parse_quantity(body[name])
+    except QuantityError as exc:
+        raise loader.error(body.line_of(name), f"{where}{name}", str(exc)) from exc
+    if not 0 <= value <= 1:
+        raise loader.error(body.line_of(name), f"{where}{name}",
+                           f"must lie between 0 and 1 (0.95 or 95%), got {body[name]!r}")
+    return value
