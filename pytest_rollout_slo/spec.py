@@ -161,7 +161,10 @@ class _Loader:
             return  # checked once resolved, at run time: collection stays offline
         ok = any(_is_kind(value, kind) for kind in setting.kinds)
         if not ok:
-            raise self.error(line, key, f"must be {' or '.join(setting.kinds)}, got {_kind(value)}")
+            # A secret written with the wrong type (an all-digit password reads as a number)
+            # is still a secret: name its type, never its value.
+            got = _kind(value, shown=not setting.secret)
+            raise self.error(line, key, f"must be {' or '.join(setting.kinds)}, got {got}")
         if setting.choices and value not in setting.choices:
             raise self.error(line, key, f"got {value!r}; accepted: {', '.join(setting.choices)}")
         if isinstance(value, YamlMap):
@@ -288,17 +291,20 @@ def _is_kind(value: Any, kind: str) -> bool:
     return False
 
 
-def _kind(value: Any) -> str:
+def _kind(value: Any, *, shown: bool = True) -> str:
+    """``a number (5)``: the type of a value, and the value itself unless it must not be shown."""
     if value is None:
         return "nothing (null)"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
     if isinstance(value, YamlMap):
         return "a mapping"
     if isinstance(value, YamlList):
         return "a list"
-    if isinstance(value, (int, float)):
-        return f"a number ({value!r})"
-    if isinstance(value, str):
-        return f"a string ({value!r})"
-    return type(value).__name__
+    if isinstance(value, bool):
+        kind, text = "a boolean", str(value).lower()
+    elif isinstance(value, (int, float)):
+        kind, text = "a number", repr(value)
+    elif isinstance(value, str):
+        kind, text = "a string", repr(value)
+    else:
+        return type(value).__name__
+    return f"{kind} ({text})" if shown else kind

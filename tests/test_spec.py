@@ -273,6 +273,26 @@ def test_yaml_merge_key_may_override_merged_keys(tmp_path: Path) -> None:
     assert spec.objectives[1].bounds == {"beta": Bounds(None, 0.05)}
 
 
+@pytest.mark.parametrize(("setting", "key"), [
+    ("bearer_token: 80517342996", "backends.prom.bearer_token"),
+    ("basic_auth: {username: ci, password: 80517342996}", "backends.prom.basic_auth.password"),
+])
+def test_a_secret_of_the_wrong_type_is_named_but_never_shown(tmp_path: Path, setting: str,
+                                                             key: str) -> None:
+    # An all-digit token or password reads as a number in YAML; the error must still not
+    # print it, since collection errors end up in CI logs.
+    error = _assert_error(tmp_path, f"""\
+        version: 1
+        service: svc
+        backends:
+          prom:
+            type: prometheus
+            url: http://prometheus:9090
+            {setting}  # <-- here
+        """, key, "must be string, got a number")
+    assert "80517342996" not in str(error)
+
+
 def test_spec_error_str_names_path_line_and_key(tmp_path: Path) -> None:
     error = _error(tmp_path, """\
         version: 1
