@@ -8,6 +8,7 @@ the last value silently winning. No pytest here.
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -43,7 +44,21 @@ class YamlSyntaxError(ValueError):
 
 # libyaml's parser, when PyYAML was built with it, parses about five times faster; the
 # constructors below are ours either way, so line numbers and safe_load semantics are the same.
-_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+def _base_loader() -> type[yaml.SafeLoader]:
+    loader: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+    if loader is None:
+        return yaml.SafeLoader
+    # libyaml's extension module outlives a re-import of `yaml` (pytester's in-process runs
+    # unload and import it again) and keeps the node and event classes of the first import.
+    # PyYAML's resolver and constructors compare classes, so with those every node would
+    # come out untyped: use the pure-Python parser then, whose classes are the current ones.
+    extension = sys.modules.get("yaml._yaml")
+    if getattr(extension, "ScalarEvent", yaml.ScalarEvent) is not yaml.ScalarEvent:
+        return yaml.SafeLoader
+    return loader
+
+
+_BaseLoader = _base_loader()
 
 
 class _LineLoader(_BaseLoader):  # type: ignore[valid-type,misc]

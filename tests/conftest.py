@@ -17,6 +17,14 @@ from servers import (
     write_fixture_openmetrics,
 )
 
+# The plugin's machinery, loaded once for the whole session. pytester's in-process runs
+# unload every module a run imported, so without this each run would import (and, without
+# bytecode files, compile) all of it again; and libyaml's extension module cannot be
+# imported twice cleanly (the loader would fall back to PyYAML's pure-Python parser, not
+# the path a user's pytest takes).
+import pytest_rollout_slo.rollout
+import pytest_rollout_slo.session  # noqa: F401
+
 # The quickstart simulator is the servers' traffic; appended (not prepended) so that its
 # conftest.py can never shadow this one.
 _QUICKSTART = Path(__file__).resolve().parent.parent / "examples" / "quickstart"

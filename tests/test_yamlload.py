@@ -8,6 +8,8 @@ text, the result, its line numbers and its errors must be what the node path giv
 from __future__ import annotations
 
 import datetime
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -183,3 +185,33 @@ def test_errors_keep_their_line_and_wording() -> None:
     with pytest.raises(YamlSyntaxError) as two:
         load_yaml("a: 1\n---\nb: 2\n")
     assert "expected a single document" in two.value.message
+
+
+def test_a_second_import_of_yaml_still_loads_specs(tmp_path: Path) -> None:
+    # pytester's in-process runs unload `yaml` and import it again, while libyaml's extension
+    # module keeps the first import's classes; the loader must notice and still type values.
+    script = tmp_path / "reimport.py"
+    script.write_text(textwrap.dedent("""\
+        import sys
+        import pytest_rollout_slo.yamlload as first
+        first.load_yaml("a: 1")
+        for name in list(sys.modules):
+            if name == "yaml" or name.startswith(("yaml.", "pytest_rollout_slo.yamlload")):
+                del sys.modules[name]
+        import pytest_rollout_slo.yamlload as again
+        assert again is not first
+        print(again.load_yaml("a: 1\\nb: [x, 2.5, true, ~]\\n"))
+        print(again.load_yaml("a: &x {n: 1}\\nb: *x\\n"))
+        try:
+            again.load_yaml("a: 1\\nb: 2\\na: 3\\n")
+        except again.YamlSyntaxError as exc:
+            print(exc.line, exc.message)
+        """), encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "{'a': 1, 'b': ['x', 2.5, True, None]}",
+        "{'a': {'n': 1}, 'b': {'n': 1}}",
+        "3 duplicate key (first defined on line 1); each key may appear once in a mapping",
+    ]
