@@ -1,33 +1,13 @@
 """Report files for people and tools: a Markdown summary and a versioned JSON evidence file.
 
-Both are built from the JUnit ``slo.*`` properties of each objective's test report (the
-same data the terminal summary table reads, so they also work under pytest-xdist, on the
-controller) plus the pytest outcome. Those properties are already free of secrets, and
-nothing else goes into these files. Both outputs depend only on their input: no clock, no
-random order, so the same run gives the same bytes. No pytest here.
+Both are built from the JUnit ``slo.*`` properties of each objective's test report plus the
+pytest outcome; those properties are already free of secrets, and nothing else goes into
+these files. Both outputs depend only on their input: no clock, no random order, so the same
+run gives the same bytes. No pytest here.
 
-**Markdown** (``markdown_report``), for a merge request note or a CI job summary::
-
-    ## ❌ SLO gate **beta** failed: conflict-resolver, 4 of 7 objectives failed (at ...Z)
-
-    Verdicts: 3 fail, 1 error, 1 no data, 1 warn, 1 pass.
-
-    | Objective | Value | Threshold | Change vs baseline | Verdict |
-    ...one row per objective: fail, then error, no data, warn, pass; by name within each
-
-    <details><summary>❌ tool_success[beta-tool=read_file] FAILED: 91.85% < min 93.00%</summary>
-    ...the full failure text, as in the JUnit report, for every objective that did not pass
-    </details>
-
-    <sub>pytest-rollout-slo 0.1.0 · backends: ...</sub>
-
-    <!-- pytest-rollout-slo:conflict-resolver:beta -->
-
-The first line holds the overall verdict (emoji and word), stage, service(s), how many
-objectives failed and the evaluation time. The "Change vs baseline" column appears only when
-an objective has a baseline. An objective's name links to the backend's graph of its query
-where the backend has one. The last line is a hidden marker naming service(s) and stage, so a
-tool can find and update its one note per merge request instead of adding a new one.
+This module owns the JSON document (below) and the writing of both files. The records and the
+overall verdict live in ``evidence_records``, the Markdown layout and its rendering in
+``evidence_markdown``; what other modules use of either is importable from here.
 
 **JSON** (``json_report``), version ``JSON_SCHEMA_VERSION``; a later version only adds keys::
 
@@ -55,295 +35,32 @@ tool can find and update its one note per merge request instead of adding a new 
                           "numerator"?, "denominator"?, "reason"?}],
         "message": failure text | null, "link": graph URL | null,
         "window": "6h" | null, "at": "2026-11-20T12:00:00Z", "backend": "metrics (...)"}]}
-
-Overall verdict: ``error`` when nothing was checked or the session ended with an exit status
-other than 0 or 1 (collection error, interruption); ``fail`` when an objective's test failed
-(or the exit status is 1); ``warn`` when every objective passed but one warned, had no data
-or was skipped; else ``pass``.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import os
-import re
 import secrets
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import quote
+from typing import Any
 
+from pytest_rollout_slo.evidence_markdown import markdown_report
+from pytest_rollout_slo.evidence_records import (
+    VERDICT_ORDER,
+    ObjectiveRecord,
+    RunMeta,
+    RunVerdict,
+    overall_verdict,
+    run_meta,
+)
 from pytest_rollout_slo.quantity import format_time
 
 JSON_SCHEMA = "pytest-rollout-slo/evidence"
 JSON_SCHEMA_VERSION = 1
 
-RunVerdict = Literal["pass", "warn", "fail", "error"]
-# Order of rows in the Markdown table: what needs attention first.
-_VERDICT_ORDER = ("fail", "error", "no_data", "warn", "pass")
-_THRESHOLD_KEYS = ("min", "max", "warn_min", "warn_max", "max_increase", "max_decrease",
-                   "sustained", "max_violations", "burn_rate_target")
-# How judge_baseline shows one value against its baseline in slo.value.
-_BASELINE_SEPARATOR = " vs baseline "
-_HEADLINES: dict[RunVerdict, tuple[str, str]] = {
-    "pass": ("✅", "passed"), "warn": ("⚠️", "passed with warnings"),
-    "fail": ("❌", "failed"), "error": ("❌", "did not complete")}
-
-
-@dataclass(frozen=True)
-class ObjectiveRecord:
-    """One objective at one stage (and matrix combination) after it ran."""
-
-    nodeid: str
-    outcome: str
-    """pytest's outcome of the call: ``passed``, ``failed`` or ``skipped``."""
-    props: Mapping[str, str]
-    """The ``slo.*`` JUnit properties of the item, keys without the ``slo.`` prefix."""
-
-    @classmethod
-    def from_properties(cls, props: Iterable[tuple[str, object]] | Mapping[str, object],
-                        outcome: str, nodeid: str) -> ObjectiveRecord:
-        """From ``TestReport.user_properties`` (or a dict of them); other keys are ignored."""
-        pairs = props.items() if isinstance(props, Mapping) else props
-        own = {key[len("slo."):]: str(value) for key, value in pairs if key.startswith("slo.")}
-        return cls(nodeid, outcome, own)
-
-    def get(self, key: str) -> str | None:
-        """A property's text, or None when it is missing or empty."""
-        return self.props.get(key) or None
-
-    @property
-    def verdict(self) -> str:
-        return self.props.get("verdict", "error")
-
-    @property
-    def objective(self) -> str:
-        return self.props.get("objective", self.nodeid)
-
-    @property
-    def title(self) -> str:
-        """``error_rate[beta]`` or ``error_rate[beta-region=eu]``, as in the failure text."""
-        matrix = self.get("matrix")
-        suffix = "".join(f"-{part}" for part in matrix.split(", ")) if matrix else ""
-        return f"{self.objective}[{self.props.get('stage', '')}{suffix}]"
-
-    @property
-    def observations(self) -> list[Any]:
-        try:
-            rows = json.loads(self.props.get("observations", "[]"))
-        except ValueError:
-            return []
-        return rows if isinstance(rows, list) else []
-
-    @property
-    def queries(self) -> dict[str, str]:
-        if "numerator_query" in self.props:
-            return {"numerator": self.props["numerator_query"],
-                    "denominator": self.props.get("denominator_query", "")}
-        return {"query": self.props.get("query", "")}
-
-    @property
-    def thresholds(self) -> dict[str, str]:
-        return {key: self.props[key] for key in _THRESHOLD_KEYS if self.props.get(key)}
-
-    def value_and_baseline(self) -> tuple[str, str | None]:
-        """The current value, and the baseline's value when the objective has one."""
-        value = self.props.get("value", "")
-        if self.get("baseline") and _BASELINE_SEPARATOR in value:
-            now, before = value.split(_BASELINE_SEPARATOR, 1)
-            return now, before
-        return value, None
-
-
-@dataclass(frozen=True)
-class RunMeta:
-    """What a report says about the run as a whole; times are unix seconds."""
-
-    services: tuple[str, ...]
-    stage: str
-    at: float
-    plugin_version: str
-    backends: tuple[str, ...] = ()
-    """``metrics (prometheus, http://prometheus:9090)``: the secret-free descriptions."""
-    started: float | None = None
-    finished: float | None = None
-    exit_status: int | None = None
-    """pytest's exit status, when known (0 all passed, 1 tests failed, 2 interrupted...)."""
-    extra: Mapping[str, str] = field(default_factory=dict)
-    """More ``run`` keys for the JSON file (a pipeline URL, a commit); strings only."""
-
-
-def run_meta(records: Sequence[ObjectiveRecord], *, stage: str, at: float,
-             plugin_version: str, started: float | None = None, finished: float | None = None,
-             exit_status: int | None = None) -> RunMeta:
-    """RunMeta with services and backends taken from the records, sorted."""
-    services = sorted({r.props["service"] for r in records if r.get("service")})
-    backends = sorted({r.props["backend"] for r in records if r.get("backend")})
-    return RunMeta(tuple(services), stage, at, plugin_version, tuple(backends), started,
-                   finished, exit_status)
-
-
-def overall_verdict(meta: RunMeta, records: Sequence[ObjectiveRecord]) -> RunVerdict:
-    """The run's verdict; nothing checked is never a pass."""
-    if not records or meta.exit_status not in (None, 0, 1):
-        return "error"
-    if meta.exit_status == 1 or any(r.outcome == "failed" for r in records):
-        return "fail"
-    if any(r.verdict != "pass" or r.outcome != "passed" for r in records):
-        return "warn"
-    return "pass"
-
-
-# -- Markdown -------------------------------------------------------------------------------
-
-def markdown_report(meta: RunMeta, records: Sequence[ObjectiveRecord]) -> str:
-    """The Markdown summary; identical input gives identical text, whatever the order."""
-    verdict = overall_verdict(meta, records)
-    rows = sorted(records, key=_row_key)
-    lines = [_headline(meta, records, verdict), ""]
-    counts = Counter(r.verdict for r in records)
-    if counts:
-        shown = [f"{counts[v]} {v.replace('_', ' ')}" for v in _VERDICT_ORDER if counts[v]]
-        shown += [f"{n} {v}" for v, n in sorted(counts.items()) if v not in _VERDICT_ORDER]
-        lines += [f"Verdicts: {', '.join(shown)}.", ""]
-    if rows:
-        lines += _table(meta, rows)
-    explained = [r for r in rows if r.verdict != "pass" and r.get("message")]
-    for record in explained:
-        message = record.props["message"]
-        fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", message)),
-                                     default=0))
-        lines += [f"<details><summary>{_icon(record)} "
-                  f"{html.escape(message.splitlines()[0], quote=False)}</summary>", "",
-                  f"{fence}text", message, fence, "", "</details>", ""]
-    footer = f"pytest-rollout-slo {meta.plugin_version}"
-    if meta.backends:
-        footer += f" · backends: {'; '.join(meta.backends)}"
-    lines += [f"<sub>{_cell(footer)}</sub>", "", _marker(meta), ""]
-    return "\n".join(lines)
-
-
-def _headline(meta: RunMeta, records: Sequence[ObjectiveRecord], verdict: RunVerdict) -> str:
-    icon, word = _HEADLINES[verdict]
-    total = len(records)
-    noun = "objective" if total == 1 else "objectives"
-    failed = sum(r.outcome == "failed" for r in records)
-    if verdict == "error":
-        status = f"exit status {meta.exit_status}" if meta.exit_status is not None else ""
-        detail = (f"the run ended early ({status or 'interrupted'}), {total} {noun} reported"
-                  if total else "no objective was checked")
-    elif verdict == "fail" and not failed:
-        detail = f"all {total} {noun} held, but other tests of the session failed"
-    elif verdict == "fail":
-        detail = f"{failed} of {total} {noun} failed"
-    elif verdict == "warn":
-        notes = Counter("skipped" if r.outcome == "skipped" else r.verdict.replace("_", " ")
-                        for r in records if r.verdict != "pass" or r.outcome != "passed")
-        detail = (f"{total} {noun}, with "
-                  + ", ".join(f"{n} {what}" for what, n in sorted(notes.items())))
-    else:
-        detail = f"all {total} {noun} hold" if total > 1 else "the objective holds"
-    services = ", ".join(meta.services) or "(no service)"
-    return (f"## {icon} SLO gate **{_cell(meta.stage)}** {word}: {_cell(services)}, {detail} "
-            f"(at {format_time(meta.at)})")
-
-
-def _table(meta: RunMeta, rows: Sequence[ObjectiveRecord]) -> list[str]:
-    with_service = len(meta.services) > 1 or len({r.get("service") for r in rows}) > 1
-    with_change = any(r.get("baseline") for r in rows)
-    headers = [*(["Service"] if with_service else []), "Objective", "Value", "Threshold",
-               *(["Change vs baseline"] if with_change else []), "Verdict"]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for record in rows:
-        value, before = record.value_and_baseline()
-        cells = [*([_cell(record.props.get("service", ""))] if with_service else []),
-                 _objective_cell(record), _cell(value), _cell(_threshold_text(record)),
-                 *([_cell(_change_text(record, before))] if with_change else []),
-                 f"{_icon(record)} {_verdict_label(record)}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    if any(r.get("link") for r in rows):
-        lines += ["Objective names link to the backend's graph of the query at the evaluation "
-                  "time.", ""]
-    return lines
-
-
-def _row_key(record: ObjectiveRecord) -> tuple[int, str, str, str, str]:
-    verdict = record.verdict
-    rank = _VERDICT_ORDER.index(verdict) if verdict in _VERDICT_ORDER else 1
-    return (rank, record.props.get("service", ""), record.objective,
-            record.props.get("matrix", ""), record.nodeid)
-
-
-def _objective_cell(record: ObjectiveRecord) -> str:
-    name = f"`{record.objective.replace('`', '')}`"
-    link = record.get("link")
-    if link:
-        # A URL may not hold a space, parentheses or a pipe inside a Markdown table link.
-        name = f"[{name}]({quote(link, safe=_URL_SAFE)})"
-    matrix = record.get("matrix")
-    return f"{name} ({_cell(matrix)})" if matrix else name
-
-
-def _threshold_text(record: ObjectiveRecord) -> str:
-    props = record.props
-    parts = [f"{key.replace('_', ' ', 1) if key.startswith('warn_') else key} {props[key]}"
-             for key in _THRESHOLD_KEYS
-             if props.get(key) and key not in ("sustained", "max_violations")]
-    if props.get("max_violations"):
-        parts.append(f"max_violations {props['max_violations']}")
-    if props.get("sustained"):
-        parts.append(f"sustained {props['sustained']}")
-    return ", ".join(parts)
-
-
-def _change_text(record: ObjectiveRecord, before: str | None) -> str:
-    against = record.get("baseline")
-    if not against:
-        return ""
-    change = record.get("change")
-    if before is None:
-        return f"{change} against {against}" if change else f"against {against}"
-    return f"{change} against {before} ({against})" if change else f"baseline {before} ({against})"
-
-
-def _verdict_label(record: ObjectiveRecord) -> str:
-    # The same words as the terminal summary table.
-    label = record.verdict.replace("_", " ").upper()
-    if record.verdict == "no_data":
-        label += {"passed": " (pass)", "skipped": " (skip)"}.get(record.outcome, "")
-    if record.verdict == "warn" and record.outcome == "failed":
-        label += " (strict)"
-    return label
-
-
-def _icon(record: ObjectiveRecord) -> str:
-    if record.outcome == "failed":
-        return "❌"
-    if record.outcome == "skipped":
-        return "⏭️"
-    return "✅" if record.verdict == "pass" else "⚠️"
-
-
-_URL_SAFE = ":/?#@!$&'*+,;=%~-._"
-_SPECIAL = re.compile(r"[\\`*\[\]<>|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
-
-
-def _cell(text: str) -> str:
-    """Text safe inside a Markdown table cell: no pipe, no markup, no line break."""
-    escaped = _SPECIAL.sub(lambda m: "\\" + m.group(0), text.replace("&", "&amp;"))
-    return re.sub(r"\r\n|\r|\n", "<br>", escaped)
-
-
-def _marker(meta: RunMeta) -> str:
-    services = ",".join(quote(s, safe="") for s in meta.services)
-    return f"<!-- pytest-rollout-slo:{services}:{quote(meta.stage, safe='')} -->"
-
-
-# -- JSON -----------------------------------------------------------------------------------
 
 def json_report(meta: RunMeta, records: Sequence[ObjectiveRecord]) -> dict[str, Any]:
     """The evidence document (see the module docstring); objectives sorted by id."""
@@ -360,7 +77,7 @@ def json_report(meta: RunMeta, records: Sequence[ObjectiveRecord]) -> dict[str, 
         "exit_status": meta.exit_status,
         "verdict": overall_verdict(meta, records),
         "total": len(records),
-        "counts": {v: counts[v] for v in _VERDICT_ORDER},
+        "counts": {v: counts[v] for v in VERDICT_ORDER},
     }
     return {"schema": JSON_SCHEMA, "version": JSON_SCHEMA_VERSION, "run": run,
             "objectives": [_objective_json(r) for r in sorted(records, key=lambda r: r.nodeid)]}

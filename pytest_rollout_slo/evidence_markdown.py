@@ -1,0 +1,195 @@
+"""The Markdown summary of a run, for a merge request note or a CI job summary.
+
+Built from the objective records alone, with no clock and no random order: the same run
+gives the same text, whatever the order of the records. The layout::
+
+    ## ❌ SLO gate **beta** failed: conflict-resolver, 4 of 7 objectives failed (at ...Z)
+
+    Verdicts: 3 fail, 1 error, 1 no data, 1 warn, 1 pass.
+
+    | Objective | Value | Threshold | Change vs baseline | Verdict |
+    ...one row per objective: fail, then error, no data, warn, pass; by name within each
+
+    <details><summary>❌ tool_success[beta-tool=read_file] FAILED: 91.85% < min 93.00%</summary>
+    ...the full failure text, as in the JUnit report, for every objective that did not pass
+    </details>
+
+    <sub>pytest-rollout-slo 0.1.0 · backends: ...</sub>
+
+    <!-- pytest-rollout-slo:conflict-resolver:beta -->
+
+The first line holds the overall verdict (emoji and word), stage, service(s), how many
+objectives failed and the evaluation time. The "Change vs baseline" column appears only when
+an objective has a baseline. An objective's name links to the backend's graph of its query
+where the backend has one. The last line is a hidden marker naming service(s) and stage, so a
+tool can find and update its one note per merge request instead of adding a new one.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections import Counter
+from collections.abc import Sequence
+from urllib.parse import quote
+
+from pytest_rollout_slo.evidence_records import (
+    THRESHOLD_KEYS,
+    VERDICT_ORDER,
+    ObjectiveRecord,
+    RunMeta,
+    RunVerdict,
+    overall_verdict,
+)
+from pytest_rollout_slo.quantity import format_time
+
+_HEADLINES: dict[RunVerdict, tuple[str, str]] = {
+    "pass": ("✅", "passed"), "warn": ("⚠️", "passed with warnings"),
+    "fail": ("❌", "failed"), "error": ("❌", "did not complete")}
+
+
+def markdown_report(meta: RunMeta, records: Sequence[ObjectiveRecord]) -> str:
+    """The Markdown summary; identical input gives identical text, whatever the order."""
+    verdict = overall_verdict(meta, records)
+    rows = sorted(records, key=_row_key)
+    lines = [_headline(meta, records, verdict), ""]
+    counts = Counter(r.verdict for r in records)
+    if counts:
+        shown = [f"{counts[v]} {v.replace('_', ' ')}" for v in VERDICT_ORDER if counts[v]]
+        shown += [f"{n} {v}" for v, n in sorted(counts.items()) if v not in VERDICT_ORDER]
+        lines += [f"Verdicts: {', '.join(shown)}.", ""]
+    if rows:
+        lines += _table(meta, rows)
+    explained = [r for r in rows if r.verdict != "pass" and r.get("message")]
+    for record in explained:
+        message = record.props["message"]
+        fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", message)),
+                                     default=0))
+        lines += [f"<details><summary>{_icon(record)} "
+                  f"{html.escape(message.splitlines()[0], quote=False)}</summary>", "",
+                  f"{fence}text", message, fence, "", "</details>", ""]
+    footer = f"pytest-rollout-slo {meta.plugin_version}"
+    if meta.backends:
+        footer += f" · backends: {'; '.join(meta.backends)}"
+    lines += [f"<sub>{_cell(footer)}</sub>", "", _marker(meta), ""]
+    return "\n".join(lines)
+
+
+def _headline(meta: RunMeta, records: Sequence[ObjectiveRecord], verdict: RunVerdict) -> str:
+    icon, word = _HEADLINES[verdict]
+    total = len(records)
+    noun = "objective" if total == 1 else "objectives"
+    failed = sum(r.outcome == "failed" for r in records)
+    if verdict == "error":
+        status = f"exit status {meta.exit_status}" if meta.exit_status is not None else ""
+        detail = (f"the run ended early ({status or 'interrupted'}), {total} {noun} reported"
+                  if total else "no objective was checked")
+    elif verdict == "fail" and not failed:
+        detail = f"all {total} {noun} held, but other tests of the session failed"
+    elif verdict == "fail":
+        detail = f"{failed} of {total} {noun} failed"
+    elif verdict == "warn":
+        notes = Counter("skipped" if r.outcome == "skipped" else r.verdict.replace("_", " ")
+                        for r in records if r.verdict != "pass" or r.outcome != "passed")
+        detail = (f"{total} {noun}, with "
+                  + ", ".join(f"{n} {what}" for what, n in sorted(notes.items())))
+    else:
+        detail = f"all {total} {noun} hold" if total > 1 else "the objective holds"
+    services = ", ".join(meta.services) or "(no service)"
+    return (f"## {icon} SLO gate **{_cell(meta.stage)}** {word}: {_cell(services)}, {detail} "
+            f"(at {format_time(meta.at)})")
+
+
+def _table(meta: RunMeta, rows: Sequence[ObjectiveRecord]) -> list[str]:
+    with_service = len(meta.services) > 1 or len({r.get("service") for r in rows}) > 1
+    with_change = any(r.get("baseline") for r in rows)
+    headers = [*(["Service"] if with_service else []), "Objective", "Value", "Threshold",
+               *(["Change vs baseline"] if with_change else []), "Verdict"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for record in rows:
+        value, before = record.value_and_baseline()
+        cells = [*([_cell(record.props.get("service", ""))] if with_service else []),
+                 _objective_cell(record), _cell(value), _cell(_threshold_text(record)),
+                 *([_cell(_change_text(record, before))] if with_change else []),
+                 f"{_icon(record)} {_verdict_label(record)}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    if any(r.get("link") for r in rows):
+        lines += ["Objective names link to the backend's graph of the query at the evaluation "
+                  "time.", ""]
+    return lines
+
+
+def _row_key(record: ObjectiveRecord) -> tuple[int, str, str, str, str]:
+    verdict = record.verdict
+    rank = VERDICT_ORDER.index(verdict) if verdict in VERDICT_ORDER else 1
+    return (rank, record.props.get("service", ""), record.objective,
+            record.props.get("matrix", ""), record.nodeid)
+
+
+def _objective_cell(record: ObjectiveRecord) -> str:
+    name = f"`{record.objective.replace('`', '')}`"
+    link = record.get("link")
+    if link:
+        # A URL may not hold a space, parentheses or a pipe inside a Markdown table link.
+        name = f"[{name}]({quote(link, safe=_URL_SAFE)})"
+    matrix = record.get("matrix")
+    return f"{name} ({_cell(matrix)})" if matrix else name
+
+
+def _threshold_text(record: ObjectiveRecord) -> str:
+    props = record.props
+    parts = [f"{key.replace('_', ' ', 1) if key.startswith('warn_') else key} {props[key]}"
+             for key in THRESHOLD_KEYS
+             if props.get(key) and key not in ("sustained", "max_violations")]
+    if props.get("max_violations"):
+        parts.append(f"max_violations {props['max_violations']}")
+    if props.get("sustained"):
+        parts.append(f"sustained {props['sustained']}")
+    return ", ".join(parts)
+
+
+def _change_text(record: ObjectiveRecord, before: str | None) -> str:
+    against = record.get("baseline")
+    if not against:
+        return ""
+    change = record.get("change")
+    if before is None:
+        return f"{change} against {against}" if change else f"against {against}"
+    return f"{change} against {before} ({against})" if change else f"baseline {before} ({against})"
+
+
+def _verdict_label(record: ObjectiveRecord) -> str:
+    # The same words as the terminal summary table.
+    label = record.verdict.replace("_", " ").upper()
+    if record.verdict == "no_data":
+        label += {"passed": " (pass)", "skipped": " (skip)"}.get(record.outcome, "")
+    if record.verdict == "warn" and record.outcome == "failed":
+        label += " (strict)"
+    return label
+
+
+def _icon(record: ObjectiveRecord) -> str:
+    if record.outcome == "failed":
+        return "❌"
+    if record.outcome == "skipped":
+        return "⏭️"
+    return "✅" if record.verdict == "pass" else "⚠️"
+
+
+_URL_SAFE = ":/?#@!$&'*+,;=%~-._"
+_SPECIAL = re.compile(r"[\\`*\[\]<>|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell: no pipe, no markup, no line break."""
+    escaped = _SPECIAL.sub(lambda m: "\\" + m.group(0), text.replace("&", "&amp;"))
+    return re.sub(r"\r\n|\r|\n", "<br>", escaped)
+
+
+def _marker(meta: RunMeta) -> str:
+    services = ",".join(quote(s, safe="") for s in meta.services)
+    return f"<!-- pytest-rollout-slo:{services}:{quote(meta.stage, safe='')} -->"
+
+
+__all__ = ["markdown_report"]
