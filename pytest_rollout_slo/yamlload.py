@@ -169,14 +169,18 @@ _LineLoader.add_constructor(_MAP_TAG, _construct_map)
 _LineLoader.add_constructor(_SEQ_TAG, _construct_list)
 
 
-# First characters of the plain scalars the resolver may read as something other than a
-# string (null, bool, int, float, timestamp, merge, value): any other plain scalar is a string.
-# Exactly what Resolver.resolve does, as long as no resolver applies to every first character
-# and none depends on the path; otherwise every plain scalar goes through the resolver.
-_MAYBE_NOT_STR: frozenset[str] | None = (
-    frozenset(key for key in _LineLoader.yaml_implicit_resolvers if key is not None)
-    if None not in _LineLoader.yaml_implicit_resolvers and not _LineLoader.yaml_path_resolvers
-    else None)
+def _maybe_not_str(loader: type[yaml.SafeLoader]) -> frozenset[str] | None:
+    """First characters of the plain scalars the resolver may read as something other than a
+    string (null, bool, int, float, timestamp, merge, value); any other plain scalar is one.
+
+    Exactly what Resolver.resolve does, as long as no resolver applies to every first
+    character and none depends on the path; None (ask the resolver every time) otherwise.
+    Read per file, so a resolver another library adds later is seen.
+    """
+    resolvers = loader.yaml_implicit_resolvers
+    if None in resolvers or loader.yaml_path_resolvers:
+        return None
+    return frozenset(key for key in resolvers if key is not None)
 
 
 class _Unusual(Exception):
@@ -200,14 +204,15 @@ def _from_events(text: str) -> Any:
     constructors = loader.yaml_constructors
     # Keys repeat in every objective; resolving the tag of a plain scalar runs regexes.
     tags: dict[str, str] = {}
+    maybe_not_str = _maybe_not_str(_LineLoader)
 
     def scalar(event: Any) -> Any:
         tag = event.tag
         if event.anchor is not None or (tag is not None and tag != "!"):
             raise _Unusual
         value = event.value
-        if not event.implicit[0] or (_MAYBE_NOT_STR is not None
-                                     and value[:1] not in _MAYBE_NOT_STR):
+        if not event.implicit[0] or (maybe_not_str is not None
+                                     and value[:1] not in maybe_not_str):
             return value  # quoted, or no implicit type starts with that character
         tag = tags.get(value)
         if tag is None:

@@ -8,6 +8,7 @@ text, the result, its line numbers and its errors must be what the node path giv
 from __future__ import annotations
 
 import datetime
+import re
 import subprocess
 import sys
 import textwrap
@@ -215,3 +216,14 @@ def test_a_second_import_of_yaml_still_loads_specs(tmp_path: Path) -> None:
         "{'a': {'n': 1}, 'b': {'n': 1}}",
         "3 duplicate key (first defined on line 1); each key may appear once in a mapping",
     ]
+
+
+def test_a_resolver_added_later_is_honoured_by_the_event_path(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Another library may teach PyYAML's safe loader a new implicit type after this module
+    # was imported; the shortcut for plain strings must not hide it.
+    resolvers = {key: list(value)
+                 for key, value in yamlload._LineLoader.yaml_implicit_resolvers.items()}
+    resolvers.setdefault("q", []).append(("tag:yaml.org,2002:null", re.compile(r"^qnone$")))
+    monkeypatch.setattr(yamlload._LineLoader, "yaml_implicit_resolvers", resolvers)
+    assert _from_events("a: qnone\nb: qno\n") == {"a": None, "b": "qno"}
