@@ -11,7 +11,6 @@ Every mistake names the file, the line and the key. No pytest, no I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pytest_rollout_slo import spec_gates
@@ -230,50 +229,41 @@ class ObjectiveLoader:
     def stage_bounds(self, stage: str, values: _Found, base: _Found, source: YamlMap,
                      where: str, shown: Unit, needs_bound: bool) -> tuple[Bounds, Bounds]:
         """The hard and warn bounds at ``stage``: its override's values over the base ones."""
-        merged = {k: (values.get(k) or base[k]) for k in ("min", "max")}
-        warn_merged = {k: (values.get(f"warn.{k}") or base[f"warn.{k}"])
-                       for k in ("min", "max")}
-        low, high = (v[0] if v else None for v in (merged["min"], merged["max"]))
-        warn_low, warn_high = (v[0] if v else None
-                               for v in (warn_merged["min"], warn_merged["max"]))
+        # Each found bound is (value, line, key path); the lines and keys serve the errors.
+        low_at = values.get("min") or base["min"]
+        high_at = values.get("max") or base["max"]
+        warn_low_at = values.get("warn.min") or base["warn.min"]
+        warn_high_at = values.get("warn.max") or base["warn.max"]
+        low = low_at[0] if low_at else None
+        high = high_at[0] if high_at else None
+        warn_low = warn_low_at[0] if warn_low_at else None
+        warn_high = warn_high_at[0] if warn_high_at else None
         if low is None and high is None and needs_bound:
             raise self.error(source.line, f"{where}max",
                              f"no min or max for stage {stage!r}; give min, max, or both "
                              "(on the objective or in thresholds)")
-        for (lo, hi), label in (((low, high), ""), ((warn_low, warn_high), "warn.")):
-            if lo is not None and hi is not None and lo > hi:
-                pair = merged if not label else warn_merged
-                # Point at a stage override when one made it so, else at the min.
-                culprit = pair["min"]
-                for found in (pair["min"], pair["max"]):
-                    if found is not None and ".thresholds." in found[2]:
-                        culprit = found
-                assert culprit is not None  # lo and hi are set, so both sources are
-                line, key = culprit[1], culprit[2]
-                raise self.error(line, key,
-                                 f"{label}min {format_value(lo, shown)} is greater than "
-                                 f"{label}max {format_value(hi, shown)} at stage {stage!r}")
-        self.check_warn(stage, (low, high), (warn_low, warn_high), warn_merged, shown)
+        for lo_at, hi_at, label in ((low_at, high_at, ""), (warn_low_at, warn_high_at, "warn.")):
+            if lo_at is not None and hi_at is not None and lo_at[0] > hi_at[0]:
+                # Point at a stage override when one made it so (the max's, when both
+                # are), else at the min.
+                culprit = hi_at if ".thresholds." in hi_at[2] else lo_at
+                raise self.error(culprit[1], culprit[2],
+                                 f"{label}min {format_value(lo_at[0], shown)} is greater than "
+                                 f"{label}max {format_value(hi_at[0], shown)} at stage "
+                                 f"{stage!r}")
+        # A warn bound outside the hard bound could never be reached before the hard one fails.
+        for side, value_at, limit in (("min", warn_low_at, low), ("max", warn_high_at, high)):
+            if value_at is None or limit is None:
+                continue
+            value = value_at[0]
+            if value < limit if side == "min" else value > limit:
+                raise self.error(value_at[1], value_at[2],
+                                 f"warn.{side} {format_value(value, shown)} lies outside {side} "
+                                 f"{format_value(limit, shown)} at stage {stage!r}; a warning "
+                                 "level sits between the bounds")
         warn = (NO_BOUNDS if warn_low is None and warn_high is None
                 else Bounds(warn_low, warn_high))
         return Bounds(low, high), warn
-
-    def check_warn(self, stage: str, hard: tuple[float | None, float | None],
-                   warn: tuple[float | None, float | None],
-                   sources: Mapping[str, tuple[float, int, str] | None], unit: Unit) -> None:
-        # A warn bound outside the hard bound could never be reached before the hard one fails.
-        for index, side in enumerate(("min", "max")):
-            value, limit = warn[index], hard[index]
-            if value is None or limit is None:
-                continue
-            outside = value < limit if side == "min" else value > limit
-            source = sources[side]
-            if outside and source is not None:
-                line, key = source[1], source[2]
-                raise self.error(line, key,
-                                 f"warn.{side} {format_value(value, unit)} lies outside {side} "
-                                 f"{format_value(limit, unit)} at stage {stage!r}; a warning "
-                                 "level sits between the bounds")
 
     def bound_values(self, node: YamlMap, where: str, units: list[Unit]) -> _Found:
         """``min``/``max``/``warn.min``/``warn.max`` of one mapping: (value, line, key)."""
