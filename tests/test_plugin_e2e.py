@@ -15,11 +15,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from specdata import AT, AT_UNIX, ERROR_RATE, QUIET_SKIP
 
 pytest_plugins = ["pytester"]
 
-AT = "2026-11-26T12:00:00Z"
-AT_UNIX = 1_795_694_400
 AT_OPTION = f"--slo-at={AT}"
 
 STAGES = """\
@@ -31,32 +30,11 @@ stages:
     variables: {window: 24h}
 """
 
-ERROR_RATE = """\
-- name: error_rate
-  ratio:
-    numerator: >-
-      SELECT count(*) FROM req WHERE feature = '${feature}' AND outcome = 'error'
-      AND ts >= :window_start AND ts < :window_end
-    denominator: >-
-      SELECT count(*) FROM req WHERE feature = '${feature}'
-      AND ts >= :window_start AND ts < :window_end
-  max: 5%
-"""
-
 LATENCY = """\
 - name: latency_p95
   query: SELECT 0.25
   min: 100ms
   max: 1s
-"""
-
-QUIET_SKIP = """\
-- name: quiet_region
-  ratio:
-    numerator: SELECT count(*) FROM req WHERE region = 'mars' AND outcome = 'error'
-    denominator: SELECT count(*) FROM req WHERE region = 'mars'
-  max: 5%
-  on_no_data: skip
 """
 
 AVAILABILITY = """\

@@ -18,11 +18,10 @@ from typing import Any
 
 import pytest
 import responses
+from specdata import AT, AT_UNIX, ERROR_RATE, QUIET_SKIP
 
 pytest_plugins = ["pytester"]
 
-AT = "2026-11-26T12:00:00Z"
-AT_UNIX = 1_795_694_400
 TOKEN = "glpat-E2e5eCr3t-fl4gT0ken_q"
 API = "https://gitlab.example.com/api/v4"
 FLAG_URL = f"{API}/projects/42/feature_flags/conflict_resolver"
@@ -41,31 +40,10 @@ stages:
     rollout: {flag: conflict_resolver, all: true}
 """
 
-ERROR_RATE = """\
-- name: error_rate
-  ratio:
-    numerator: >-
-      SELECT count(*) FROM req WHERE feature = '${feature}' AND outcome = 'error'
-      AND ts >= :window_start AND ts < :window_end
-    denominator: >-
-      SELECT count(*) FROM req WHERE feature = '${feature}'
-      AND ts >= :window_start AND ts < :window_end
-  max: 5%
-"""
-
 LATENCY = """\
 - name: latency_p95
   query: SELECT 0.25
   max: 1s
-"""
-
-QUIET_SKIP = """\
-- name: quiet_region
-  ratio:
-    numerator: SELECT count(*) FROM req WHERE region = 'mars' AND outcome = 'error'
-    denominator: SELECT count(*) FROM req WHERE region = 'mars'
-  max: 5%
-  on_no_data: skip
 """
 
 GREEN = (10, 1000)  # 1.00% errors, under max 5%

@@ -23,11 +23,10 @@ from typing import Any
 
 import pytest
 from servers import FIXTURE_END, PrometheusServer, free_port
+from specdata import AT, AT_UNIX
 
 pytest_plugins = ["pytester"]
 
-AT = "2026-11-26T12:00:00Z"
-AT_UNIX = 1_795_694_400
 QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
 REPLAYED = ", replayed from rec.json"
 

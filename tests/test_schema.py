@@ -33,6 +33,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from specdata import SPEC_HEADER
 
 from pytest_rollout_slo.backends import BackendType
 from pytest_rollout_slo.errors import SpecError
@@ -49,17 +50,7 @@ SCHEMA = load_schema()
 # Editors run draft-07 engines; the schema uses only keywords both drafts read the same way.
 VALIDATORS = [jsonschema.Draft202012Validator(SCHEMA), jsonschema.Draft7Validator(SCHEMA)]
 
-HEADER = """\
-version: 1
-service: svc
-backends:
-  prom: {type: prometheus, url: "http://prometheus:9090"}
-  db: {type: sqlite, path: events.db}
-variables: {window: 1h, feature: resolver}
-stages:
-  beta: {}
-  ga: {}
-"""
+HEADER = SPEC_HEADER
 QUERY = "- name: x\n  query: up\n  max: 1\n"
 RATIO = """\
 - name: x

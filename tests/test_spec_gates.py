@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from specdata import SPEC_HEADER
 
 from pytest_rollout_slo.backends import BackendType
 from pytest_rollout_slo.backends.prometheus import PROMETHEUS
@@ -33,17 +34,7 @@ from pytest_rollout_slo.spec import load_spec
 BACKEND_TYPES: Mapping[str, BackendType] = {"sqlite": SQLITE, "prometheus": PROMETHEUS}
 MARK = "# <-- here"
 
-HEADER = """\
-version: 1
-service: svc
-backends:
-  prom: {type: prometheus, url: "http://prometheus:9090"}
-  db: {type: sqlite, path: events.db}
-variables: {window: 1h, feature: resolver}
-stages:
-  beta: {}
-  ga: {}
-"""
+HEADER = SPEC_HEADER
 
 RATIO = """\
 - name: x
