@@ -12,8 +12,15 @@ from typing import Any
 
 import pytest
 
-from pytest_rollout_slo.backends import Backend, BackendType, Query, QueryResult, Sample, Setting
+from pytest_rollout_slo.backends.base import (
+    Backend,
+    BackendType,
+    Query,
+    QueryResult,
+    Sample,
+)
 from pytest_rollout_slo.errors import BackendError
+from pytest_rollout_slo.spec.settings import Setting
 
 
 class MemoryBackend:

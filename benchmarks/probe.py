@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rollout_slo.collect import STATE
+from pytest_rollout_slo.items import STATE
 
 
 @dataclass

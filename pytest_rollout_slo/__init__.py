@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pytest_rollout_slo.backends import (
+    from pytest_rollout_slo.backends.base import (
         Backend,
         BackendType,
         Query,
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
         RangeQuery,
         Sample,
         Series,
-        Setting,
     )
     from pytest_rollout_slo.errors import (
         BackendConfigError,
@@ -30,14 +29,16 @@ if TYPE_CHECKING:
         SloWarning,
         SpecError,
     )
-    from pytest_rollout_slo.evaluate import Verdict
+    from pytest_rollout_slo.spec.settings import Setting
+    from pytest_rollout_slo.verdict.instant import Verdict
 
 _HOMES = {
     **dict.fromkeys(("Backend", "BackendType", "Query", "QueryResult", "RangeBackend",
-                     "RangeQuery", "Sample", "Series", "Setting"), "pytest_rollout_slo.backends"),
+                     "RangeQuery", "Sample", "Series"), "pytest_rollout_slo.backends.base"),
+    "Setting": "pytest_rollout_slo.spec.settings",
     **dict.fromkeys(("BackendConfigError", "BackendError", "SloError", "SloWarning",
                      "SpecError"), "pytest_rollout_slo.errors"),
-    "Verdict": "pytest_rollout_slo.evaluate",
+    "Verdict": "pytest_rollout_slo.verdict.instant",
 }
 
 __all__ = [

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from pytest_rollout_slo.backends import BackendType
+from pytest_rollout_slo.backends.base import BackendType
 
 
 @pytest.hookspec

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_rollout_slo import hookspecs
+from pytest_rollout_slo.options import option
 
 DEFAULT_CONCURRENCY = 8
 DEFAULT_DEADLINE = "5m"
@@ -92,12 +93,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
-
-
-def option(config: pytest.Config, name: str) -> str:
-    """An option's value, else its ini key's; CLI beats ini beats default."""
-    value = config.getoption(name)
-    return str(value) if value not in (None, "") else str(config.getini(name) or "")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rollout_slo.backends import BackendType
-from pytest_rollout_slo.replay import (
+from pytest_rollout_slo.backends.base import BackendType
+from pytest_rollout_slo.backends.replay import (
     Recorder,
     Recording,
     RecordingError,

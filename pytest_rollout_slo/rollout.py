@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rollout_slo.collect import STATE
 from pytest_rollout_slo.errors import SloError, SpecError
-from pytest_rollout_slo.flags import RolloutExpectation
-from pytest_rollout_slo.gitlab import GitLabError, GitLabFlags
-from pytest_rollout_slo.model import Rollout, Spec
-from pytest_rollout_slo.spec import load_spec
+from pytest_rollout_slo.flags.gitlab import GitLabError, GitLabFlags
+from pytest_rollout_slo.flags.model import RolloutExpectation
+from pytest_rollout_slo.items import STATE
+from pytest_rollout_slo.spec.load import load_spec
+from pytest_rollout_slo.spec.model import Rollout, Spec
 
 DEFAULT_TOKEN_ENV = "SLO_GITLAB_TOKEN"
 

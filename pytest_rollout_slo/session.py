@@ -19,16 +19,16 @@ import pytest
 
 from pytest_rollout_slo import __version__
 from pytest_rollout_slo import recording as recording_glue
-from pytest_rollout_slo.backends import BackendType
-from pytest_rollout_slo.backends.prometheus_config import PROMETHEUS
-from pytest_rollout_slo.backends.sqlite import SQLITE
-from pytest_rollout_slo.collect import STATE, ObjectiveItem, RunState, SpecFile
-from pytest_rollout_slo.evidence import ObjectiveRecord, run_meta, write_json, write_markdown
-from pytest_rollout_slo.execute import AnyQuery, BackendKey, Executor, parse_deadline
-from pytest_rollout_slo.plugin import option
-from pytest_rollout_slo.report import SummaryTable, add_system_out
-from pytest_rollout_slo.spec import BackendSpec
-from pytest_rollout_slo.xdist_plan import WorkerPlan, xdist_queue
+from pytest_rollout_slo.backends.base import AnyQuery, BackendType
+from pytest_rollout_slo.backends.registry import BUILTIN_TYPES, DuplicateBackendType, registry
+from pytest_rollout_slo.items import STATE, ObjectiveItem, RunState, SpecFile
+from pytest_rollout_slo.options import option
+from pytest_rollout_slo.plan.executor import BackendKey, Executor, parse_deadline
+from pytest_rollout_slo.plan.xdist import WorkerPlan, xdist_queue
+from pytest_rollout_slo.report.evidence import ObjectiveRecord, run_meta, write_json, write_markdown
+from pytest_rollout_slo.report.text import add_system_out
+from pytest_rollout_slo.spec.load import BackendSpec
+from pytest_rollout_slo.summary import SummaryTable
 
 _SUMMARY = "rollout-slo-summary"
 _FLAGS = "rollout-slo-flags"
@@ -38,7 +38,7 @@ _WORKER_PLAN = pytest.StashKey[WorkerPlan[pytest.Item]]()
 
 @pytest.hookimpl
 def pytest_slo_backend_types() -> list[BackendType]:
-    return [SQLITE, PROMETHEUS]
+    return list(BUILTIN_TYPES)
 
 
 # A clock a little ahead of the server's is fine; an evaluation time in the future is a typo
@@ -98,12 +98,10 @@ def start(config: pytest.Config, stage: str) -> None:
     except ValueError:
         raise pytest.UsageError(f"slo_deadline must be a duration longer than 0s, such as 5m, "
                                 f"90s or 300 (seconds), got {deadline_text!r}") from None
-    backend_types: dict[str, BackendType] = {}
-    for answer in config.hook.pytest_slo_backend_types():
-        for backend_type in answer:
-            if backend_type.name in backend_types:
-                raise pytest.UsageError(f"two plugins provide backend type {backend_type.name!r}")
-            backend_types[backend_type.name] = backend_type
+    try:
+        backend_types = registry(config.hook.pytest_slo_backend_types())
+    except DuplicateBackendType as exc:
+        raise pytest.UsageError(str(exc)) from None
     backend_types, environ = recording_glue.wrap_types(config, stage, at, recording,
                                                        backend_types)
     config.stash[STATE] = RunState(stage, at, full_trace, strict, backend_types,

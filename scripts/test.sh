@@ -13,5 +13,7 @@ python -m ruff check .
 echo "== mypy --strict"
 python -m mypy
 python -m mypy examples/quickstart/conftest.py
+echo "== import-linter (the data path runs one way, no cycles)"
+lint-imports
 echo "== pytest"
 python -m pytest "$@"

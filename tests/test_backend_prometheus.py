@@ -19,11 +19,12 @@ import pytest
 import requests
 import responses
 
-from pytest_rollout_slo.backends import Query, RangeBackend, RangeQuery, Sample
-from pytest_rollout_slo.backends.prometheus import PROMETHEUS, PrometheusBackend
+from pytest_rollout_slo.backends.base import Query, RangeBackend, RangeQuery, Sample
+from pytest_rollout_slo.backends.prometheus import PROMETHEUS
+from pytest_rollout_slo.backends.prometheus.client import PrometheusBackend
+from pytest_rollout_slo.backends.redact import Redactor, strip_url_credentials
 from pytest_rollout_slo.errors import BackendConfigError, BackendError, SpecError
-from pytest_rollout_slo.redact import Redactor, strip_url_credentials
-from pytest_rollout_slo.spec import load_spec
+from pytest_rollout_slo.spec.load import load_spec
 
 URL = "http://prometheus:9090"
 QUERY_URL = f"{URL}/api/v1/query"

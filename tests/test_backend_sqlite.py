@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rollout_slo.backends import Query, Sample, resolve_env
+from pytest_rollout_slo.backends.base import Query, Sample, resolve_env
 from pytest_rollout_slo.backends.sqlite import SQLITE, SqliteBackend
 from pytest_rollout_slo.errors import BackendConfigError, BackendError
 

@@ -6,8 +6,9 @@ import math
 
 import pytest
 
-from pytest_rollout_slo.backends import Sample
-from pytest_rollout_slo.evaluate import (
+from pytest_rollout_slo.backends.base import Sample
+from pytest_rollout_slo.spec.load import Bounds
+from pytest_rollout_slo.verdict.instant import (
     AmbiguousAnswer,
     Observation,
     Verdict,
@@ -16,7 +17,6 @@ from pytest_rollout_slo.evaluate import (
     observe_values,
     violation,
 )
-from pytest_rollout_slo.spec import Bounds
 
 BOTH = Bounds(0.1, 0.5)
 Labels = tuple[tuple[str, str], ...]

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from pytest_rollout_slo.evidence import (
+from pytest_rollout_slo.report.evidence import (
     JSON_SCHEMA_VERSION,
     ObjectiveRecord,
     RunMeta,

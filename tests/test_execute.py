@@ -16,17 +16,18 @@ from typing import Any
 
 import pytest
 
-from pytest_rollout_slo.backends import Backend, Query, QueryResult, Sample, Setting
+from pytest_rollout_slo.backends.base import Backend, Query, QueryResult, Sample
+from pytest_rollout_slo.clock import time_left
 from pytest_rollout_slo.errors import BackendConfigError, BackendError
-from pytest_rollout_slo.execute import (
+from pytest_rollout_slo.plan.executor import (
     BackendKey,
     DeadlineExceeded,
     Executor,
     parse_deadline,
-    time_left,
 )
-from pytest_rollout_slo.spec import BackendSpec
-from pytest_rollout_slo.xdist_plan import WorkerPlan, xdist_queue
+from pytest_rollout_slo.plan.xdist import WorkerPlan, xdist_queue
+from pytest_rollout_slo.spec.load import BackendSpec
+from pytest_rollout_slo.spec.settings import Setting
 
 pytest_plugins = ["pytester"]
 
@@ -446,7 +447,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_rollout_slo.backends import Query, QueryResult, Sample, Setting
+from pytest_rollout_slo.backends.base import Query, QueryResult, Sample
+from pytest_rollout_slo.spec.settings import Setting
 from pytest_rollout_slo.errors import BackendError
 
 LOG = Path(__file__).with_name("queries.log")

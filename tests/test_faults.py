@@ -21,11 +21,11 @@ import pytest
 from faultproxy import FaultProxy
 from servers import FIXTURE_END, PrometheusServer
 
-from pytest_rollout_slo.backends import Query
+from pytest_rollout_slo.backends.base import Query
 from pytest_rollout_slo.backends.prometheus import PROMETHEUS
 from pytest_rollout_slo.errors import BackendError
-from pytest_rollout_slo.execute import BackendKey, Executor
-from pytest_rollout_slo.spec import BackendSpec
+from pytest_rollout_slo.plan.executor import BackendKey, Executor
+from pytest_rollout_slo.spec.load import BackendSpec
 
 pytest_plugins = ["pytester"]
 

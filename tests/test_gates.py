@@ -14,15 +14,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from pytest_rollout_slo.evaluate import AmbiguousAnswer, Observation, Verdict, judge
-from pytest_rollout_slo.gates import (
-    judge_baseline,
-    judge_burn_rate,
-    judge_sustained,
-    observe_quantile,
-    quantile,
-)
-from pytest_rollout_slo.model import (
+from pytest_rollout_slo.spec.model import (
     NO_BOUNDS,
     Baseline,
     Bounds,
@@ -31,6 +23,14 @@ from pytest_rollout_slo.model import (
     Change,
     Sustained,
 )
+from pytest_rollout_slo.verdict.gates import (
+    judge_baseline,
+    judge_burn_rate,
+    judge_sustained,
+    observe_quantile,
+    quantile,
+)
+from pytest_rollout_slo.verdict.instant import AmbiguousAnswer, Observation, Verdict, judge
 
 NAN = float("nan")
 INF = math.inf

@@ -18,12 +18,18 @@ import requests
 import responses
 
 from pytest_rollout_slo.errors import SloError
-from pytest_rollout_slo.flags import FlagState, RolloutExpectation, Strategy, UserList, mismatch
-from pytest_rollout_slo.gitlab import (
+from pytest_rollout_slo.flags.gitlab import (
     GitLabError,
     GitLabFlags,
     GitLabNotFoundError,
     GitLabPermissionError,
+)
+from pytest_rollout_slo.flags.model import (
+    FlagState,
+    RolloutExpectation,
+    Strategy,
+    UserList,
+    mismatch,
 )
 
 ROOT = "https://gitlab.example.com"

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rollout_slo.backends import (
+from pytest_rollout_slo.backends.base import (
+    Answer,
     BackendType,
     Query,
     QueryResult,
@@ -23,10 +24,11 @@ from pytest_rollout_slo.backends import (
 )
 from pytest_rollout_slo.backends.prometheus import PROMETHEUS
 from pytest_rollout_slo.backends.sqlite import SQLITE
-from pytest_rollout_slo.evaluate import Verdict
-from pytest_rollout_slo.measure import Answer, Measurement, Need
-from pytest_rollout_slo.model import Combination, Objective, ResolvedObjective, Spec
-from pytest_rollout_slo.spec import load_spec
+from pytest_rollout_slo.plan.needs import Measurement, Need
+from pytest_rollout_slo.spec.load import load_spec
+from pytest_rollout_slo.spec.model import Combination, Objective, ResolvedObjective, Spec
+from pytest_rollout_slo.verdict.instant import Verdict
+from pytest_rollout_slo.verdict.objective import judge_objective as judged
 
 BACKEND_TYPES: Mapping[str, BackendType] = {"sqlite": SQLITE, "prometheus": PROMETHEUS}
 AT = 1_764_158_400.0  # 2025-11-26T12:00:00Z
@@ -309,11 +311,11 @@ def test_matrix_combination_resolves_its_value(spec: Spec) -> None:
 def test_plain_query_verdicts(spec: Spec) -> None:
     m = measure(spec, "latency")
     (need,) = m.needs()
-    assert m.evaluate({need.name: result(10.0)}, fmt).verdict is Verdict.PASS
-    assert m.evaluate({need.name: result(math.nextafter(10.0, 11))}, fmt).verdict \
+    assert judged(m, {need.name: result(10.0)}, fmt).verdict is Verdict.PASS
+    assert judged(m, {need.name: result(math.nextafter(10.0, 11))}, fmt).verdict \
         is Verdict.FAIL
-    assert m.evaluate({need.name: result(float("nan"))}, fmt).verdict is Verdict.NO_DATA
-    assert m.evaluate({need.name: result()}, fmt).verdict is Verdict.NO_DATA
+    assert judged(m, {need.name: result(float("nan"))}, fmt).verdict is Verdict.NO_DATA
+    assert judged(m, {need.name: result()}, fmt).verdict is Verdict.NO_DATA
 
 
 def test_ratio_verdicts(spec: Spec) -> None:
@@ -321,9 +323,9 @@ def test_ratio_verdicts(spec: Spec) -> None:
     needs = m.needs()
     num = next(n.name for n in needs if "err AND" in n.query.text)
     den = next(n.name for n in needs if n.name != num)
-    assert m.evaluate({num: result(5.0), den: result(100.0)}, fmt).verdict is Verdict.PASS
-    assert m.evaluate({num: result(6.0), den: result(100.0)}, fmt).verdict is Verdict.FAIL
-    evaluation = m.evaluate({num: result(0.0), den: result(9.0)}, fmt)
+    assert judged(m, {num: result(5.0), den: result(100.0)}, fmt).verdict is Verdict.PASS
+    assert judged(m, {num: result(6.0), den: result(100.0)}, fmt).verdict is Verdict.FAIL
+    evaluation = judged(m, {num: result(0.0), den: result(9.0)}, fmt)
     assert evaluation.verdict is Verdict.NO_DATA
     assert "min_denominator" in evaluation.reason
 
@@ -339,17 +341,17 @@ def test_sustained_instant_steps_verdicts(spec: Spec) -> None:
     needs = m.needs()
     times = [AT - 4 * HOUR + k * HOUR for k in range(5)]
     one_over = dict(zip(times, [1.0, 11.0, 1.0, 10.0, 1.0], strict=True))
-    assert m.evaluate(step_answers(needs, one_over), fmt).verdict is Verdict.PASS
+    assert judged(m, step_answers(needs, one_over), fmt).verdict is Verdict.PASS
     two_over = {**one_over, times[4]: 12.0}
-    evaluation = m.evaluate(step_answers(needs, two_over), fmt)
+    evaluation = judged(m, step_answers(needs, two_over), fmt)
     assert evaluation.verdict is Verdict.FAIL
     assert "2 of 5 points" in evaluation.headline
     assert any(fmt(times[4]) in line for line in evaluation.details)
     # on_no_data defaults to fail: a step without data counts as a violation.
     one_missing = {**one_over, times[0]: None}
-    assert m.evaluate(step_answers(needs, one_missing), fmt).verdict is Verdict.FAIL
+    assert judged(m, step_answers(needs, one_missing), fmt).verdict is Verdict.FAIL
     nothing = dict.fromkeys(times)
-    assert m.evaluate(step_answers(needs, nothing), fmt).verdict is Verdict.NO_DATA
+    assert judged(m, step_answers(needs, nothing), fmt).verdict is Verdict.NO_DATA
 
 
 def range_series(values: Sequence[float | None], labels: Labels = (),
@@ -373,9 +375,9 @@ def test_sustained_range_answer_verdicts(spec: Spec) -> None:
     m = measure(spec, "steady_errors", ranged=True)
     requests = (range_series([100.0] * 5),)
     ok = (range_series([1.0, 6.0, 5.0, 1.0, 1.0]),)
-    assert m.evaluate(range_answers(m, ok, requests), fmt).verdict is Verdict.PASS
+    assert judged(m, range_answers(m, ok, requests), fmt).verdict is Verdict.PASS
     bad = (range_series([1.0, 6.0, 5.0, 7.0, 1.0]),)
-    evaluation = m.evaluate(range_answers(m, bad, requests), fmt)
+    evaluation = judged(m, range_answers(m, bad, requests), fmt)
     assert evaluation.verdict is Verdict.FAIL
     assert "2 of 5 points" in evaluation.headline
 
@@ -385,16 +387,16 @@ def test_sustained_range_answer_missing_steps_are_no_data(spec: Spec) -> None:
     requests = (range_series([100.0] * 5, skip=[2]),)
     errors = (range_series([1.0, 6.0, 1.0, 1.0, 1.0], skip=[2]),)
     # One violation plus one step with no data (counted, on_no_data: fail) = 2 > 1.
-    evaluation = m.evaluate(range_answers(m, errors, requests), fmt)
+    evaluation = judged(m, range_answers(m, errors, requests), fmt)
     assert evaluation.verdict is Verdict.FAIL
     assert any("no data at 1 point(s)" in line for line in evaluation.details)
     # The numerator alone missing a step is no data at that step, not 0 %.
     errors = (range_series([1.0, 1.0, 1.0, 1.0, 1.0], skip=[3]),)
-    evaluation = m.evaluate(range_answers(m, errors, (range_series([100.0] * 5),)), fmt)
+    evaluation = judged(m, range_answers(m, errors, (range_series([100.0] * 5),)), fmt)
     assert evaluation.verdict is Verdict.PASS
     assert any("no data at 1 point(s)" in line for line in evaluation.details)
     nothing: tuple[Series, ...] = ()
-    assert m.evaluate(range_answers(m, nothing, nothing), fmt).verdict is Verdict.NO_DATA
+    assert judged(m, range_answers(m, nothing, nothing), fmt).verdict is Verdict.NO_DATA
 
 
 def test_sustained_range_answer_with_a_series_missing_steps(spec: Spec) -> None:
@@ -404,7 +406,7 @@ def test_sustained_range_answer_with_a_series_missing_steps(spec: Spec) -> None:
     (need,) = m.needs()
     answer = (range_series([1.0] * 5, (("region", "eu"),)),
               range_series([1.0] * 5, (("region", "us"),), skip=[1, 2, 3]))
-    evaluation = m.evaluate({need.name: answer}, fmt)
+    evaluation = judged(m, {need.name: answer}, fmt)
     assert evaluation.verdict is Verdict.FAIL, evaluation
 
 
@@ -421,13 +423,13 @@ def test_baseline_with_variables_verdicts(spec: Spec) -> None:
 
     answers: dict[str, Answer] = {canary: labelled("canary", ("eu", 111.0), ("us", 200.0)),
                                   control: labelled("control", ("us", 200.0), ("eu", 100.0))}
-    evaluation = m.evaluate(answers, fmt)
+    evaluation = judged(m, answers, fmt)
     assert evaluation.verdict is Verdict.FAIL  # eu: 111 against 100 is over 10 %
     assert 'region="eu"' in evaluation.headline
     answers[canary] = labelled("canary", ("eu", 100.0), ("us", 220.0))
-    assert m.evaluate(answers, fmt).verdict is Verdict.PASS  # us: 220 / 200 is exactly 10 %
+    assert judged(m, answers, fmt).verdict is Verdict.PASS  # us: 220 / 200 is exactly 10 %
     answers[control] = result()
-    evaluation = m.evaluate(answers, fmt)
+    evaluation = judged(m, answers, fmt)
     assert evaluation.verdict is Verdict.NO_DATA
     assert "baseline (cohort=control) has no data" in evaluation.reason
 
@@ -437,13 +439,13 @@ def test_baseline_with_offset_verdicts(spec: Spec) -> None:
     needs = m.needs()
     now = next(n.name for n in needs if instant(n).at == AT)
     week_ago = next(n.name for n in needs if n.name != now)
-    assert m.evaluate({now: result(80.0), week_ago: result(100.0)}, fmt).verdict \
+    assert judged(m, {now: result(80.0), week_ago: result(100.0)}, fmt).verdict \
         is Verdict.PASS
-    assert m.evaluate({now: result(79.0), week_ago: result(100.0)}, fmt).verdict \
+    assert judged(m, {now: result(79.0), week_ago: result(100.0)}, fmt).verdict \
         is Verdict.FAIL
     # Below its own min fails first, whatever the baseline.
-    assert m.evaluate({now: result(0.0), week_ago: result(0.0)}, fmt).verdict is Verdict.FAIL
-    assert m.evaluate({now: result(100.0), week_ago: result(float("nan"))}, fmt).verdict \
+    assert judged(m, {now: result(0.0), week_ago: result(0.0)}, fmt).verdict is Verdict.FAIL
+    assert judged(m, {now: result(100.0), week_ago: result(float("nan"))}, fmt).verdict \
         is Verdict.NO_DATA
 
 
@@ -464,16 +466,16 @@ def test_burn_rate_verdicts(spec: Spec) -> None:
     m = measure(spec, "availability")
     needs = m.needs()
     quiet = {"1h": 0.001, "5m": 0.001, "6h": 0.001, "30m": 0.001}
-    assert m.evaluate(burn_answers(needs, quiet), fmt).verdict is Verdict.PASS
+    assert judged(m, burn_answers(needs, quiet), fmt).verdict is Verdict.PASS
     # 20x over 1h and 16x over 5m both exceed 14.4.
     fast = {**quiet, "1h": 0.1, "5m": 0.08}
-    evaluation = m.evaluate(burn_answers(needs, fast), fmt)
+    evaluation = judged(m, burn_answers(needs, fast), fmt)
     assert evaluation.verdict is Verdict.FAIL
     assert "20.00x over 1h" in evaluation.headline
     assert "16.00x over 5m" in evaluation.headline
     # Only the long window burning: not firing.
-    assert m.evaluate(burn_answers(needs, {**quiet, "1h": 0.1}), fmt).verdict is Verdict.PASS
-    evaluation = m.evaluate(burn_answers(needs, {**quiet, "30m": None}), fmt)
+    assert judged(m, burn_answers(needs, {**quiet, "1h": 0.1}), fmt).verdict is Verdict.PASS
+    evaluation = judged(m, burn_answers(needs, {**quiet, "30m": None}), fmt)
     assert evaluation.verdict is Verdict.NO_DATA
     assert "no data over 30m" in evaluation.reason
 
@@ -481,12 +483,12 @@ def test_burn_rate_verdicts(spec: Spec) -> None:
 def test_quantile_verdicts(spec: Spec) -> None:
     m = measure(spec, "p50")
     (need,) = m.needs()
-    assert m.evaluate({need.name: result(1.0, 5.0, 3.0, 2.0, 9.0)}, fmt).verdict \
+    assert judged(m, {need.name: result(1.0, 5.0, 3.0, 2.0, 9.0)}, fmt).verdict \
         is Verdict.PASS  # median 3 s, max 3 s
-    assert m.evaluate({need.name: result(1.0, 5.0, 4.0, 2.0, 9.0)}, fmt).verdict \
+    assert judged(m, {need.name: result(1.0, 5.0, 4.0, 2.0, 9.0)}, fmt).verdict \
         is Verdict.FAIL  # median 4 s
-    assert m.evaluate({need.name: result(None, float("nan"))}, fmt).verdict is Verdict.NO_DATA
-    evaluation = m.evaluate({need.name: result()}, fmt)
+    assert judged(m, {need.name: result(None, float("nan"))}, fmt).verdict is Verdict.NO_DATA
+    evaluation = judged(m, {need.name: result()}, fmt)
     assert evaluation.verdict is Verdict.NO_DATA
     assert "no values" in evaluation.reason
 
@@ -497,5 +499,5 @@ def test_matrix_items_are_judged_apart(spec: Spec) -> None:
     for combination, value in zip(obj.combinations(), (0.5, 2.0), strict=True):
         m = Measurement(spec.resolve(obj, "beta", combination), AT, ranged=False)
         (need,) = m.needs()
-        verdicts.append(m.evaluate({need.name: result(value)}, fmt).verdict)
+        verdicts.append(judged(m, {need.name: result(value)}, fmt).verdict)
     assert verdicts == [Verdict.PASS, Verdict.FAIL]

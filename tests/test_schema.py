@@ -35,14 +35,14 @@ import pytest
 import yaml
 from specdata import SPEC_HEADER
 
-from pytest_rollout_slo.backends import BackendType
+from pytest_rollout_slo.backends.base import BackendType
 from pytest_rollout_slo.errors import SpecError
-from pytest_rollout_slo.model import ON_NO_DATA
 from pytest_rollout_slo.quantity import UNITS
-from pytest_rollout_slo.schema import SCHEMA_FILE, backend_schema, load_schema, main
 from pytest_rollout_slo.session import pytest_slo_backend_types
-from pytest_rollout_slo.spec import load_spec
-from pytest_rollout_slo.spec_objectives import OBJECTIVE_KEYS
+from pytest_rollout_slo.spec.load import load_spec
+from pytest_rollout_slo.spec.model import ON_NO_DATA
+from pytest_rollout_slo.spec.objectives import OBJECTIVE_KEYS
+from pytest_rollout_slo.spec.schema import SCHEMA_FILE, backend_schema, load_schema, main
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKEND_TYPES: Mapping[str, BackendType] = {t.name: t for t in pytest_slo_backend_types()}
@@ -115,7 +115,7 @@ def test_schema_is_a_valid_2020_12_schema() -> None:
 
 
 def test_schema_ships_in_the_package() -> None:
-    shipped = ROOT / "pytest_rollout_slo" / "schema" / SCHEMA_FILE
+    shipped = ROOT / "pytest_rollout_slo" / "spec" / SCHEMA_FILE
     assert json.loads(shipped.read_text(encoding="utf-8")) == SCHEMA
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rollout_slo.backends import BackendType
+from pytest_rollout_slo.backends.base import BackendType
 from pytest_rollout_slo.backends.prometheus import PROMETHEUS
 from pytest_rollout_slo.backends.sqlite import SQLITE
 from pytest_rollout_slo.errors import SpecError
-from pytest_rollout_slo.spec import Bounds, Objective, Spec, load_spec
+from pytest_rollout_slo.spec.load import Bounds, Objective, Spec, load_spec
 
 BACKEND_TYPES: Mapping[str, BackendType] = {"sqlite": SQLITE, "prometheus": PROMETHEUS}
 MARK = "# <-- here"

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from specdata import SPEC_HEADER
 
-from pytest_rollout_slo.backends import BackendType
+from pytest_rollout_slo.backends.base import BackendType
 from pytest_rollout_slo.backends.prometheus import PROMETHEUS
 from pytest_rollout_slo.backends.sqlite import SQLITE
 from pytest_rollout_slo.errors import SpecError
-from pytest_rollout_slo.model import (
+from pytest_rollout_slo.spec.load import load_spec
+from pytest_rollout_slo.spec.model import (
     NO_BOUNDS,
     Baseline,
     Bounds,
@@ -29,7 +30,6 @@ from pytest_rollout_slo.model import (
     Spec,
     Sustained,
 )
-from pytest_rollout_slo.spec import load_spec
 
 BACKEND_TYPES: Mapping[str, BackendType] = {"sqlite": SQLITE, "prometheus": PROMETHEUS}
 MARK = "# <-- here"

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_rollout_slo import yamlload
-from pytest_rollout_slo.yamlload import (
+from pytest_rollout_slo.spec import yamlload
+from pytest_rollout_slo.spec.yamlload import (
     YamlList,
     YamlMap,
     YamlSyntaxError,
@@ -194,12 +194,12 @@ def test_a_second_import_of_yaml_still_loads_specs(tmp_path: Path) -> None:
     script = tmp_path / "reimport.py"
     script.write_text(textwrap.dedent("""\
         import sys
-        import pytest_rollout_slo.yamlload as first
+        import pytest_rollout_slo.spec.yamlload as first
         first.load_yaml("a: 1")
         for name in list(sys.modules):
-            if name == "yaml" or name.startswith(("yaml.", "pytest_rollout_slo.yamlload")):
+            if name == "yaml" or name.startswith(("yaml.", "pytest_rollout_slo.spec.yamlload")):
                 del sys.modules[name]
-        import pytest_rollout_slo.yamlload as again
+        import pytest_rollout_slo.spec.yamlload as again
         assert again is not first
         print(again.load_yaml("a: 1\\nb: [x, 2.5, true, ~]\\n"))
         print(again.load_yaml("a: &x {n: 1}\\nb: *x\\n"))

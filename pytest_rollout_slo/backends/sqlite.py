@@ -16,9 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_rollout_slo.backends import Backend, Query, QueryResult, Sample, Setting
+from pytest_rollout_slo.backends.base import Backend, Query, QueryResult, Sample
 from pytest_rollout_slo.errors import BackendConfigError, BackendError
 from pytest_rollout_slo.quantity import QuantityError, format_duration, parse_duration
+from pytest_rollout_slo.spec.settings import Setting
 
 _DEFAULT_TIMEOUT = 30.0
 # How many SQLite VM instructions run between two deadline checks: cheap and fine-grained.

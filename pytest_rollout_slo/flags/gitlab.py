@@ -1,8 +1,9 @@
 """GitLab product feature flags over HTTP: read a flag, check it against a stage, roll it back.
 
 Owns the client of GitLab's REST API v4 for Unleash-compatible feature flags
-(``/projects/:id/feature_flags``), its errors, and the rollback write; the model of a flag and
-the rule that decides whether it is at a stage's rollout live in :mod:`pytest_rollout_slo.flags`.
+(``/projects/:id/feature_flags``), its errors, and the rollback write; the model of a flag
+and the rule that decides whether it is at a stage's rollout live in
+:mod:`pytest_rollout_slo.flags.model`.
 Imports no pytest; the plugin wires it in only when a stage declares ``rollout:``. The token
 travels in the ``PRIVATE-TOKEN`` header only, and every text leaving this module passes a
 Redactor.
@@ -18,8 +19,14 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from pytest_rollout_slo.backends.redact import (
+    Redactor,
+    exception_text,
+    printable,
+    strip_url_credentials,
+)
 from pytest_rollout_slo.errors import SloError
-from pytest_rollout_slo.flags import (
+from pytest_rollout_slo.flags.model import (
     AnswerError,
     FlagState,
     RolloutExpectation,
@@ -28,7 +35,6 @@ from pytest_rollout_slo.flags import (
     parse_flag,
     percent_text,
 )
-from pytest_rollout_slo.redact import Redactor, exception_text, printable, strip_url_credentials
 
 
 class GitLabError(SloError):

@@ -10,10 +10,10 @@ mistake names the file, the line and the key. No pytest, no I/O.
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pytest_rollout_slo.model import (
+from pytest_rollout_slo.quantity import QuantityError, parse_duration, parse_quantity
+from pytest_rollout_slo.spec.model import (
     Baseline,
     BurnAlert,
     BurnRate,
@@ -23,18 +23,14 @@ from pytest_rollout_slo.model import (
     Sustained,
     duration_text,
 )
-from pytest_rollout_slo.quantity import QuantityError, parse_duration, parse_quantity
-from pytest_rollout_slo.yamlload import YamlList, YamlMap
+from pytest_rollout_slo.spec.reader import VARIABLE_NAME, SpecReader
+from pytest_rollout_slo.spec.yamlload import YamlList, YamlMap
 
-if TYPE_CHECKING:
-    from pytest_rollout_slo.spec import _Loader
-
-_VAR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MAX_POINTS = 10_000
 Matrix = tuple[tuple[str, tuple[Scalar, ...]], ...]
 
 
-def sustained(loader: _Loader, node: YamlMap, where: str) -> Sustained:
+def sustained(loader: SpecReader, node: YamlMap, where: str) -> Sustained:
     key = f"{where}sustained"
     body = loader.mapping(node["sustained"], node.line_of("sustained"), key)
     loader.keys(body, ("over", "step", "max_violations"), f"{key}.")
@@ -54,7 +50,7 @@ def sustained(loader: _Loader, node: YamlMap, where: str) -> Sustained:
     return Sustained(over, step, violations, over_text, step_text)
 
 
-def baseline(loader: _Loader, node: YamlMap, where: str) -> Baseline:
+def baseline(loader: SpecReader, node: YamlMap, where: str) -> Baseline:
     key = f"{where}baseline"
     body = loader.mapping(node["baseline"], node.line_of("baseline"), key)
     loader.keys(body, ("variables", "offset", "max_increase", "max_decrease"), f"{key}.")
@@ -76,7 +72,7 @@ def baseline(loader: _Loader, node: YamlMap, where: str) -> Baseline:
     return Baseline(variables, offset, offset_text, changes[0], changes[1])
 
 
-def _change(loader: _Loader, body: YamlMap, name: str, where: str) -> Change | None:
+def _change(loader: SpecReader, body: YamlMap, name: str, where: str) -> Change | None:
     if name not in body:
         return None
     try:
@@ -89,7 +85,7 @@ def _change(loader: _Loader, body: YamlMap, name: str, where: str) -> Change | N
     return Change(value, unit == "percent", str(body[name]).strip())
 
 
-def burn_rate(loader: _Loader, node: YamlMap, where: str, ratio: Ratio | None) -> BurnRate:
+def burn_rate(loader: SpecReader, node: YamlMap, where: str, ratio: Ratio | None) -> BurnRate:
     key = f"{where}burn_rate"
     if ratio is None:
         raise loader.error(node.line_of("burn_rate"), key,
@@ -130,14 +126,14 @@ def burn_rate(loader: _Loader, node: YamlMap, where: str, ratio: Ratio | None) -
     return BurnRate(target, tuple(result))
 
 
-def parse_matrix(loader: _Loader, value: Any, line: int, key: str) -> Matrix:
+def parse_matrix(loader: SpecReader, value: Any, line: int, key: str) -> Matrix:
     """A ``matrix`` mapping, the file's or an objective's: variable name -> its values."""
     body = loader.mapping(value, line, key)
     if not body:
         raise loader.error(line, key, "name at least one variable and its values")
     result = []
     for name, values in body.items():
-        if not _VAR_NAME_RE.match(name) or name in ("stage", "service"):
+        if not VARIABLE_NAME.match(name) or name in ("stage", "service"):
             raise loader.error(body.line_of(name), f"{key}.{name}",
                                "matrix names are variable names (letters, digits, _) and "
                                "may not be stage or service")
@@ -153,7 +149,7 @@ def parse_matrix(loader: _Loader, value: Any, line: int, key: str) -> Matrix:
     return tuple(result)
 
 
-def duration(loader: _Loader, body: YamlMap, name: str, where: str) -> tuple[float, str]:
+def duration(loader: SpecReader, body: YamlMap, name: str, where: str) -> tuple[float, str]:
     """A required duration longer than 0s: (seconds, the text as written)."""
     if name not in body:
         raise loader.error(body.line, f"{where}{name}", "is required but missing")
@@ -166,7 +162,7 @@ def duration(loader: _Loader, body: YamlMap, name: str, where: str) -> tuple[flo
     return seconds, duration_text(body[name])
 
 
-def fraction(loader: _Loader, body: YamlMap, name: str, where: str, *, required: bool) -> float:
+def fraction(loader: SpecReader, body: YamlMap, name: str, where: str, *, required: bool) -> float:
     """A number between 0 and 1, written as one (0.95) or as a percentage (95%)."""
     if name not in body:
         raise loader.error(body.line, f"{where}{name}", "is required but missing")

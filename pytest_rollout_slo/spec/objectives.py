@@ -3,7 +3,7 @@
 The part of the loader that knows the objective keys: ``query`` / ``ratio`` / ``quantile`` /
 ``histogram_quantile``, ``min`` / ``max`` / ``warn`` with per-stage ``thresholds``, ``stages``,
 and the placeholders its queries use. The gates beyond one instant (``sustained``,
-``baseline``, ``burn_rate``) and ``matrix`` are read by :mod:`pytest_rollout_slo.spec_gates`;
+``baseline``, ``burn_rate``) and ``matrix`` are read by :mod:`pytest_rollout_slo.spec.gates`;
 this module decides which of them apply and how they constrain the bounds.
 Every mistake names the file, the line and the key. No pytest, no I/O.
 """
@@ -11,10 +11,12 @@ Every mistake names the file, the line and the key. No pytest, no I/O.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pytest_rollout_slo import spec_gates
-from pytest_rollout_slo.model import (
+from pytest_rollout_slo.quantity import UNITS, QuantityError, Unit, format_value, parse_quantity
+from pytest_rollout_slo.spec import gates as spec_gates
+from pytest_rollout_slo.spec.gates import Matrix
+from pytest_rollout_slo.spec.model import (
     NO_BOUNDS,
     ON_NO_DATA,
     Baseline,
@@ -26,15 +28,10 @@ from pytest_rollout_slo.model import (
     Spec,
     placeholders,
 )
-from pytest_rollout_slo.quantity import UNITS, QuantityError, Unit, format_value, parse_quantity
-from pytest_rollout_slo.spec_gates import Matrix
-from pytest_rollout_slo.yamlload import YamlList, YamlMap
-
-if TYPE_CHECKING:
-    from pytest_rollout_slo.spec import _Loader
+from pytest_rollout_slo.spec.reader import VARIABLE_NAME, SpecReader
+from pytest_rollout_slo.spec.yamlload import YamlList, YamlMap
 
 _NAME_RE = re.compile(r"^[a-z0-9_]+$")
-_VAR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 OBJECTIVE_KEYS = ("name", "description", "backend", "query", "ratio", "quantile",
                   "histogram_quantile", "min", "max", "warn", "unit", "thresholds", "stages",
                   "on_no_data", "sustained", "baseline", "burn_rate", "matrix", "variables")
@@ -49,7 +46,7 @@ _Found = dict[str, tuple[float, int, str] | None]
 class ObjectiveLoader:
     """Validates one ``objectives[i]`` entry against the rest of its spec file."""
 
-    def __init__(self, loader: _Loader, spec: Spec, file_matrix: Matrix) -> None:
+    def __init__(self, loader: SpecReader, spec: Spec, file_matrix: Matrix) -> None:
         self.loader = loader
         self.spec = spec
         self.file_matrix = file_matrix
@@ -159,7 +156,7 @@ class ObjectiveLoader:
         by = body.get("by", [])
         if isinstance(by, str):
             by = [by]
-        if not isinstance(by, list) or not all(isinstance(b, str) and _VAR_NAME_RE.match(b)
+        if not isinstance(by, list) or not all(isinstance(b, str) and VARIABLE_NAME.match(b)
                                                 for b in by):
             raise self.error(body.line_of("by"), f"{key}.by",
                              "must be a label name or a list of label names")

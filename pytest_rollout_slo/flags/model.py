@@ -4,7 +4,7 @@ Owns what a GitLab (Unleash-compatible) feature flag is once read: ``FlagState``
 ``Strategy`` list and ``UserList``, the ``RolloutExpectation`` a stage's ``rollout:`` becomes,
 the rule (``mismatch``) that decides whether a flag is at that rollout, and the parsing of
 GitLab's JSON answer into the model. Pure: no HTTP, no pytest, no token; the client in
-:mod:`pytest_rollout_slo.gitlab` reads and writes flags and builds on this.
+:mod:`pytest_rollout_slo.flags.gitlab` reads and writes flags and builds on this.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The frozen model a spec file becomes, and how an objective resolves at one stage.
 
-Built by :mod:`pytest_rollout_slo.spec` after validation, so nothing here re-checks input.
+Built by :mod:`pytest_rollout_slo.spec.load` after validation, so nothing here re-checks input.
 No pytest, no I/O.
 """
 

@@ -17,14 +17,15 @@ from typing import Any
 
 import pytest
 
-from pytest_rollout_slo.backends import BackendType, Query
+from pytest_rollout_slo.backends.base import Answer, BackendType, Query
 from pytest_rollout_slo.errors import BackendError, SloError, SloWarning, SpecError
-from pytest_rollout_slo.evaluate import AmbiguousAnswer, Verdict
-from pytest_rollout_slo.execute import BackendKey, Executor
-from pytest_rollout_slo.measure import Answer, Measurement, Need, query_params
+from pytest_rollout_slo.plan.executor import BackendKey, Executor
+from pytest_rollout_slo.plan.needs import Measurement, Need, query_params
 from pytest_rollout_slo.quantity import format_time
-from pytest_rollout_slo.report import Outcome, failure_text, properties
-from pytest_rollout_slo.spec import ResolvedObjective, Spec, load_spec
+from pytest_rollout_slo.report.text import Outcome, failure_text, properties
+from pytest_rollout_slo.spec.load import ResolvedObjective, Spec, load_spec
+from pytest_rollout_slo.verdict.instant import AmbiguousAnswer, Verdict
+from pytest_rollout_slo.verdict.objective import judge_objective
 
 
 @dataclass
@@ -170,7 +171,7 @@ class ObjectiveItem(pytest.Item):
             answers: dict[str, Answer] = {
                 need.name: executor.result(self.backend_key, self.backend_spec, need.query)
                 for need in needs}
-            evaluation = measurement.evaluate(answers, format_time)
+            evaluation = judge_objective(measurement, answers, format_time)
         except BackendError as exc:
             return replace(outcome, error=exc.message)
         except AmbiguousAnswer as exc:

@@ -15,10 +15,14 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
-from pytest_rollout_slo.backends import Backend, Setting
+from pytest_rollout_slo.backends.redact import (
+    basic_auth_token,
+    strip_url_credentials,
+    url_credentials,
+)
 from pytest_rollout_slo.errors import BackendConfigError
 from pytest_rollout_slo.quantity import QuantityError, parse_duration
-from pytest_rollout_slo.redact import basic_auth_token, strip_url_credentials, url_credentials
+from pytest_rollout_slo.spec.settings import Setting
 
 UiKind = Literal["prometheus", "vmui", "none"]
 UI_CHOICES: tuple[UiKind, ...] = get_args(UiKind)
@@ -226,27 +230,3 @@ def check_settings(backend: str, settings: Mapping[str, Any], spec_dir: Path) ->
 
 
 __all__ = ["SETTINGS", "UI_CHOICES", "PrometheusConfig", "UiKind", "check_settings"]
-
-
-class PrometheusType:
-    """The ``prometheus`` backend type: its settings and how to make a backend from them.
-
-    Lives here, apart from the HTTP client, so that a run without a Prometheus backend never
-    imports ``requests``.
-    """
-
-    name = "prometheus"
-    language = "promql"
-    settings: Mapping[str, Setting] = SETTINGS
-
-    def create(self, name: str, settings: Mapping[str, Any], spec_dir: Path) -> Backend:
-        from pytest_rollout_slo.backends.prometheus import PrometheusBackend
-
-        return PrometheusBackend(name, self.config(name, settings, spec_dir))
-
-    def config(self, name: str, settings: Mapping[str, Any], spec_dir: Path) -> PrometheusConfig:
-        """Check env-resolved settings and coerce them; raise BackendConfigError if unusable."""
-        return check_settings(name, settings, spec_dir)
-
-
-PROMETHEUS = PrometheusType()

@@ -40,15 +40,15 @@ overall verdict live in ``evidence_records``, the Markdown layout and its render
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_rollout_slo.evidence_markdown import markdown_report
-from pytest_rollout_slo.evidence_records import (
+from pytest_rollout_slo.files import write_text_atomic
+from pytest_rollout_slo.quantity import format_time
+from pytest_rollout_slo.report.markdown import markdown_report
+from pytest_rollout_slo.report.records import (
     VERDICT_ORDER,
     ObjectiveRecord,
     RunMeta,
@@ -56,7 +56,6 @@ from pytest_rollout_slo.evidence_records import (
     overall_verdict,
     run_meta,
 )
-from pytest_rollout_slo.quantity import format_time
 
 JSON_SCHEMA = "pytest-rollout-slo/evidence"
 JSON_SCHEMA_VERSION = 1
@@ -122,21 +121,6 @@ def write_json(path: Path | str, meta: RunMeta, records: Sequence[ObjectiveRecor
                                          allow_nan=False) + "\n")
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write next to the target, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # os.open applies the umask, unlike tempfile's private 0600 files.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 __all__ = ["JSON_SCHEMA", "JSON_SCHEMA_VERSION", "ObjectiveRecord", "RunMeta", "RunVerdict",
            "format_time", "json_report", "markdown_report", "overall_verdict", "run_meta",
-           "write_json", "write_markdown", "write_text_atomic"]
+           "write_json", "write_markdown"]

@@ -1,7 +1,7 @@
 """Verdicts of gates beyond one value at one instant: quantiles, sustained objectives,
 baselines and error-budget burn rates.
 
-Pure functions like :mod:`pytest_rollout_slo.evaluate`, on the same observations: no pytest,
+Pure functions like :mod:`pytest_rollout_slo.verdict.instant`, on the same observations: no pytest,
 no I/O, no clock. Each returns an :class:`Evaluation` whose ``headline`` and ``details`` say
 what was measured, so the failure text explains the verdict without the spec at hand.
 """
@@ -11,7 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 
-from pytest_rollout_slo.evaluate import (
+from pytest_rollout_slo.backends.base import Labels
+from pytest_rollout_slo.quantity import Unit, format_value
+from pytest_rollout_slo.spec.model import NO_BOUNDS, Baseline, Bounds, BurnRate, Sustained
+from pytest_rollout_slo.verdict.instant import (
     AmbiguousAnswer,
     Evaluation,
     Observation,
@@ -19,10 +22,7 @@ from pytest_rollout_slo.evaluate import (
     judge,
     violation,
 )
-from pytest_rollout_slo.model import NO_BOUNDS, Baseline, Bounds, BurnRate, Sustained
-from pytest_rollout_slo.quantity import Unit, format_value
 
-Labels = tuple[tuple[str, str], ...]
 _WORST_SHOWN = 5
 
 

@@ -28,26 +28,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from pytest_rollout_slo.backends import (
+from pytest_rollout_slo.backends.base import (
+    Answer,
+    AnyQuery,
     Backend,
     BackendType,
     Query,
-    QueryResult,
     RangeBackend,
-    RangeQuery,
-    Series,
     resolve_env,
 )
+from pytest_rollout_slo.clock import deadline_at
 from pytest_rollout_slo.errors import BackendError
 from pytest_rollout_slo.quantity import format_duration, parse_duration
-from pytest_rollout_slo.spec import BackendSpec
+from pytest_rollout_slo.spec.load import BackendSpec
 
 DEFAULT_DEADLINE = 300.0
 
-_running_deadline = threading.local()
-
-AnyQuery = Query | RangeQuery
-Answer = QueryResult | tuple[Series, ...]
 # Backend, text, bound values (by number, see Executor._identity) and times.
 _Identity = tuple[object, ...]
 _WAITING, _RUNNING, _DONE = 0, 1, 2
@@ -113,16 +109,6 @@ class _Task:
     spec: BackendSpec
     query: AnyQuery
     pending: Pending
-
-
-def time_left() -> float | None:
-    """Seconds until the run deadline, for a backend running a query; None outside a query.
-
-    A backend may use it to keep its own retries and timeouts inside the deadline; the
-    executor enforces the deadline for the items either way.
-    """
-    deadline: float | None = getattr(_running_deadline, "at", None)
-    return None if deadline is None else deadline - time.monotonic()
 
 
 class Executor:
@@ -339,10 +325,10 @@ class Executor:
             self._finish(task, error=self._late(task, started=False))
             return
         task.pending._state = _RUNNING
-        _running_deadline.at = self._deadline_at
         try:
-            backend = self.backend(task.key, task.spec)
-            result = _ask(backend, task.query)
+            with deadline_at(self._deadline_at):
+                backend = self.backend(task.key, task.spec)
+                result = _ask(backend, task.query)
         except BaseException as exc:  # handed to the item that reads the answer
             self._finish(task, error=exc)
         else:
@@ -351,8 +337,6 @@ class Executor:
                 self._finish(task, error=self._late(task, started=True))
             else:
                 self._finish(task, value=result)
-        finally:
-            _running_deadline.at = None
 
     def _finish(self, task: _Task, *, value: Answer | None = None,
                 error: BaseException | None = None) -> None:
@@ -396,4 +380,4 @@ def parse_deadline(text: str) -> float:
 
 
 __all__ = ["DEFAULT_DEADLINE", "BackendKey", "DeadlineExceeded", "Executor", "Pending",
-           "parse_deadline", "time_left"]
+           "parse_deadline"]

@@ -1,9 +1,9 @@
-"""The JSON Schema of the spec format, version 1, shipped as ``schema/spec-v1.schema.json``.
+"""The JSON Schema of the spec format, version 1, shipped as ``spec/spec-v1.schema.json``.
 
 Editors validate and complete spec files with it; a first line such as
 ``# yaml-language-server: $schema=spec-v1.schema.json`` (a path relative to the spec, or a
-URL) points the YAML language server at it, and ``python -m pytest_rollout_slo.schema``
-prints it for a repository to keep a copy. The loader (:mod:`pytest_rollout_slo.spec`)
+URL) points the YAML language server at it, and ``python -m pytest_rollout_slo.spec.schema``
+prints it for a repository to keep a copy. The loader (:mod:`pytest_rollout_slo.spec.load`)
 stays the authority: the schema cannot see across keys (undefined variables, unknown stages
 or backends, min > max) and cannot know backend types added by other plugins, whose
 settings it leaves open. The entries of the built-in backend types are
@@ -19,14 +19,14 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-from pytest_rollout_slo.backends import Setting, SettingKind
+from pytest_rollout_slo.spec.settings import Setting, SettingKind
 
 SCHEMA_FILE = "spec-v1.schema.json"
 
 
 def schema_text() -> str:
     """The schema file's text, as shipped in the package."""
-    return (resources.files("pytest_rollout_slo") / "schema" / SCHEMA_FILE).read_text(
+    return (resources.files("pytest_rollout_slo.spec") / SCHEMA_FILE).read_text(
         encoding="utf-8")
 
 
@@ -80,7 +80,7 @@ def _kind(kind: SettingKind, setting: Setting) -> dict[str, Any]:
 
 
 def main() -> None:
-    """``python -m pytest_rollout_slo.schema``: print the schema, to keep a copy of it."""
+    """``python -m pytest_rollout_slo.spec.schema``: print the schema, to keep a copy of it."""
     sys.stdout.write(schema_text())
 
 

@@ -33,7 +33,8 @@ from collections import Counter
 from collections.abc import Sequence
 from urllib.parse import quote
 
-from pytest_rollout_slo.evidence_records import (
+from pytest_rollout_slo.quantity import format_time
+from pytest_rollout_slo.report.records import (
     THRESHOLD_KEYS,
     VERDICT_ORDER,
     ObjectiveRecord,
@@ -41,7 +42,6 @@ from pytest_rollout_slo.evidence_records import (
     RunVerdict,
     overall_verdict,
 )
-from pytest_rollout_slo.quantity import format_time
 
 _HEADLINES: dict[RunVerdict, tuple[str, str]] = {
     "pass": ("✅", "passed"), "warn": ("⚠️", "passed with warnings"),

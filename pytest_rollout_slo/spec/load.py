@@ -12,9 +12,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_rollout_slo.backends import BackendType, Setting
 from pytest_rollout_slo.errors import SpecError
-from pytest_rollout_slo.model import (
+from pytest_rollout_slo.quantity import (
+    QuantityError,
+    parse_duration,
+    parse_quantity,
+)
+from pytest_rollout_slo.spec.gates import Matrix, parse_matrix
+from pytest_rollout_slo.spec.model import (
     ON_NO_DATA,
     BackendSpec,
     Bounds,
@@ -28,30 +33,24 @@ from pytest_rollout_slo.model import (
     Stage,
     substitute,
 )
-from pytest_rollout_slo.quantity import (
-    QuantityError,
-    parse_duration,
-    parse_quantity,
-)
-from pytest_rollout_slo.spec_gates import Matrix, parse_matrix
-from pytest_rollout_slo.spec_objectives import ObjectiveLoader
-from pytest_rollout_slo.yamlload import YamlList, YamlMap, YamlSyntaxError, load_yaml
+from pytest_rollout_slo.spec.objectives import ObjectiveLoader
+from pytest_rollout_slo.spec.reader import SpecReader, kind_of
+from pytest_rollout_slo.spec.settings import BackendSchema, Setting
+from pytest_rollout_slo.spec.yamlload import YamlList, YamlMap, YamlSyntaxError, load_yaml
 
 __all__ = ["ON_NO_DATA", "BackendSpec", "Bounds", "Objective", "OnNoData", "Ratio",
            "ResolvedObjective", "Scalar", "Spec", "Stage", "load_spec", "substitute"]
 
 _STAGE_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-_VAR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 _TOP_KEYS = ("version", "service", "description", "backends", "variables", "stages", "objectives",
              "matrix")
 _STAGE_KEYS = ("description", "variables", "rollout")
 _ROLLOUT_KEYS = ("flag", "percent", "users", "all", "environment")
 # Built-ins, and the names SQL backends bind for the evaluation time and window.
-BUILTIN_VARIABLES = ("stage", "service", "at", "window_start", "window_end")
 
 
-def load_spec(path: Path, backend_types: Mapping[str, BackendType]) -> Spec:
+def load_spec(path: Path, backend_types: Mapping[str, BackendSchema]) -> Spec:
     """Read and validate one spec file; raise SpecError on the first mistake."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -64,43 +63,8 @@ def load_spec(path: Path, backend_types: Mapping[str, BackendType]) -> Spec:
     return _Loader(path, backend_types).spec(data)
 
 
-class _Loader:
-    def __init__(self, path: Path, backend_types: Mapping[str, BackendType]) -> None:
-        self.path = path
-        self.backend_types = backend_types
-
-    def error(self, line: int | None, key: str | None, message: str) -> SpecError:
-        return SpecError(self.path, line, key, message)
-
-    # -- generic shape checks -------------------------------------------------------------
-
-    def mapping(self, value: Any, line: int, key: str) -> YamlMap:
-        if not isinstance(value, YamlMap):
-            raise self.error(line, key, f"must be a mapping (key: value lines), got {_kind(value)}")
-        return value
-
-    def keys(self, node: YamlMap, allowed: tuple[str, ...], where: str) -> None:
-        for key in node:
-            if key not in allowed:
-                raise self.error(node.line_of(key), f"{where}{key}" if where else key,
-                                 f"unknown key; accepted keys here: {', '.join(allowed)}")
-
-    def required(self, node: YamlMap, key: str, where: str) -> Any:
-        if key not in node:
-            raise self.error(node.line, f"{where}{key}", "is required but missing")
-        return node[key]
-
-    def string(self, node: YamlMap, key: str, where: str, *, required: bool = False,
-               default: str = "") -> str:
-        if key not in node:
-            if required:
-                self.required(node, key, where)
-            return default
-        value = node[key]
-        if not isinstance(value, str) or (required and not value.strip()):
-            raise self.error(node.line_of(key), f"{where}{key}",
-                             f"must be a non-empty string, got {_kind(value)}")
-        return value
+class _Loader(SpecReader):
+    """The sections of a spec file; the objectives and gates have loaders of their own."""
 
     # -- sections ---------------------------------------------------------------------------
 
@@ -159,11 +123,11 @@ class _Loader:
     def setting(self, value: Any, line: int, key: str, setting: Setting) -> None:
         if isinstance(value, str) and "${env:" in value:
             return  # checked once resolved, at run time: collection stays offline
-        ok = any(_is_kind(value, kind) for kind in setting.kinds)
+        ok = any(_iskind_of(value, kind) for kind in setting.kinds)
         if not ok:
             # A secret written with the wrong type (an all-digit password reads as a number)
             # is still a secret: name its type, never its value.
-            got = _kind(value, shown=not setting.secret)
+            got = kind_of(value, shown=not setting.secret)
             raise self.error(line, key, f"must be {' or '.join(setting.kinds)}, got {got}")
         if setting.choices and value not in setting.choices:
             raise self.error(line, key, f"got {value!r}; accepted: {', '.join(setting.choices)}")
@@ -175,36 +139,12 @@ class _Loader:
                     if not isinstance(inner_value, (str, int, float)) or isinstance(inner_value,
                                                                                    bool):
                         raise self.error(value.line_of(inner), f"{key}.{inner}",
-                                         f"must be a string, got {_kind(inner_value)}")
+                                         f"must be a string, got {kind_of(inner_value)}")
         if "duration" in setting.kinds and isinstance(value, str):
             try:
                 parse_duration(value)
             except QuantityError as exc:
                 raise self.error(line, key, str(exc)) from exc
-
-    def variables(self, value: Any, line: int, where: str) -> dict[str, Scalar]:
-        if value is None:
-            return {}
-        node = self.mapping(value, line, where)
-        result: dict[str, Scalar] = {}
-        for name, item in node.items():
-            key = f"{where}.{name}"
-            if not _VAR_NAME_RE.match(name) or name in BUILTIN_VARIABLES:
-                raise self.error(node.line_of(name), key,
-                                 "variable names are letters, digits and _ (not starting with "
-                                 "a digit) and may not be the built-ins "
-                                 f"{', '.join(BUILTIN_VARIABLES)}")
-            if not isinstance(item, (str, int, float)) or isinstance(item, bool):
-                raise self.error(node.line_of(name), key,
-                                 f"must be a string or a number, got {_kind(item)}")
-            if name == "window":
-                try:
-                    parse_duration(item)
-                except QuantityError as exc:
-                    raise self.error(node.line_of(name), key, f"window is a duration: {exc}"
-                                     ) from exc
-            result[name] = item
-        return result
 
     def stages(self, value: Any, line: int) -> dict[str, Stage]:
         node = self.mapping(value, line, "stages")
@@ -260,7 +200,7 @@ class _Loader:
         objectives = ObjectiveLoader(self, spec, matrix)
         if not isinstance(value, YamlList) or not value:
             raise self.error(line, "objectives", "must be a list with at least one objective "
-                                                 f"(- name: ...), got {_kind(value)}")
+                                                 f"(- name: ...), got {kind_of(value)}")
         seen: dict[str, int] = {}
         result = []
         for index, (item, item_line) in enumerate(zip(value, value.item_lines, strict=False)):
@@ -274,7 +214,7 @@ class _Loader:
         return tuple(result)
 
 
-def _is_kind(value: Any, kind: str) -> bool:
+def _iskind_of(value: Any, kind: str) -> bool:
     if kind == "string":
         return isinstance(value, str)
     if kind == "boolean":
@@ -289,22 +229,3 @@ def _is_kind(value: Any, kind: str) -> bool:
     if kind == "mapping":
         return isinstance(value, YamlMap)
     return False
-
-
-def _kind(value: Any, *, shown: bool = True) -> str:
-    """``a number (5)``: the type of a value, and the value itself unless it must not be shown."""
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, YamlMap):
-        return "a mapping"
-    if isinstance(value, YamlList):
-        return "a list"
-    if isinstance(value, bool):
-        kind, text = "a boolean", str(value).lower()
-    elif isinstance(value, (int, float)):
-        kind, text = "a number", repr(value)
-    elif isinstance(value, str):
-        kind, text = "a string", repr(value)
-    else:
-        return type(value).__name__
-    return f"{kind} ({text})" if shown else kind

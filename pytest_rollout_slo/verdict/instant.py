@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from pytest_rollout_slo.backends import Sample
-from pytest_rollout_slo.model import NO_BOUNDS, Bounds
+from pytest_rollout_slo.backends.base import Labels, Sample
+from pytest_rollout_slo.spec.model import NO_BOUNDS, Bounds
 
 
 class Verdict(enum.Enum):
@@ -43,7 +43,7 @@ class Observation:
     ``parts`` holds a ratio's numerator and denominator.
     """
 
-    labels: tuple[tuple[str, str], ...]
+    labels: Labels
     value: float | None
     reason: str = ""
     parts: tuple[float | None, float | None] | None = None
@@ -132,7 +132,7 @@ def observe_ratio(numerator: Sequence[Sample], denominator: Sequence[Sample],
     if not numerator and not denominator:
         return [], "numerator and denominator returned no data"
     if len(numerator) == 1 and len(denominator) == 1:
-        pairs: list[tuple[tuple[tuple[str, str], ...], Sample | None, Sample | None]] = [
+        pairs: list[tuple[Labels, Sample | None, Sample | None]] = [
             (denominator[0].labels or numerator[0].labels, numerator[0], denominator[0])]
     else:
         num = _by_labels(numerator, "numerator")
@@ -143,7 +143,7 @@ def observe_ratio(numerator: Sequence[Sample], denominator: Sequence[Sample],
     return [_ratio(labels, n, d, min_denominator, no_traffic) for labels, n, d in pairs], ""
 
 
-def _ratio(labels: tuple[tuple[str, str], ...], numerator: Sample | None,
+def _ratio(labels: Labels, numerator: Sample | None,
            denominator: Sample | None, min_denominator: float, no_traffic: str) -> Observation:
     n = numerator.value if numerator is not None else None
     d = denominator.value if denominator is not None else None
@@ -168,8 +168,8 @@ class AmbiguousAnswer(ValueError):
     """Several series of one side of a ratio share labels, so they cannot be paired."""
 
 
-def _by_labels(samples: Sequence[Sample], side: str) -> dict[tuple[tuple[str, str], ...], Sample]:
-    paired: dict[tuple[tuple[str, str], ...], Sample] = {}
+def _by_labels(samples: Sequence[Sample], side: str) -> dict[Labels, Sample]:
+    paired: dict[Labels, Sample] = {}
     for sample in samples:
         key = _match_key(sample)
         if key in paired:
@@ -183,7 +183,7 @@ def _by_labels(samples: Sequence[Sample], side: str) -> dict[tuple[tuple[str, st
     return paired
 
 
-def _match_key(sample: Sample) -> tuple[tuple[str, str], ...]:
+def _match_key(sample: Sample) -> Labels:
     return tuple((k, v) for k, v in sample.labels if k != "__name__")
 
 

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_rollout_slo.backends import (
+from pytest_rollout_slo.backends.base import (
     Backend,
     BackendType,
     Query,
@@ -33,12 +33,12 @@ from pytest_rollout_slo.backends import (
     RangeQuery,
     Sample,
     Series,
-    Setting,
 )
+from pytest_rollout_slo.clock import time_left
 from pytest_rollout_slo.errors import BackendError, SloError
-from pytest_rollout_slo.evidence import write_text_atomic
-from pytest_rollout_slo.execute import time_left
+from pytest_rollout_slo.files import write_text_atomic
 from pytest_rollout_slo.quantity import json_number
+from pytest_rollout_slo.spec.settings import Setting
 
 FORMAT = "pytest-rollout-slo/recording"
 VERSION = 1

@@ -22,17 +22,12 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.util.retry import Retry
 
-from pytest_rollout_slo.backends import Query, QueryResult, RangeQuery, Sample, Series
-from pytest_rollout_slo.backends.prometheus_config import (
-    PROMETHEUS,
-    SETTINGS,
-    PrometheusConfig,
-    PrometheusType,
-)
+from pytest_rollout_slo.backends.base import Labels, Query, QueryResult, RangeQuery, Sample, Series
+from pytest_rollout_slo.backends.prometheus.config import PrometheusConfig
+from pytest_rollout_slo.backends.redact import Redactor, exception_text, printable, root_cause
+from pytest_rollout_slo.clock import time_left
 from pytest_rollout_slo.errors import BackendError
-from pytest_rollout_slo.execute import time_left
 from pytest_rollout_slo.quantity import format_duration
-from pytest_rollout_slo.redact import Redactor, exception_text, printable, root_cause
 
 _RETRIED = (502, 503, 504)
 _HINTS = {401: "; check bearer_token, basic_auth or headers",
@@ -252,7 +247,7 @@ def _items(result: object) -> list[Mapping[str, Any]]:
     return result
 
 
-def _labels(item: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+def _labels(item: Mapping[str, Any]) -> Labels:
     metric = item.get("metric", {})
     if not isinstance(metric, dict) or not all(isinstance(v, str) for v in metric.values()):
         raise _AnswerError(f"the server returned malformed labels: {str(metric)[:120]}")
@@ -313,4 +308,4 @@ def _transport_message(exc: requests.RequestException, endpoint: str,
     return f"the request to {endpoint} failed ({detail})"
 
 
-__all__ = ["PROMETHEUS", "SETTINGS", "PrometheusBackend", "PrometheusConfig", "PrometheusType"]
+__all__ = ["PrometheusBackend"]

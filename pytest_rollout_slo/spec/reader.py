@@ -1,0 +1,112 @@
+"""Reading the nodes of a spec file: the shape checks every section shares, and their errors.
+
+:class:`SpecReader` is what the loaders of the sections (the file in :mod:`.load`, the
+objectives in :mod:`.objectives`, the gates in :mod:`.gates`) use to check a node's kind and
+keys and to raise a :class:`SpecError` with file, line and key. The name rules that several
+sections apply live here too, once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pytest_rollout_slo.errors import SpecError
+from pytest_rollout_slo.quantity import QuantityError, parse_duration
+from pytest_rollout_slo.spec.model import Scalar
+from pytest_rollout_slo.spec.settings import BackendSchema
+from pytest_rollout_slo.spec.yamlload import YamlList, YamlMap
+
+# Variable and matrix names: what a ${name} placeholder and an SQL :name parameter accept.
+VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+BUILTIN_VARIABLES = ("stage", "service", "at", "window_start", "window_end")
+
+
+class SpecReader:
+    """The file being read, the backend types it may name, and the checks on its nodes."""
+
+    def __init__(self, path: Path, backend_types: Mapping[str, BackendSchema]) -> None:
+        self.path = path
+        self.backend_types = backend_types
+
+    def error(self, line: int | None, key: str | None, message: str) -> SpecError:
+        return SpecError(self.path, line, key, message)
+
+    # -- generic shape checks -------------------------------------------------------------
+
+    def mapping(self, value: Any, line: int, key: str) -> YamlMap:
+        if not isinstance(value, YamlMap):
+            raise self.error(line, key,
+                             f"must be a mapping (key: value lines), got {kind_of(value)}")
+        return value
+
+    def keys(self, node: YamlMap, allowed: tuple[str, ...], where: str) -> None:
+        for key in node:
+            if key not in allowed:
+                raise self.error(node.line_of(key), f"{where}{key}" if where else key,
+                                 f"unknown key; accepted keys here: {', '.join(allowed)}")
+
+    def required(self, node: YamlMap, key: str, where: str) -> Any:
+        if key not in node:
+            raise self.error(node.line, f"{where}{key}", "is required but missing")
+        return node[key]
+
+    def string(self, node: YamlMap, key: str, where: str, *, required: bool = False,
+               default: str = "") -> str:
+        if key not in node:
+            if required:
+                self.required(node, key, where)
+            return default
+        value = node[key]
+        if not isinstance(value, str) or (required and not value.strip()):
+            raise self.error(node.line_of(key), f"{where}{key}",
+                             f"must be a non-empty string, got {kind_of(value)}")
+        return value
+
+    def variables(self, value: Any, line: int, where: str) -> dict[str, Scalar]:
+        if value is None:
+            return {}
+        node = self.mapping(value, line, where)
+        result: dict[str, Scalar] = {}
+        for name, item in node.items():
+            key = f"{where}.{name}"
+            if not VARIABLE_NAME.match(name) or name in BUILTIN_VARIABLES:
+                raise self.error(node.line_of(name), key,
+                                 "variable names are letters, digits and _ (not starting with "
+                                 "a digit) and may not be the built-ins "
+                                 f"{', '.join(BUILTIN_VARIABLES)}")
+            if not isinstance(item, (str, int, float)) or isinstance(item, bool):
+                raise self.error(node.line_of(name), key,
+                                 f"must be a string or a number, got {kind_of(item)}")
+            if name == "window":
+                try:
+                    parse_duration(item)
+                except QuantityError as exc:
+                    raise self.error(node.line_of(name), key, f"window is a duration: {exc}"
+                                     ) from exc
+            result[name] = item
+        return result
+
+
+def kind_of(value: Any, *, shown: bool = True) -> str:
+    """``a number (5)``: the type of a value, and the value itself unless it must not be shown."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, YamlMap):
+        return "a mapping"
+    if isinstance(value, YamlList):
+        return "a list"
+    if isinstance(value, bool):
+        kind, text = "a boolean", str(value).lower()
+    elif isinstance(value, (int, float)):
+        kind, text = "a number", repr(value)
+    elif isinstance(value, str):
+        kind, text = "a string", repr(value)
+    else:
+        return type(value).__name__
+    return f"{kind} ({text})" if shown else kind
+
+
+__all__ = ["BUILTIN_VARIABLES", "VARIABLE_NAME", "SpecReader", "kind_of"]

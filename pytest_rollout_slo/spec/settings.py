@@ -1,0 +1,46 @@
+"""What a spec file may say about a backend: the settings a backend type accepts.
+
+A backend type declares its settings as :class:`Setting` values; the spec loader checks a
+file's ``backends:`` against them offline, at collection, and the JSON Schema is built from
+them. The loader knows backend types only through :class:`BackendSchema`, which the types
+of ``pytest_rollout_slo.backends`` satisfy, so the spec layer never imports a backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+SettingKind = Literal["string", "integer", "number", "boolean", "duration", "mapping"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One accepted key of a backend's settings, used to validate spec files offline.
+
+    ``kinds`` lists the accepted YAML types (``tls.verify`` takes a boolean or a path).
+    For a ``mapping``, ``keys`` is the nested schema; ``None`` accepts any string keys with
+    string values (``headers``, ``params``).
+    """
+
+    kinds: tuple[SettingKind, ...]
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    keys: Mapping[str, Setting] | None = None
+    secret: bool = False
+    help: str = ""
+
+
+class BackendSchema(Protocol):
+    """A backend type as the spec loader sees it: its name in specs and its settings.
+
+    A type may also set ``language = "promql"`` (or ``"sql"``): spec keys that expand to a
+    query language, such as ``histogram_quantile``, are accepted only on a matching type.
+    """
+
+    name: str
+    settings: Mapping[str, Setting]
+
+
+__all__ = ["BackendSchema", "Setting", "SettingKind"]
