@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 import pytest
 
 from pytest_rollout_slo.backends.base import BackendType
+from pytest_rollout_slo.verdict.record import VerdictRecord
 
 
 @pytest.hookspec
@@ -25,24 +26,28 @@ def pytest_slo_backend_types() -> Sequence[BackendType]:  # type: ignore[empty-b
 
 
 @pytest.hookspec
-def pytest_slo_verdict(item: pytest.Item, verdict: str) -> None:
+def pytest_slo_verdict(item: pytest.Item, verdict: str, record: VerdictRecord) -> None:
     """Called after each objective is judged, with its verdict.
 
-    ``verdict`` is ``pass``, ``warn``, ``fail``, ``no_data`` or ``error``; the item's JUnit
-    properties (``item.user_properties``) are already set. Runs where the item runs: on the
+    ``verdict`` is ``pass``, ``warn``, ``fail``, ``no_data`` or ``error``; ``record`` is the
+    :class:`~pytest_rollout_slo.verdict.record.VerdictRecord` every report is rendered from
+    (values as numbers, bounds, queries; its ``outcome`` is not known yet). An
+    implementation may take only the arguments it needs. The item's JUnit properties
+    (``item.user_properties``) are already set. Runs where the item runs: on the
     xdist worker under pytest-xdist. Example: count verdicts, or page someone on ``error``.
     """
 
 
 @pytest.hookspec
 def pytest_slo_stage_finished(session: pytest.Session, stage: str, verdicts: Mapping[str, str],
-                              passed: bool) -> None:
+                              passed: bool, records: Sequence[VerdictRecord]) -> None:
     """Called once at the end of a gating run, on the xdist controller or the only process.
 
     Only when the objectives were judged (exit 0 or 1): not after a usage error, a spec error
     or an interrupted run.
 
     ``verdicts`` maps each objective's node id to its verdict, ``passed`` is True when the
-    session exits 0 (the stage may be promoted). Example: post a chat message, or promote the
+    session exits 0 (the stage may be promoted), ``records`` holds every objective's record
+    with pytest's outcome. Example: post a chat message, or promote the
     flag to the next stage when ``passed``.
     """

@@ -22,10 +22,12 @@ from pytest_rollout_slo.errors import BackendError, SloError, SloWarning, SpecEr
 from pytest_rollout_slo.plan.executor import BackendKey, Executor
 from pytest_rollout_slo.plan.needs import Measurement, Need, query_params
 from pytest_rollout_slo.quantity import format_time
-from pytest_rollout_slo.report.text import Outcome, failure_text, properties
+from pytest_rollout_slo.report.junit import properties
+from pytest_rollout_slo.report.text import failure_text
 from pytest_rollout_slo.spec.load import ResolvedObjective, Spec, load_spec
 from pytest_rollout_slo.verdict.instant import AmbiguousAnswer, Verdict
 from pytest_rollout_slo.verdict.objective import judge_objective
+from pytest_rollout_slo.verdict.record import VerdictRecord
 
 
 @dataclass
@@ -47,7 +49,10 @@ class RunState:
 
 
 STATE = pytest.StashKey[RunState]()
-OUTCOME = pytest.StashKey[Outcome]()
+RECORD = pytest.StashKey[VerdictRecord]()
+"""An objective's record, from its call until its call report carries it."""
+MESSAGE = pytest.StashKey[str]()
+"""The failure text of a verdict other than pass, for repr_failure."""
 
 
 class SloCheckFailed(SloError):
@@ -112,15 +117,16 @@ class ObjectiveItem(pytest.Item):
 
     def runtest(self) -> None:
         state = self.config.stash[STATE]
-        outcome = self._evaluate(state)
-        if outcome.verdict is not Verdict.PASS:  # kept for repr_failure; a pass needs nothing
-            self.stash[OUTCOME] = outcome
-        self.user_properties.extend(properties(outcome))
-        verdict = outcome.verdict
-        self.config.hook.pytest_slo_verdict(item=self, verdict=verdict.value)
+        record = self._judge(state)
+        verdict = record.verdict
+        text = "" if verdict is Verdict.PASS else failure_text(record)
+        self.stash[RECORD] = record
+        if text:  # kept for repr_failure; a pass needs nothing
+            self.stash[MESSAGE] = text
+        self.user_properties.extend(properties(record, text))
+        self.config.hook.pytest_slo_verdict(item=self, verdict=verdict.value, record=record)
         if verdict is Verdict.PASS:
             return
-        text = failure_text(outcome)
         if verdict is Verdict.WARN and not state.strict:
             # Shown three ways: pytest's warnings summary, the captured output (JUnit
             # system-out) and the summary table.
@@ -130,72 +136,63 @@ class ObjectiveItem(pytest.Item):
                                    filename=str(self.path),
                                    lineno=self.resolved.objective.line)
             return
-        if verdict is Verdict.NO_DATA and outcome.on_no_data != "fail":
-            if outcome.on_no_data == "skip":
+        if verdict is Verdict.NO_DATA and record.on_no_data != "fail":
+            if record.on_no_data == "skip":
                 # Reported at the objective's line in the spec, not at this line.
                 raise pytest.skip.Exception(text.splitlines()[0], _use_item_location=True)
             print(text)
             return
         raise SloCheckFailed(text)
 
-    def _evaluate(self, state: RunState) -> Outcome:
+    def _judge(self, state: RunState) -> VerdictRecord:
         executor = state.executor
         objective = self.resolved.objective
         measurement, needs = self.measurement(state.at)
         self._planned = None  # the answers are read once; keep no plan past the item
-        queries = dict(self.resolved.queries)
+        queries = self.resolved.queries
         main = needs[0].query if needs else None
         # Start as an error: only a complete, judged answer turns it into anything else.
-        outcome = Outcome(
-            service=self.spec.service, objective=objective.name, stage=self.resolved.stage,
-            verdict=Verdict.ERROR, bounds=self.resolved.bounds, unit=objective.unit,
-            on_no_data=objective.on_no_data, at=state.at,
-            # Burn-rate alerts bring their own windows; the stage's window would mislead.
-            window_text="" if objective.burn_rate else self.resolved.window_text,
-            backend=f"{self.backend_spec.name} ({self.backend_spec.type})",
-            queries=queries,
+        record = VerdictRecord.planned(
+            self.resolved, nodeid=self.nodeid, service=self.spec.service, at=state.at,
+            backend=f"{self.backend_spec.name} ({self.backend_spec.type})", strict=state.strict,
             # The bound values of the objective's own query at the evaluation time.
             parameters=({} if objective.burn_rate else
                         main.params if isinstance(main, Query) and main.at == state.at
-                        else query_params(self.resolved.variables, state.at)),
-            title=self.resolved.title, strict=state.strict,
-            matrix=", ".join(f"{k}={v}" for k, v in self.resolved.combination),
-            limits=_limits(self.resolved))
+                        else query_params(self.resolved.variables, state.at)))
         try:
             backend = executor.backend(self.backend_key, self.backend_spec)
             # The link shows the objective's own query at the evaluation time.
             shown = Query(next(iter(queries.values())), state.at)
             # A burn-rate objective's queries take each alert's window: no single link.
-            outcome = replace(outcome, backend=f"{self.backend_spec.name} ({backend.describe()})",
-                              link=None if objective.burn_rate else backend.graph_url(shown))
+            record = replace(record, backend=f"{self.backend_spec.name} ({backend.describe()})",
+                             link=None if objective.burn_rate else backend.graph_url(shown))
             answers: dict[str, Answer] = {
                 need.name: executor.result(self.backend_key, self.backend_spec, need.query)
                 for need in needs}
             evaluation = judge_objective(measurement, answers, format_time)
         except BackendError as exc:
-            return replace(outcome, error=exc.message)
+            return replace(record, error=exc.message)
         except AmbiguousAnswer as exc:
-            return replace(outcome, error=str(exc))
+            return replace(record, error=str(exc))
         except Exception as exc:
             # A bug in a backend or in this plugin: still an error verdict with properties and
             # a table row, never a pass; --slo-full-trace shows where it came from.
             if state.full_trace:
                 raise
-            return replace(outcome, error=f"internal error ({type(exc).__name__}: {exc}); "
-                                          "run with --slo-full-trace for the traceback")
+            return replace(record, error=f"internal error ({type(exc).__name__}: {exc}); "
+                                         "run with --slo-full-trace for the traceback")
         warned = tuple(w for answer in answers.values() if not isinstance(answer, tuple)
                        for w in answer.warnings)
-        return replace(outcome, verdict=evaluation.verdict, evaluation=evaluation,
-                       warnings=warned)
+        return record.judged(evaluation, warned)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str | Any:
         state = self.config.stash[STATE]
         if isinstance(excinfo.value, SloCheckFailed) and not state.full_trace:
             return excinfo.value.text
-        if isinstance(excinfo.value, SloWarning) and OUTCOME in self.stash and not state.full_trace:
+        if isinstance(excinfo.value, SloWarning) and MESSAGE in self.stash and not state.full_trace:
             # `-W error` turned the warn verdict into an exception: still a plain verdict text.
-            return (failure_text(self.stash[OUTCOME])
+            return (self.stash[MESSAGE]
                     + "\n  (a warn verdict: failed because warnings are errors here, -W error)")
         return super().repr_failure(excinfo, style=style)
 
@@ -203,21 +200,15 @@ class ObjectiveItem(pytest.Item):
         return self.path, self.resolved.objective.line - 1, self.name
 
 
-def _limits(resolved: ResolvedObjective) -> tuple[tuple[str, str], ...]:
-    objective = resolved.objective
-    limits: list[tuple[str, str]] = []
-    if objective.baseline is not None:
-        limits.append(("baseline", objective.baseline.describe()))
-        limits.extend((name, change.text) for name, change in (
-            ("max_increase", objective.baseline.max_increase),
-            ("max_decrease", objective.baseline.max_decrease)) if change is not None)
-    if objective.sustained is not None:
-        sustained = objective.sustained
-        limits.append(("sustained", f"over {sustained.over_text}, step {sustained.step_text}"))
-        limits.append(("max_violations", str(sustained.max_violations)))
-    if objective.burn_rate is not None:
-        limits.append(("burn_rate_target", f"{objective.burn_rate.target * 100:g}%"))
-    return tuple(limits)
+def attach_record(item: pytest.Item, report: pytest.TestReport) -> None:
+    """Move an objective item's record onto its call report, with pytest's outcome in it."""
+    record = item.stash.get(RECORD, None)
+    if record is not None and report.when == "call":
+        del item.stash[RECORD]
+        # A plain dict: execnet sends it from an xdist worker as it is.
+        report.slo_record = replace(  # type: ignore[attr-defined]
+            record, outcome=report.outcome).to_dict()
 
 
-__all__ = ["OUTCOME", "STATE", "ObjectiveItem", "RunState", "SloCheckFailed", "SpecFile"]
+__all__ = ["MESSAGE", "RECORD", "STATE", "ObjectiveItem", "RunState", "SloCheckFailed",
+           "SpecFile", "attach_record"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,14 +21,16 @@ from pytest_rollout_slo import __version__
 from pytest_rollout_slo import recording as recording_glue
 from pytest_rollout_slo.backends.base import AnyQuery, BackendType
 from pytest_rollout_slo.backends.registry import BUILTIN_TYPES, DuplicateBackendType, registry
-from pytest_rollout_slo.items import STATE, ObjectiveItem, RunState, SpecFile
+from pytest_rollout_slo.items import STATE, ObjectiveItem, RunState, SpecFile, attach_record
 from pytest_rollout_slo.options import option
 from pytest_rollout_slo.plan.executor import BackendKey, Executor, parse_deadline
 from pytest_rollout_slo.plan.xdist import WorkerPlan, xdist_queue
-from pytest_rollout_slo.report.evidence import ObjectiveRecord, run_meta, write_json, write_markdown
-from pytest_rollout_slo.report.text import add_system_out
+from pytest_rollout_slo.report.evidence import write_json, write_markdown
+from pytest_rollout_slo.report.junit import add_system_out
+from pytest_rollout_slo.report.run import run_meta
 from pytest_rollout_slo.spec.load import BackendSpec
 from pytest_rollout_slo.summary import SummaryTable
+from pytest_rollout_slo.verdict.record import VerdictRecord
 
 _SUMMARY = "rollout-slo-summary"
 _FLAGS = "rollout-slo-flags"
@@ -231,6 +233,15 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         state.executor.prefetch(_plans(state, plan.window(item, nextitem)))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Give an objective's call report its verdict record, so it reaches the controller."""
+    report = yield
+    attach_record(item, report)
+    return report
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After pytest wrote the JUnit file: put warn texts where GitLab shows them, and tell
@@ -252,21 +263,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # or an interruption said nothing about it, and a hook acting on `not passed` must not fire.
     judged = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
     if isinstance(summary, SummaryTable) and judged and not config.option.collectonly:
-        write_evidence(config, config.stash[STATE], summary.rows(), int(exitstatus))
-        verdicts = {row["nodeid"]: row["slo.verdict"] for row in summary.rows()}
+        records = list(summary.records())
+        write_evidence(config, config.stash[STATE], records, int(exitstatus))
+        verdicts = {record.nodeid: record.verdict.value for record in records}
         config.hook.pytest_slo_stage_finished(
             session=session, stage=config.stash[STATE].stage, verdicts=verdicts,
-            passed=exitstatus == pytest.ExitCode.OK)
+            passed=exitstatus == pytest.ExitCode.OK, records=records)
 
 
-def write_evidence(config: pytest.Config, state: RunState, rows: Iterable[dict[str, str]],
+def write_evidence(config: pytest.Config, state: RunState, records: Sequence[VerdictRecord],
                    exit_status: int) -> None:
     """The Markdown summary and JSON evidence files, when asked for; controller only."""
     md_path, json_path = option(config, "slo_report_md"), option(config, "slo_report_json")
     if not md_path and not json_path:
         return
-    records = [ObjectiveRecord.from_properties(row, row["outcome"], row["nodeid"])
-               for row in rows]
     meta = run_meta(records, stage=state.stage, at=state.at, plugin_version=__version__,
                     started=state.started, finished=time.time(), exit_status=exit_status)
     base = config.invocation_params.dir

@@ -1,28 +1,32 @@
-"""The SLO summary at the end of the terminal output: one row per judged objective.
+"""The SLO summary at the end of the terminal output, and the records the run's reports need.
 
-A pytest plugin object the session registers on the controller (or a plain run); it keeps
-the call reports of objectives and lays their rows out when the run ends.
+A pytest plugin object the session registers on the controller (or a plain run). Each
+objective's call report carries its verdict record (``slo_record``, put there on the worker
+by :func:`pytest_rollout_slo.items.attach_record`, so it crosses pytest-xdist with the
+report); this plugin keeps
+those reports and, when the run ends, gives the records to the table, the report files and
+the stage hook.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 
 import pytest
 
-_LIMIT_NAMES = {"warn_min": "warn min", "warn_max": "warn max"}
-_LIMITS = ("warn_min", "warn_max", "max_increase", "max_decrease", "burn_rate_target",
-           "max_violations")
-_COLOURS = {"pass": "green", "warn": "yellow", "fail": "red", "error": "red", "no_data": "yellow"}
-_HEADERS = ("objective", "stage", "value", "threshold", "verdict")
+from pytest_rollout_slo.report.table import terminal_table
+from pytest_rollout_slo.verdict.instant import Verdict
+from pytest_rollout_slo.verdict.record import VerdictRecord
+
+_COLOURS = {Verdict.PASS: "green", Verdict.WARN: "yellow", Verdict.FAIL: "red",
+            Verdict.ERROR: "red", Verdict.NO_DATA: "yellow"}
 
 
 class SummaryTable:
     """Collects the reports of objectives and prints one row per objective.
 
-    It keeps the call reports themselves, which pytest keeps anyway, and builds a row only
-    when one is needed: copying the properties of thousands of objectives for the run's
-    end was a good part of the plugin's memory per objective.
+    It keeps the call reports themselves, which pytest keeps anyway, and builds records
+    from them only when they are needed.
     """
 
     def __init__(self) -> None:
@@ -30,62 +34,27 @@ class SummaryTable:
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when == "call" and any(k == "slo.verdict" for k, _ in report.user_properties):
+        if report.when == "call" and getattr(report, "slo_record", None) is not None:
             self._reports.append(report)
 
-    def rows(self) -> Iterator[dict[str, str]]:
-        """Each objective's ``slo.*`` properties as text, with its ``outcome`` and ``nodeid``."""
+    def records(self) -> Iterator[VerdictRecord]:
+        """Each objective's record, in the order the objectives ran."""
         for report in self._reports:
-            props = {k: str(v) for k, v in report.user_properties if k.startswith("slo.")}
-            props["outcome"] = report.outcome
-            props["nodeid"] = report.nodeid
-            yield props
+            yield VerdictRecord.from_dict(report.slo_record)
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if not self._reports:
             return
         writer = terminalreporter.config.get_terminal_writer()
-        # Two passes over the rows, one for the column widths and one to write, so no more
-        # than one formatted row exists at a time; the layout is tabulate's "simple" one.
-        widths = [len(header) + 2 for header in _HEADERS]
-        for props in self.rows():
-            widths = [max(width, len(cell))
-                      for width, cell in zip(widths, _cells(props), strict=True)]
+
+        def mark(record: VerdictRecord, label: str) -> str:
+            if not writer.hasmarkup:
+                return label
+            return writer.markup(label, **{_COLOURS[record.verdict]: True, "bold": True})
+
         terminalreporter.write_sep("=", "SLO summary")
-        terminalreporter.write_line(_line(_HEADERS, widths))
-        terminalreporter.write_line(_line(tuple("-" * width for width in widths), widths))
-        for props in self.rows():
-            *row, label = _cells(props)
-            if writer.hasmarkup:
-                colour = _COLOURS.get(props["slo.verdict"], "red")
-                label = writer.markup(label, **{colour: True, "bold": True})
-            terminalreporter.write_line(_line((*row, label), widths))
-
-
-def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
-    """Cells padded to their column, two spaces apart; the last one is not padded."""
-    padded = [cell.ljust(width) for cell, width in zip(cells[:-1], widths[:-1], strict=True)]
-    return "  ".join([*padded, cells[-1]]).rstrip()
-
-
-def _cells(props: Mapping[str, str]) -> tuple[str, str, str, str, str]:
-    """Objective, stage, value, thresholds and verdict label of one row, without colour."""
-    verdict = props["slo.verdict"]
-    label = verdict.replace("_", " ").upper()
-    if verdict == "no_data":
-        label += {"passed": " (pass)", "skipped": " (skip)"}.get(props["outcome"], "")
-    if verdict == "warn" and props["outcome"] == "failed":
-        label += " (strict)"
-    bounds = [f"min {props['slo.min']}" if props.get("slo.min") else "",
-              f"max {props['slo.max']}" if props.get("slo.max") else "",
-              *(f"{_LIMIT_NAMES.get(name, name)} {props[f'slo.{name}']}"
-                for name in _LIMITS if props.get(f"slo.{name}"))]
-    objective = props["slo.objective"]
-    if props.get("slo.matrix"):
-        objective += f" ({props['slo.matrix']})"
-    return (objective, props["slo.stage"], props.get("slo.value", ""),
-            ", ".join(b for b in bounds if b), label)
+        terminalreporter.write_line(terminal_table(self.records(), mark))
 
 
 __all__ = ["SummaryTable"]

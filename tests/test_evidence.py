@@ -1,8 +1,9 @@
 """The Markdown summary and the JSON evidence file, compared byte for byte with expected files.
 
-The properties are those of real runs (``pytest --slo-stage=ga examples/quickstart`` and a
+The records are those of real runs (``pytest --slo-stage=ga examples/quickstart`` and a
 beta gate with warn, matrix, baseline, several series, no data and an unreachable
-Prometheus), with the checkout path replaced by a CI one. Run with
+Prometheus), with the checkout path replaced by a CI one; the failure texts in the
+expected files are rendered from them, as the run renders them. Run with
 ``SLO_REGENERATE_EXPECTED=1`` to rewrite ``tests/expected/evidence-*`` after a deliberate
 change of format, then read the diff.
 """
@@ -13,22 +14,24 @@ import json
 import os
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_rollout_slo.quantity import Unit
 from pytest_rollout_slo.report.evidence import (
     JSON_SCHEMA_VERSION,
-    ObjectiveRecord,
-    RunMeta,
     json_report,
-    markdown_report,
-    overall_verdict,
-    run_meta,
     write_json,
     write_markdown,
 )
+from pytest_rollout_slo.report.markdown import markdown_report
+from pytest_rollout_slo.report.run import RunMeta, overall_verdict, run_meta
+from pytest_rollout_slo.spec.model import NO_BOUNDS, Bounds
+from pytest_rollout_slo.verdict.instant import Evaluation, Observation, Verdict
+from pytest_rollout_slo.verdict.record import Limit, VerdictRecord
 
 EXPECTED = Path(__file__).parent / "expected"
 REGENERATE = os.environ.get("SLO_REGENERATE_EXPECTED") == "1"
@@ -41,68 +44,70 @@ P95 = ("SELECT duration_s FROM {t} WHERE stage = :stage" + WINDOW + " ORDER BY d
        ":stage" + WINDOW + ")")
 QUICKSTART = "examples/quickstart/rollout.slo.yaml::"
 GATES = "slo_specs/rollout_gates.yaml::"
+SECONDS = {"2d": 172800.0, "24h": 86400.0}
 
 
-def props(objective: str, verdict: str, value: str, *, stage: str, unit: str, window: str,
-          observations: str, query: str = "", ratio: tuple[str, str] | None = None,
-          low: str = "", high: str = "", matrix: str = "",
-          extra: Sequence[tuple[str, str]] = (), message: str = "", link: str = "",
-          backend: str = EVENTS) -> list[tuple[str, object]]:
-    """The properties in the order ``report.properties`` writes them."""
-    result: list[tuple[str, object]] = [
-        ("slo.service", "conflict-resolver"), ("slo.stage", stage),
-        ("slo.objective", objective), *([("slo.matrix", matrix)] if matrix else []),
-        ("slo.verdict", verdict), ("slo.value", value), ("slo.min", low), ("slo.max", high),
-        *extra, ("slo.unit", unit), ("slo.backend", backend)]
-    if ratio is not None:
-        result += [("slo.query", f"({ratio[0]}) / ({ratio[1]})"),
-                   ("slo.numerator_query", ratio[0]), ("slo.denominator_query", ratio[1])]
-    else:
-        result.append(("slo.query", query))
-    result += [("slo.window", window), ("slo.at", "2026-11-20T12:00:00Z")]
-    if message:
-        result.append(("slo.message", message))
-    if link:
-        result.append(("slo.link", link))
-    result.append(("slo.observations", observations))
-    return result
+def record(objective: str, verdict: str, outcome: str, *, stage: str, window: str, unit: Unit,
+           values: Sequence[Observation] = (), query: str = "",
+           ratio: tuple[str, str] | None = None, low: float | None = None,
+           high: float | None = None, warn: Bounds = NO_BOUNDS, matrix: str = "",
+           title: str = "", limits: Sequence[Limit] = (), backend: str = EVENTS,
+           link: str | None = None, error: str = "", reason: str = "", headline: str = "",
+           details: Sequence[str] = (), gate_value: str = "", change: str = "",
+           baseline_value: float | None = None,
+           parameters: dict[str, str | int | float] | None = None,
+           nodeid: str = "") -> VerdictRecord:
+    """A record as an objective item builds it: planned, then judged (or an error)."""
+    title = title or f"{objective}[{stage}]"
+    bounds = Bounds(low, high)
+    bound: dict[str, str | int | float] = {
+        "stage": stage, "at": AT, "window": SECONDS[window],
+        "window_start": AT - SECONDS[window], "window_end": AT, **(parameters or {})}
+    planned = VerdictRecord(
+        nodeid=nodeid or f"{GATES}{title}", title=title, service="conflict-resolver",
+        objective=objective, stage=stage, matrix=matrix, unit=unit, bounds=bounds,
+        on_no_data="pass", strict=False, at=AT, window=window, backend=backend,
+        queries={"numerator": ratio[0], "denominator": ratio[1]} if ratio else {"query": query},
+        parameters=bound, limits=tuple(limits), link=link, outcome=outcome)
+    if error:
+        return replace(planned, error=error)
+    evaluation = Evaluation(Verdict(verdict), bounds, tuple(values), reason, warn, headline,
+                            tuple(details), gate_value, change, baseline_value)
+    return planned.judged(evaluation)
+
+
+def ratio_value(numerator: int, denominator: int) -> Observation:
+    # Backends answer counts as floats.
+    return Observation((), numerator / denominator, parts=(float(numerator), float(denominator)))
 
 
 def count(table: str, where: str, stage: str = ":stage") -> str:
     return f"SELECT count(*) FROM {table} WHERE stage = {stage}{where}" + WINDOW
 
 
-def ga(name: str, value: str, observations: str, **kwargs: Any) -> ObjectiveRecord:
-    record = props(name, "pass", value, stage="ga", window="24h", observations=observations,
-                   **kwargs)
-    return ObjectiveRecord.from_properties(record, "passed", f"{QUICKSTART}{name}[ga]")
+def ga(name: str, values: Sequence[Observation], **kwargs: Any) -> VerdictRecord:
+    return record(name, "pass", "passed", stage="ga", window="24h", values=values,
+                  nodeid=f"{QUICKSTART}{name}[ga]", **kwargs)
 
 
-def all_passed() -> list[ObjectiveRecord]:
+def all_passed() -> list[VerdictRecord]:
     """``--slo-stage=ga examples/quickstart`` without its failing objective."""
     return [
-        ga("error_rate", "1.37%", '[{"denominator": 1096.0, "labels": {}, "numerator": 15.0, '
-           '"value": 0.013686131386861315}]', unit="percent", high="5.00%",
+        ga("error_rate", [ratio_value(15, 1096)], unit="percent", high=0.05,
            ratio=(count("agent_requests", " AND outcome = 'error'"), count("agent_requests", ""))),
-        ga("tool_call_latency_p95", "3.41s", '[{"labels": {}, "value": 3.408}]',
-           unit="seconds", high="10s", query=P95.format(t="tool_calls")),
-        ga("agent_response_time_p95", "11.45s", '[{"labels": {}, "value": 11.452}]',
-           unit="seconds", high="30s", query=P95.format(t="agent_responses")),
-        ga("positive_ratings", "85.92%", '[{"denominator": 206.0, "labels": {}, "numerator": '
-           '177.0, "value": 0.8592233009708737}]', unit="percent", low="60.00%",
+        ga("tool_call_latency_p95", [Observation((), 3.408)], unit="seconds", high=10,
+           query=P95.format(t="tool_calls")),
+        ga("agent_response_time_p95", [Observation((), 11.452)], unit="seconds", high=30,
+           query=P95.format(t="agent_responses")),
+        ga("positive_ratings", [ratio_value(177, 206)], unit="percent", low=0.6,
            ratio=(count("ratings", " AND thumbs = 'up'"), count("ratings", ""))),
-        ga("tool_call_success_rate", "94.55%", '[{"denominator": 1633.0, "labels": {}, '
-           '"numerator": 1544.0, "value": 0.9454990814451929}]', unit="percent", low="80.00%",
+        ga("tool_call_success_rate", [ratio_value(1544, 1633)], unit="percent", low=0.8,
            ratio=(count("tool_calls", " AND success = 1"), count("tool_calls", ""))),
     ]
 
 
-def beta(name: str, verdict: str, outcome: str, value: str, observations: str,
-         title: str = "", **kwargs: Any) -> ObjectiveRecord:
-    record = props(name, verdict, value, stage="beta", window="2d", observations=observations,
-                   **kwargs)
-    return ObjectiveRecord.from_properties(record, outcome,
-                                           f"{GATES}{title or f'{name}[beta]'}")
+def beta(name: str, verdict: str, outcome: str, **kwargs: Any) -> VerdictRecord:
+    return record(name, verdict, outcome, stage="beta", window="2d", **kwargs)
 
 
 SUCCESS = ("SELECT count(*) FROM tool_calls WHERE tool = :tool AND success = 1" + WINDOW,
@@ -114,111 +119,80 @@ LINK = ("http://prometheus:9090/graph?g0.expr=histogram_quantile%280.95%2C%20sum
         "%29%20%28rate%28tool_call_duration_seconds_bucket%7Bfeature%3D%22x%7Cy%22%7D%5B2d%5D"
         "%29%29%29&g0.tab=1&g0.moment_input=2026-11-20%2012%3A00%3A00")
 RATINGS = (count("ratings", " AND thumbs = 'up'", ":cohort"), count("ratings", "", ":cohort"))
+PROMETHEUS = "metrics (prometheus, http://prometheus:9090)"
 
 
-def tool_success(tool: str, value: str, numerator: int, denominator: int) -> ObjectiveRecord:
-    return beta(
-        "tool_success", "fail", "failed", value,
-        f'[{{"denominator": {denominator}.0, "labels": {{}}, "numerator": {numerator}.0, '
-        f'"value": {numerator / denominator!r}}}]',
-        title=f"tool_success[beta-tool={tool}]", matrix=f"tool={tool}", unit="percent",
-        low="93.00%", ratio=SUCCESS,
-        message=f"tool_success[beta-tool={tool}] FAILED: {value} < min 93.00%\n"
-                f"  numerator {numerator}, denominator {denominator} (window 2d, at "
-                f"2026-11-20T12:00:00Z)\n  backend {EVENTS}\n"
-                f"  numerator query: {SUCCESS[0]}\n  denominator query: {SUCCESS[1]}\n"
-                f"  parameters: :tool='{tool}', {PARAMETERS}")
+def tool_success(tool: str, numerator: int, denominator: int) -> VerdictRecord:
+    return beta("tool_success", "fail", "failed", values=[ratio_value(numerator, denominator)],
+                title=f"tool_success[beta-tool={tool}]", matrix=f"tool={tool}", unit="percent",
+                low=0.93, ratio=SUCCESS, parameters={"tool": tool})
 
 
-def mixed() -> list[ObjectiveRecord]:
+def mixed() -> list[VerdictRecord]:
     """A beta gate with every verdict: warn, fail (matrix, several series), no data, error."""
     errors = (count("agent_requests", " AND outcome = 'error'", ":cohort"),
               count("agent_requests", "", ":cohort"))
     by_stage = ("SELECT stage, count(*) FROM button_clicks WHERE ts >= :window_start AND "
                 "ts < :window_end GROUP BY stage")
     return [
-        beta("error_rate", "warn", "passed", "1.31%", '[{"denominator": 2218.0, "labels": {}, '
-             '"numerator": 29.0, "value": 0.013074842200180343}]', unit="percent",
-             high="5.00%", extra=[("slo.warn_max", "1.00%")], ratio=errors,
-             message="error_rate[beta] WARN: 1.31% > warn max 1.00% (bounds max 5.00%)\n"
-                     "  numerator 29, denominator 2218 (window 2d, at 2026-11-20T12:00:00Z)\n"
-                     f"  backend {EVENTS}\n  numerator query: {errors[0]}\n"
-                     f"  denominator query: {errors[1]}\n"
-                     f"  parameters: :cohort='ga', {PARAMETERS}"),
-        tool_success("read_file", "91.85%", 1667, 1815),
-        tool_success("apply_resolution", "91.88%", 1753, 1908),
-        beta("ratings_vs_beta", "pass", "passed", "85.92% vs baseline 76.65%",
-             '[{"denominator": 412.0, "labels": {}, "numerator": 354.0, '
-             '"value": 0.8592233009708737}]', unit="percent",
-             extra=[("slo.baseline", "cohort=beta"), ("slo.max_decrease", "10%")],
-             ratio=RATINGS),
+        beta("error_rate", "warn", "passed", values=[ratio_value(29, 2218)], unit="percent",
+             high=0.05, warn=Bounds(None, 0.01), ratio=errors, parameters={"cohort": "ga"}),
+        tool_success("read_file", 1667, 1815),
+        tool_success("apply_resolution", 1753, 1908),
+        beta("ratings_vs_beta", "pass", "passed", values=[ratio_value(354, 412)],
+             unit="percent", limits=[Limit("baseline", "cohort=beta"),
+                                     Limit("max_decrease", "10%", 0.1)],
+             ratio=RATINGS, gate_value="85.92% vs baseline 76.65%", baseline_value=0.7665,
+             parameters={"cohort": "ga"}),
         beta("adoption_by_stage", "fail", "failed",
-             '{stage="beta"} 445, {stage="ga"} 645, {stage="internal"} 415',
-             '[{"labels": {"stage": "beta"}, "value": 445.0}, {"labels": {"stage": "ga"}, '
-             '"value": 645.0}, {"labels": {"stage": "internal"}, "value": 415.0}]',
-             unit="number", high="100", query=by_stage,
-             message='adoption_by_stage[beta] FAILED: 3 of 3 values outside max 100\n'
-                     '  {stage="beta"}: 445 > max 100\n  {stage="ga"}: 645 > max 100\n'
-                     '  {stage="internal"}: 415 > max 100\n'
-                     '  (window 2d, at 2026-11-20T12:00:00Z)\n'
-                     f'  backend {EVENTS}\n  query: {by_stage}\n  parameters: {PARAMETERS}'),
-        beta("chat_turns_future", "no_data", "passed", "no data",
-             '[{"labels": {}, "reason": "the query returned NULL", "value": null}]',
-             unit="number", high="10", query="SELECT avg(turns) FROM chat_sessions WHERE ts >= :at",
-             message="chat_turns_future[beta] NO DATA: the query returned NULL\n"
-                     "  (window 2d, at 2026-11-20T12:00:00Z)\n  on_no_data: pass\n"
-                     f"  backend {EVENTS}\n"
-                     "  query: SELECT avg(turns) FROM chat_sessions WHERE ts >= :at\n"
-                     "  parameters: :at=2026-11-20T12:00:00Z"),
-        beta("latency_p95", "error", "failed", "error", "[]", unit="seconds", high="10s",
-             query=LATENCY, backend="metrics (prometheus, http://prometheus:9090)", link=LINK,
-             message="latency_p95[beta] ERROR: connection refused by http://prometheus:9090"
-                     "/api/v1/query; is the server running and is url right?\n"
-                     "  (window 2d, at 2026-11-20T12:00:00Z)\n"
-                     "  backend metrics (prometheus, http://prometheus:9090)\n"
-                     f"  query: {LATENCY}\n  graph: {LINK}"),
+             values=[Observation((("stage", s),), v)
+                     for s, v in (("beta", 445.0), ("ga", 645.0), ("internal", 415.0))],
+             unit="number", high=100, query=by_stage),
+        beta("chat_turns_future", "no_data", "passed",
+             values=[Observation((), None, "the query returned NULL")],
+             reason="the query returned NULL", unit="number", high=10,
+             query="SELECT avg(turns) FROM chat_sessions WHERE ts >= :at"),
+        beta("latency_p95", "error", "failed", unit="seconds", high=10, query=LATENCY,
+             backend=PROMETHEUS, link=LINK,
+             error="connection refused by http://prometheus:9090/api/v1/query; is the server "
+                   "running and is url right?"),
     ]
 
 
-def baselines() -> list[ObjectiveRecord]:
-    """A failed baseline (as a run writes it), one carrying ``slo.change``, and a plain one."""
+def baselines() -> list[VerdictRecord]:
+    """A failed baseline, one with a change, and a plain objective."""
     failed = beta(
-        "ratings_vs_beta", "fail", "failed", "85.92% vs baseline 76.65%",
-        '[{"denominator": 412.0, "labels": {}, "numerator": 354.0, '
-        '"value": 0.8592233009708737}]', unit="percent",
-        extra=[("slo.baseline", "cohort=beta"), ("slo.max_increase", "5%")], ratio=RATINGS,
-        message="ratings_vs_beta[beta] FAILED: 85.92% is up 12.1% (9.27 points) against the "
-                "baseline 76.65% (cohort=beta); max_increase is 5%\n"
-                "  (window 2d, at 2026-11-20T12:00:00Z)\n"
-                "  value: 85.92% against baseline 76.65% (cohort=beta): up 12.1% (9.27 points)\n"
-                f"  backend {EVENTS}\n  numerator query: {RATINGS[0]}\n"
-                f"  denominator query: {RATINGS[1]}\n"
-                f"  parameters: :cohort='ga', {PARAMETERS}")
-    week = beta("latency_week_over_week", "pass", "passed", "3.41s vs baseline 3.5s",
-                '[{"labels": {}, "value": 3.408}]', unit="seconds", high="10s",
-                extra=[("slo.baseline", "7d earlier"), ("slo.max_increase", "0.5s"),
-                       ("slo.change", "down 2.6% (92ms)")], query=P95.format(t="tool_calls"))
-    plain = beta("tool_call_latency_p95", "pass", "passed", "3.41s",
-                 '[{"labels": {}, "value": 3.408}]', unit="seconds", high="10s",
-                 query=P95.format(t="tool_calls"))
+        "ratings_vs_beta", "fail", "failed", values=[ratio_value(354, 412)], unit="percent",
+        limits=[Limit("baseline", "cohort=beta"), Limit("max_increase", "5%", 0.05)],
+        ratio=RATINGS, parameters={"cohort": "ga"},
+        headline="85.92% is up 12.1% (9.27 points) against the baseline 76.65% (cohort=beta); "
+                 "max_increase is 5%",
+        details=["  value: 85.92% against baseline 76.65% (cohort=beta): up 12.1% "
+                 "(9.27 points)"],
+        gate_value="85.92% vs baseline 76.65%", change="up 12.1% (9.27 points)",
+        baseline_value=0.7665)
+    week = beta("latency_week_over_week", "pass", "passed", values=[Observation((), 3.408)],
+                unit="seconds", high=10,
+                limits=[Limit("baseline", "7d earlier"), Limit("max_increase", "0.5s", 0.5)],
+                gate_value="3.41s vs baseline 3.5s", change="down 2.6% (92ms)",
+                baseline_value=3.5, query=P95.format(t="tool_calls"))
+    plain = beta("tool_call_latency_p95", "pass", "passed", values=[Observation((), 3.408)],
+                 unit="seconds", high=10, query=P95.format(t="tool_calls"))
     return [plain, week, failed]
 
 
-def escaping() -> list[ObjectiveRecord]:
-    """Label values with pipes, markup and a line break; a failure text holding a fence."""
+def escaping() -> list[VerdictRecord]:
+    """Label values with pipes, markup, a line break and a code fence."""
     query = 'sum by (route) (rate(http_errors_total{route=~"/a|/b"}[${window}]))'
     return [beta(
-        "route_errors", "fail", "failed", '{route="/a|b"} 12, {route="*x* <y>"} 3',
-        '[{"labels": {"route": "/a|b"}, "value": 12.0}, {"labels": {"route": "*x* <y>"}, '
-        '"value": 3.0}]', title="route_errors[beta-team=a|b]", matrix="team=a|b",
-        unit="number", high="2\nper minute", query=query,
-        backend="metrics (prometheus, http://prometheus:9090)",
-        link="http://prometheus:9090/graph?g0.expr=a (b)|c",
-        message="route_errors[beta-team=a|b] FAILED: 2 of 2 values outside max 2\n"
-                '  {route="/a|b"}: 12 > max 2\n  ```\n  {route="*x* <y>"}: 3 > max 2')]
+        "route_errors", "fail", "failed",
+        values=[Observation((("route", "/a|b"),), 12.0),
+                Observation((("route", "*x* <y>\n```"),), 3.0)],
+        title="route_errors[beta-team=a|b]", matrix="team=a|b", unit="number", high=2,
+        query=query, backend=PROMETHEUS, link="http://prometheus:9090/graph?g0.expr=a (b)|c")]
 
 
-def meta(records: Sequence[ObjectiveRecord], stage: str, exit_status: int) -> RunMeta:
+def meta(records: Sequence[VerdictRecord], stage: str, exit_status: int) -> RunMeta:
     return run_meta(records, stage=stage, at=AT, plugin_version="0.1.0", started=AT + 3.25,
                     finished=AT + 9.5, exit_status=exit_status)
 
@@ -284,14 +258,11 @@ def test_rows_need_attention_first() -> None:
     assert verdicts == ["FAIL", "FAIL", "FAIL", "ERROR", "NO DATA (pass)", "WARN", "PASS"]
 
 
-def test_records_from_report_properties() -> None:
-    record = ObjectiveRecord.from_properties(
-        [("slo.verdict", "pass"), ("slo.objective", "x"), ("slo.stage", "ga"),
-         ("slo.matrix", "region=eu, tier=1"), ("other", "kept out")],
-        "passed", "a.slo.yaml::x[ga-region=eu-tier=1]")
-    assert "other" not in record.props
-    assert record.title == "x[ga-region=eu-tier=1]"
-    assert record.observations == []
+def test_record_crosses_processes_unchanged() -> None:
+    # What an xdist worker sends is what the controller renders from.
+    for build in (all_passed, mixed, baselines, escaping):
+        for item in build():
+            assert VerdictRecord.from_dict(item.to_dict()) == item
 
 
 def test_json_document_header_and_observations() -> None:
@@ -318,8 +289,8 @@ def test_json_document_header_and_observations() -> None:
     pytest.param([("pass", "passed")], 0, "pass", id="pass"),
 ])
 def test_overall_verdict(outcomes: list[tuple[str, str]], status: int, expected: str) -> None:
-    records = [ObjectiveRecord.from_properties({"slo.verdict": verdict, "slo.objective": "x"},
-                                               outcome, f"s.yaml::x{i}")
+    records = [beta("x", verdict, outcome, unit="number", high=1, nodeid=f"s.yaml::x{i}",
+                    values=[Observation((), 0.5 if verdict != "no_data" else None)])
                for i, (verdict, outcome) in enumerate(outcomes)]
     run = RunMeta(("svc",), "beta", AT, "0.1.0", exit_status=status)
     assert overall_verdict(run, records) == expected

@@ -54,11 +54,16 @@ def test_markdown_and_json_for_a_red_gate(pytester: pytest.Pytester) -> None:
     assert rows[0].startswith("| `error_rate`") and "6.20%" in rows[0]
     assert "<!-- pytest-rollout-slo:checkout:beta -->" in markdown
     evidence = json.loads((pytester.path / "out" / "slo.json").read_text())
-    assert (evidence["schema"], evidence["version"]) == ("pytest-rollout-slo/evidence", 1)
+    assert (evidence["schema"], evidence["version"]) == ("pytest-rollout-slo/evidence", 2)
     assert evidence["run"]["stage"] == "beta" and evidence["run"]["exit_status"] == 1
     by_name = {o["objective"]: o for o in evidence["objectives"]}
     assert by_name["error_rate"]["verdict"] == "fail"
     assert by_name["error_rate"]["observations"][0]["numerator"] == 62
+    # Numbers as numbers, next to the text the tables show.
+    assert by_name["error_rate"]["value"] == pytest.approx(0.062)
+    assert by_name["error_rate"]["value_text"] == "6.20%"
+    assert by_name["error_rate"]["thresholds"] == {"max": 0.05}
+    assert by_name["error_rate"]["threshold_text"] == {"max": "5.00%"}
     assert by_name["volume"]["verdict"] == "pass"
 
 
@@ -85,3 +90,6 @@ def test_xdist_controller_writes_the_same_evidence(pytester: pytest.Pytester) ->
 
     assert verdicts("one.json") == verdicts("two.json")
     assert len(verdicts("two.json")) == 2
+    # The whole record crosses from the workers: every objective's entry is the same.
+    assert (json.loads((pytester.path / "one.json").read_text())["objectives"]
+            == json.loads((pytester.path / "two.json").read_text())["objectives"])

@@ -1,38 +1,38 @@
 """Report files for people and tools: a Markdown summary and a versioned JSON evidence file.
 
-Both are built from the JUnit ``slo.*`` properties of each objective's test report plus the
-pytest outcome; those properties are already free of secrets, and nothing else goes into
-these files. Both outputs depend only on their input: no clock, no random order, so the same
-run gives the same bytes. No pytest here.
+Both are rendered from the objectives' verdict records (already free of secrets; nothing
+else goes into these files) and depend only on them: no clock, no random order, so the same
+run gives the same bytes. The Markdown layout lives in :mod:`.markdown`, the run's verdict
+in :mod:`.run`; this module owns the JSON document and the writing of both files. No pytest.
 
-This module owns the JSON document (below) and the writing of both files. The records and the
-overall verdict live in ``evidence_records``, the Markdown layout and its rendering in
-``evidence_markdown``; what other modules use of either is importable from here.
+**JSON** (``json_report``), version ``JSON_SCHEMA_VERSION`` (2: values and thresholds became
+numbers; version 1 wrote them as display text). A later version only adds keys::
 
-**JSON** (``json_report``), version ``JSON_SCHEMA_VERSION``; a later version only adds keys::
-
-    {"schema": "pytest-rollout-slo/evidence", "version": 1,
+    {"schema": "pytest-rollout-slo/evidence", "version": 2,
      "run": {"services": [...], "stage": "beta", "at": "2026-11-20T12:00:00Z",
              "plugin_version": "0.1.0", "backends": ["metrics (prometheus, http://...)"],
              "started": RFC 3339 | null, "finished": RFC 3339 | null,
              "exit_status": int | null, "verdict": "pass" | "warn" | "fail" | "error",
-             "total": 7, "counts": {"pass": 1, "warn": 1, "fail": 3, "no_data": 1, "error": 1}},
+             "total": 7, "counts": {"fail": 3, "error": 1, "no_data": 1, "warn": 1, "pass": 1}},
      "objectives": [  # sorted by id
        {"id": "slo_specs/x.yaml::error_rate[beta]", "title": "error_rate[beta]",
         "service": "...", "objective": "error_rate", "stage": "beta",
         "matrix": "region=eu" | null, "verdict": "pass" | "warn" | "fail" | "no_data" | "error",
-        "outcome": "passed" | "failed" | "skipped", "value": "6.20%" (as shown),
+        "outcome": "passed" | "failed" | "skipped",
+        "value": 0.062 | "NaN" | "+Inf" | "-Inf" | null  (the one value judged, else null),
+        "value_text": "6.20%" (as the tables show it),
         "unit": "number" | "percent" | "seconds",
-        "thresholds": {"min", "max", "warn_min", "warn_max", "max_increase",
-                       "max_decrease", "sustained", "max_violations", "burn_rate_target"}
-                      (only those set, as shown in reports),
-        "baseline": null | {"against": "cohort=control", "value": "3.22%" | null,
+        "thresholds": {"min", "max", "warn_min", "warn_max": number (in the unit's base:
+                       0.05 for 5%, seconds), "max_increase", "max_decrease": number
+                       (a fraction when relative), "max_violations": int,
+                       "burn_rate_target": fraction, "sustained": seconds} (only those set),
+        "threshold_text": {same keys: "5.00%", "10%", "over 30m, step 5m", ...},
+        "baseline": null | {"against": "cohort=control", "value": number | null,
+                            "value_text": "3.22%" | null,
                             "change": "up 41.3% (1.33 points)" | null},
-                     (value split from "4.55% vs baseline 3.22%"; change from the
-                      optional slo.change property, shown in the Markdown too),
         "queries": {"query": ...} | {"numerator": ..., "denominator": ...} (resolved),
         "observations": [{"labels": {...}, "value": float | "NaN" | "+Inf" | "-Inf" | null,
-                          "numerator"?, "denominator"?, "reason"?}],
+                          "numerator"?, "denominator"?, "reason"?}] (at most 1000),
         "message": failure text | null, "link": graph URL | null,
         "window": "6h" | null, "at": "2026-11-20T12:00:00Z", "backend": "metrics (...)"}]}
 """
@@ -46,22 +46,19 @@ from pathlib import Path
 from typing import Any
 
 from pytest_rollout_slo.files import write_text_atomic
-from pytest_rollout_slo.quantity import format_time
+from pytest_rollout_slo.quantity import format_time, format_value, json_number
+from pytest_rollout_slo.report.junit import observation_rows
 from pytest_rollout_slo.report.markdown import markdown_report
-from pytest_rollout_slo.report.records import (
-    VERDICT_ORDER,
-    ObjectiveRecord,
-    RunMeta,
-    RunVerdict,
-    overall_verdict,
-    run_meta,
-)
+from pytest_rollout_slo.report.run import VERDICT_ORDER, RunMeta, overall_verdict
+from pytest_rollout_slo.report.text import failure_text, value_text
+from pytest_rollout_slo.verdict.instant import Verdict
+from pytest_rollout_slo.verdict.record import VerdictRecord
 
 JSON_SCHEMA = "pytest-rollout-slo/evidence"
-JSON_SCHEMA_VERSION = 1
+JSON_SCHEMA_VERSION = 2
 
 
-def json_report(meta: RunMeta, records: Sequence[ObjectiveRecord]) -> dict[str, Any]:
+def json_report(meta: RunMeta, records: Sequence[VerdictRecord]) -> dict[str, Any]:
     """The evidence document (see the module docstring); objectives sorted by id."""
     counts = Counter(r.verdict for r in records)
     run: dict[str, Any] = {
@@ -76,51 +73,64 @@ def json_report(meta: RunMeta, records: Sequence[ObjectiveRecord]) -> dict[str, 
         "exit_status": meta.exit_status,
         "verdict": overall_verdict(meta, records),
         "total": len(records),
-        "counts": {v: counts[v] for v in VERDICT_ORDER},
+        "counts": {v.value: counts[v] for v in VERDICT_ORDER},
     }
     return {"schema": JSON_SCHEMA, "version": JSON_SCHEMA_VERSION, "run": run,
             "objectives": [_objective_json(r) for r in sorted(records, key=lambda r: r.nodeid)]}
 
 
-def _objective_json(record: ObjectiveRecord) -> dict[str, Any]:
-    value, before = record.value_and_baseline()
-    against = record.get("baseline")
+def _objective_json(record: VerdictRecord) -> dict[str, Any]:
+    unit = record.unit
+    thresholds: dict[str, Any] = {}
+    texts: dict[str, str] = {}
+    for name, value in (("min", record.bounds.min), ("max", record.bounds.max),
+                        ("warn_min", record.warn.min), ("warn_max", record.warn.max)):
+        if value is not None:
+            thresholds[name], texts[name] = json_number(value), format_value(value, unit)
+    limits = record.limit_map
+    for limit in record.limits:
+        if limit.name != "baseline":
+            thresholds[limit.name], texts[limit.name] = json_number(limit.value), limit.text
+    baseline = limits.get("baseline")
+    before = record.baseline_value
     return {
         "id": record.nodeid,
         "title": record.title,
-        "service": record.get("service"),
+        "service": record.service or None,
         "objective": record.objective,
-        "stage": record.get("stage"),
-        "matrix": record.get("matrix"),
-        "verdict": record.verdict,
+        "stage": record.stage or None,
+        "matrix": record.matrix or None,
+        "verdict": record.verdict.value,
         "outcome": record.outcome,
-        "value": value,
-        "unit": record.get("unit"),
-        "thresholds": record.thresholds,
-        "baseline": None if against is None else {
-            "against": against, "value": before, "change": record.get("change")},
-        "queries": record.queries,
-        "observations": record.observations,
-        "message": record.get("message"),
-        "link": record.get("link"),
-        "window": record.get("window"),
-        "at": record.get("at"),
-        "backend": record.get("backend"),
+        "value": json_number(record.value),
+        "value_text": value_text(record, with_baseline=False),
+        "unit": unit,
+        "thresholds": thresholds,
+        "threshold_text": texts,
+        "baseline": None if baseline is None else {
+            "against": baseline.text, "value": json_number(before),
+            "value_text": None if before is None else format_value(before, unit),
+            "change": record.change or None},
+        "queries": dict(record.queries),
+        "observations": observation_rows(record),
+        "message": None if record.verdict is Verdict.PASS else failure_text(record),
+        "link": record.link,
+        "window": record.window or None,
+        "at": format_time(record.at),
+        "backend": record.backend or None,
     }
 
 
 # -- files ----------------------------------------------------------------------------------
 
-def write_markdown(path: Path | str, meta: RunMeta, records: Sequence[ObjectiveRecord]) -> None:
+def write_markdown(path: Path | str, meta: RunMeta, records: Sequence[VerdictRecord]) -> None:
     write_text_atomic(Path(path), markdown_report(meta, records))
 
 
-def write_json(path: Path | str, meta: RunMeta, records: Sequence[ObjectiveRecord]) -> None:
+def write_json(path: Path | str, meta: RunMeta, records: Sequence[VerdictRecord]) -> None:
     document = json_report(meta, records)
     write_text_atomic(Path(path), json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False,
                                          allow_nan=False) + "\n")
 
 
-__all__ = ["JSON_SCHEMA", "JSON_SCHEMA_VERSION", "ObjectiveRecord", "RunMeta", "RunVerdict",
-           "format_time", "json_report", "markdown_report", "overall_verdict", "run_meta",
-           "write_json", "write_markdown"]
+__all__ = ["JSON_SCHEMA", "JSON_SCHEMA_VERSION", "json_report", "write_json", "write_markdown"]

@@ -33,36 +33,35 @@ from collections import Counter
 from collections.abc import Sequence
 from urllib.parse import quote
 
-from pytest_rollout_slo.quantity import format_time
-from pytest_rollout_slo.report.records import (
-    THRESHOLD_KEYS,
-    VERDICT_ORDER,
-    ObjectiveRecord,
-    RunMeta,
-    RunVerdict,
-    overall_verdict,
-)
+from tabulate import tabulate
+
+from pytest_rollout_slo.quantity import format_time, format_value
+from pytest_rollout_slo.report.run import VERDICT_ORDER, RunMeta, RunVerdict, overall_verdict
+from pytest_rollout_slo.report.table import threshold_text, verdict_label
+from pytest_rollout_slo.report.text import failure_text, value_text
+from pytest_rollout_slo.verdict.instant import Verdict
+from pytest_rollout_slo.verdict.record import VerdictRecord
 
 _HEADLINES: dict[RunVerdict, tuple[str, str]] = {
     "pass": ("✅", "passed"), "warn": ("⚠️", "passed with warnings"),
     "fail": ("❌", "failed"), "error": ("❌", "did not complete")}
 
 
-def markdown_report(meta: RunMeta, records: Sequence[ObjectiveRecord]) -> str:
+def markdown_report(meta: RunMeta, records: Sequence[VerdictRecord]) -> str:
     """The Markdown summary; identical input gives identical text, whatever the order."""
     verdict = overall_verdict(meta, records)
     rows = sorted(records, key=_row_key)
     lines = [_headline(meta, records, verdict), ""]
     counts = Counter(r.verdict for r in records)
     if counts:
-        shown = [f"{counts[v]} {v.replace('_', ' ')}" for v in VERDICT_ORDER if counts[v]]
-        shown += [f"{n} {v}" for v, n in sorted(counts.items()) if v not in VERDICT_ORDER]
+        shown = [f"{counts[v]} {v.value.replace('_', ' ')}" for v in VERDICT_ORDER if counts[v]]
         lines += [f"Verdicts: {', '.join(shown)}.", ""]
     if rows:
         lines += _table(meta, rows)
-    explained = [r for r in rows if r.verdict != "pass" and r.get("message")]
-    for record in explained:
-        message = record.props["message"]
+    for record in rows:
+        if record.verdict is Verdict.PASS:
+            continue
+        message = failure_text(record)
         fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", message)),
                                      default=0))
         lines += [f"<details><summary>{_icon(record)} "
@@ -75,7 +74,7 @@ def markdown_report(meta: RunMeta, records: Sequence[ObjectiveRecord]) -> str:
     return "\n".join(lines)
 
 
-def _headline(meta: RunMeta, records: Sequence[ObjectiveRecord], verdict: RunVerdict) -> str:
+def _headline(meta: RunMeta, records: Sequence[VerdictRecord], verdict: RunVerdict) -> str:
     icon, word = _HEADLINES[verdict]
     total = len(records)
     noun = "objective" if total == 1 else "objectives"
@@ -89,8 +88,8 @@ def _headline(meta: RunMeta, records: Sequence[ObjectiveRecord], verdict: RunVer
     elif verdict == "fail":
         detail = f"{failed} of {total} {noun} failed"
     elif verdict == "warn":
-        notes = Counter("skipped" if r.outcome == "skipped" else r.verdict.replace("_", " ")
-                        for r in records if r.verdict != "pass" or r.outcome != "passed")
+        notes = Counter("skipped" if r.outcome == "skipped" else r.verdict.value.replace("_", " ")
+                        for r in records if r.verdict is not Verdict.PASS or r.outcome != "passed")
         detail = (f"{total} {noun}, with "
                   + ", ".join(f"{n} {what}" for what, n in sorted(notes.items())))
     else:
@@ -100,81 +99,53 @@ def _headline(meta: RunMeta, records: Sequence[ObjectiveRecord], verdict: RunVer
             f"(at {format_time(meta.at)})")
 
 
-def _table(meta: RunMeta, rows: Sequence[ObjectiveRecord]) -> list[str]:
-    with_service = len(meta.services) > 1 or len({r.get("service") for r in rows}) > 1
-    with_change = any(r.get("baseline") for r in rows)
+def _table(meta: RunMeta, rows: Sequence[VerdictRecord]) -> list[str]:
+    with_service = len(meta.services) > 1 or len({r.service for r in rows}) > 1
+    with_change = any("baseline" in r.limit_map for r in rows)
     headers = [*(["Service"] if with_service else []), "Objective", "Value", "Threshold",
                *(["Change vs baseline"] if with_change else []), "Verdict"]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for record in rows:
-        value, before = record.value_and_baseline()
-        cells = [*([_cell(record.props.get("service", ""))] if with_service else []),
-                 _objective_cell(record), _cell(value), _cell(_threshold_text(record)),
-                 *([_cell(_change_text(record, before))] if with_change else []),
-                 f"{_icon(record)} {_verdict_label(record)}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    if any(r.get("link") for r in rows):
+    cells = [[*([_cell(record.service)] if with_service else []),
+              _objective_cell(record), _cell(value_text(record, with_baseline=False)),
+              _cell(threshold_text(record)),
+              *([_cell(_change_text(record))] if with_change else []),
+              f"{_icon(record)} {verdict_label(record)}"] for record in rows]
+    lines = [tabulate(cells, headers, tablefmt="github", disable_numparse=True), ""]
+    if any(r.link for r in rows):
         lines += ["Objective names link to the backend's graph of the query at the evaluation "
                   "time.", ""]
     return lines
 
 
-def _row_key(record: ObjectiveRecord) -> tuple[int, str, str, str, str]:
-    verdict = record.verdict
-    rank = VERDICT_ORDER.index(verdict) if verdict in VERDICT_ORDER else 1
-    return (rank, record.props.get("service", ""), record.objective,
-            record.props.get("matrix", ""), record.nodeid)
+def _row_key(record: VerdictRecord) -> tuple[int, str, str, str, str]:
+    return (VERDICT_ORDER.index(record.verdict), record.service, record.objective,
+            record.matrix, record.nodeid)
 
 
-def _objective_cell(record: ObjectiveRecord) -> str:
+def _objective_cell(record: VerdictRecord) -> str:
     name = f"`{record.objective.replace('`', '')}`"
-    link = record.get("link")
-    if link:
+    if record.link:
         # A URL may not hold a space, parentheses or a pipe inside a Markdown table link.
-        name = f"[{name}]({quote(link, safe=_URL_SAFE)})"
-    matrix = record.get("matrix")
-    return f"{name} ({_cell(matrix)})" if matrix else name
+        name = f"[{name}]({quote(record.link, safe=_URL_SAFE)})"
+    return f"{name} ({_cell(record.matrix)})" if record.matrix else name
 
 
-def _threshold_text(record: ObjectiveRecord) -> str:
-    props = record.props
-    parts = [f"{key.replace('_', ' ', 1) if key.startswith('warn_') else key} {props[key]}"
-             for key in THRESHOLD_KEYS
-             if props.get(key) and key not in ("sustained", "max_violations")]
-    if props.get("max_violations"):
-        parts.append(f"max_violations {props['max_violations']}")
-    if props.get("sustained"):
-        parts.append(f"sustained {props['sustained']}")
-    return ", ".join(parts)
-
-
-def _change_text(record: ObjectiveRecord, before: str | None) -> str:
-    against = record.get("baseline")
-    if not against:
+def _change_text(record: VerdictRecord) -> str:
+    baseline = record.limit_map.get("baseline")
+    if baseline is None:
         return ""
-    change = record.get("change")
-    if before is None:
+    against, change = baseline.text, record.change
+    if record.baseline_value is None:
         return f"{change} against {against}" if change else f"against {against}"
+    before = format_value(record.baseline_value, record.unit)
     return f"{change} against {before} ({against})" if change else f"baseline {before} ({against})"
 
 
-def _verdict_label(record: ObjectiveRecord) -> str:
-    # The same words as the terminal summary table.
-    label = record.verdict.replace("_", " ").upper()
-    if record.verdict == "no_data":
-        label += {"passed": " (pass)", "skipped": " (skip)"}.get(record.outcome, "")
-    if record.verdict == "warn" and record.outcome == "failed":
-        label += " (strict)"
-    return label
-
-
-def _icon(record: ObjectiveRecord) -> str:
+def _icon(record: VerdictRecord) -> str:
     if record.outcome == "failed":
         return "❌"
     if record.outcome == "skipped":
         return "⏭️"
-    return "✅" if record.verdict == "pass" else "⚠️"
+    return "✅" if record.verdict is Verdict.PASS else "⚠️"
 
 
 _URL_SAFE = ":/?#@!$&'*+,;=%~-._"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pytest_rollout_slo.quantity import Unit, format_duration, parse_duration
+from pytest_rollout_slo.quantity import Unit, format_duration, format_value, parse_duration
 
 OnNoData = Literal["fail", "skip", "pass"]
 ON_NO_DATA: tuple[OnNoData, ...] = ("fail", "skip", "pass")
@@ -34,6 +34,12 @@ class Bounds:
     @property
     def empty(self) -> bool:
         return self.min is None and self.max is None
+
+    def text(self, unit: Unit) -> str:
+        """``min 93.00%, max 99.00%``, one side, or ``no bounds``."""
+        parts = [f"{side} {format_value(value, unit)}"
+                 for side, value in (("min", self.min), ("max", self.max)) if value is not None]
+        return ", ".join(parts) or "no bounds"
 
 
 NO_BOUNDS = Bounds(None, None)

@@ -112,7 +112,7 @@ def judge_sustained(points: Sequence[tuple[float, Sequence[Observation]]], bound
     outside = len(worst) + (missing if missing_counts else 0)
     checked = total * max(1, len(per_series))  # every series is checked at every step
     value_text = f"{outside} of {checked} points outside"
-    bound_text = _bound_text(bounds, unit)
+    bound_text = bounds.text(unit)
     if failing:
         labels, count = max(failing, key=lambda item: item[1])
         headline = (f"{count} of {total} points{_labels(labels)} outside {bound_text} {period}; "
@@ -123,7 +123,7 @@ def judge_sustained(points: Sequence[tuple[float, Sequence[Observation]]], bound
     headline = (f"{outside} of {total} points outside {bound_text} {period}; "
                 f"at most {sustained.max_violations} allowed")
     if warned:
-        headline += f"; {warned} point(s) outside the warning level {_bound_text(warn, unit)}"
+        headline += f"; {warned} point(s) outside the warning level {warn.text(unit)}"
     return Evaluation(verdict, bounds, (), "", warn, headline, tuple(details), value_text)
 
 
@@ -166,6 +166,7 @@ def judge_baseline(current: Sequence[Observation], baseline: Sequence[Observatio
                           f"{format_value(before.value, unit)} ({described}); {broken}")
     observations = tuple(now for _, now, _ in pairs if now is not None)
     value_text = change = ""
+    before_value: float | None = None
     if len(pairs) == 1 and pairs[0][1] is not None and pairs[0][2] is not None:
         now_value, before_value = pairs[0][1].value, pairs[0][2].value
         value_text = (f"{format_value(now_value, unit)} vs baseline "
@@ -176,14 +177,14 @@ def judge_baseline(current: Sequence[Observation], baseline: Sequence[Observatio
     if failed:
         return Evaluation(Verdict.FAIL, bounds, observations, "", warn, failed[0],
                           tuple(details), value_text or f"{len(failed)} change(s) too large",
-                          change)
+                          change, before_value)
     if missing:
         return Evaluation(Verdict.NO_DATA, bounds, observations, "; ".join(missing), warn,
                           details=tuple(details))
     own_warn = not warn.empty and judge(current, bounds, warn=warn).verdict is Verdict.WARN
     verdict = Verdict.WARN if own_warn else Verdict.PASS
     return Evaluation(verdict, bounds, observations, "", warn, "", tuple(details), value_text,
-                      change)
+                      change, before_value)
 
 
 def judge_burn_rate(windows: Mapping[tuple[int, str], Sequence[Observation]], burn: BurnRate,
@@ -287,15 +288,6 @@ def _change_text(now: float, before: float, unit: Unit) -> str:
 
 def _labels(labels: Labels) -> str:
     return (" {" + ", ".join(f'{k}="{v}"' for k, v in labels) + "}") if labels else ""
-
-
-def _bound_text(bounds: Bounds, unit: Unit) -> str:
-    parts = []
-    if bounds.min is not None:
-        parts.append(f"min {format_value(bounds.min, unit)}")
-    if bounds.max is not None:
-        parts.append(f"max {format_value(bounds.max, unit)}")
-    return ", ".join(parts) or "no bounds"
 
 
 def _rate(rate: float | None) -> str:

@@ -72,6 +72,8 @@ class Evaluation:
     """For gates beyond one instant: the measured value in one short phrase."""
     change: str = ""
     """For a baseline with one series: the change against it, ``up 41.3% (1.33 points)``."""
+    baseline_value: float | None = None
+    """For a baseline with one series: the baseline's value."""
 
     @cached_property
     def warnings(self) -> tuple[Observation, ...]:

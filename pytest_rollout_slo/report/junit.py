@@ -1,0 +1,124 @@
+"""The JUnit face of a verdict: ``slo.*`` testcase properties, and warn texts in system-out.
+
+The properties carry the record's facts for tools that read JUnit; GitLab ignores them and
+reads ``system-out`` only, so after pytest wrote the file, :func:`add_system_out` copies the
+text of objectives that passed with a warning (or without data) where GitLab shows it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from xml.etree import ElementTree
+
+from pytest_rollout_slo.quantity import format_time, format_value, json_number
+from pytest_rollout_slo.report.text import failure_text, value_text
+from pytest_rollout_slo.verdict.instant import Verdict
+from pytest_rollout_slo.verdict.record import VerdictRecord
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared(name: str, value: str) -> tuple[str, object]:
+    """One ``(name, value)`` pair for every objective that has it.
+
+    pytest keeps each item's properties three times over (the item and its call and
+    teardown reports) until the run ends; most of them (service, stage, unit, bounds,
+    backend, window, time) are the same for many objectives, so they share one tuple.
+    """
+    return name, value
+
+
+def properties(record: VerdictRecord, message: str = "") -> list[tuple[str, object]]:
+    """JUnit ``<properties>`` of the testcase; written through ``item.user_properties``.
+
+    ``message`` is the failure text when the caller has it already (else rendered here).
+    """
+    unit = record.unit
+    low, high = record.bounds.min, record.bounds.max
+    props: list[tuple[str, object]] = [
+        _shared("slo.service", record.service),
+        _shared("slo.stage", record.stage),
+        ("slo.objective", record.objective),
+        *([("slo.matrix", record.matrix)] if record.matrix else []),
+        _shared("slo.verdict", record.verdict.value),
+        ("slo.value", value_text(record)),
+        _shared("slo.min", "" if low is None else format_value(low, unit)),
+        _shared("slo.max", "" if high is None else format_value(high, unit)),
+        *_warn_properties(record),
+        *(_shared(f"slo.{limit.name}", limit.text) for limit in record.limits),
+        *([("slo.change", record.change)] if record.change else []),
+        _shared("slo.unit", unit),
+        _shared("slo.backend", record.backend),
+    ]
+    queries = record.queries
+    if "query" in queries:
+        props.append(("slo.query", queries["query"]))
+    else:
+        props.append(("slo.query", " / ".join(f"({q})" for q in queries.values())))
+        props.extend((f"slo.{part}_query", query) for part, query in queries.items())
+    props.append(_shared("slo.window", record.window))
+    props.append(_shared("slo.at", format_time(record.at)))
+    if record.verdict is not Verdict.PASS:
+        props.append(("slo.message", message or failure_text(record)))
+    if record.link:
+        props.append(("slo.link", record.link))
+    props.append(("slo.observations", observations_json(record)))
+    return props
+
+
+def observations_json(record: VerdictRecord) -> str:
+    """The raw values behind the verdict, as JSON: labels, value, ratio parts, reason."""
+    return json.dumps(observation_rows(record), sort_keys=True)
+
+
+def observation_rows(record: VerdictRecord) -> list[dict[str, object]]:
+    """The record's values as JSON objects, non-finite numbers as strings."""
+    rows = []
+    # The record keeps a bounded sample: a 100k-series answer must not make a 100k-row property.
+    for observation in record.values:
+        row: dict[str, object] = {"labels": dict(observation.labels),
+                                  "value": json_number(observation.value)}
+        if observation.parts is not None:
+            row["numerator"] = json_number(observation.parts[0])
+            row["denominator"] = json_number(observation.parts[1])
+        if observation.reason:
+            row["reason"] = observation.reason
+        rows.append(row)
+    return rows
+
+
+def _warn_properties(record: VerdictRecord) -> list[tuple[str, object]]:
+    warn = record.warn
+    return [_shared(f"slo.warn_{side}", format_value(value, record.unit))
+            for side, value in (("min", warn.min), ("max", warn.max)) if value is not None]
+
+
+def add_system_out(xml_path: Path) -> None:
+    """Copy the text of warn and no-data-but-passed testcases into their ``<system-out>``.
+
+    GitLab shows a testcase's system-out but not its properties, and pytest writes captured
+    output only under ``junit_logging``; without this a passed-with-warning objective would
+    look clean in the merge request.
+    """
+    try:
+        tree = ElementTree.parse(xml_path)
+    except (OSError, ElementTree.ParseError):
+        return  # not ours to repair; pytest reports its own write errors
+    changed = False
+    for case in tree.iter("testcase"):
+        props = {p.get("name"): p.get("value", "") for p in case.iter("property")}
+        if props.get("slo.verdict") not in ("warn", "no_data") or case.find("failure") is not None:
+            continue
+        text = props.get("slo.message", "")
+        out = case.find("system-out")
+        if out is None:
+            out = ElementTree.SubElement(case, "system-out")
+        if text not in (out.text or ""):
+            out.text = f"{out.text}\n{text}" if out.text else text
+            changed = True
+    if changed:
+        tree.write(xml_path, encoding="utf-8", xml_declaration=True)
+
+
+__all__ = ["add_system_out", "observation_rows", "observations_json", "properties"]

@@ -1,0 +1,62 @@
+"""The run as a whole in the report files: what they say about it, and its overall verdict.
+
+Overall verdict: ``error`` when nothing was checked or the session ended with an exit status
+other than 0 or 1 (collection error, interruption); ``fail`` when an objective's test failed
+(or the exit status is 1); ``warn`` when every objective passed but one warned, had no data
+or was skipped; else ``pass``. No pytest here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pytest_rollout_slo.verdict.instant import Verdict
+from pytest_rollout_slo.verdict.record import VerdictRecord
+
+RunVerdict = Literal["pass", "warn", "fail", "error"]
+# What needs attention first: the order of the Markdown table's rows and its verdict counts.
+VERDICT_ORDER = (Verdict.FAIL, Verdict.ERROR, Verdict.NO_DATA, Verdict.WARN, Verdict.PASS)
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """What a report says about the run as a whole; times are unix seconds."""
+
+    services: tuple[str, ...]
+    stage: str
+    at: float
+    plugin_version: str
+    backends: tuple[str, ...] = ()
+    """``metrics (prometheus, http://prometheus:9090)``: the secret-free descriptions."""
+    started: float | None = None
+    finished: float | None = None
+    exit_status: int | None = None
+    """pytest's exit status, when known (0 all passed, 1 tests failed, 2 interrupted...)."""
+    extra: Mapping[str, str] = field(default_factory=dict)
+    """More ``run`` keys for the JSON file (a pipeline URL, a commit); strings only."""
+
+
+def run_meta(records: Sequence[VerdictRecord], *, stage: str, at: float,
+             plugin_version: str, started: float | None = None, finished: float | None = None,
+             exit_status: int | None = None) -> RunMeta:
+    """RunMeta with services and backends taken from the records, sorted."""
+    services = sorted({r.service for r in records if r.service})
+    backends = sorted({r.backend for r in records if r.backend})
+    return RunMeta(tuple(services), stage, at, plugin_version, tuple(backends), started,
+                   finished, exit_status)
+
+
+def overall_verdict(meta: RunMeta, records: Sequence[VerdictRecord]) -> RunVerdict:
+    """The run's verdict; nothing checked is never a pass."""
+    if not records or meta.exit_status not in (None, 0, 1):
+        return "error"
+    if meta.exit_status == 1 or any(r.outcome == "failed" for r in records):
+        return "fail"
+    if any(r.verdict is not Verdict.PASS or r.outcome != "passed" for r in records):
+        return "warn"
+    return "pass"
+
+
+__all__ = ["VERDICT_ORDER", "RunMeta", "RunVerdict", "overall_verdict", "run_meta"]
