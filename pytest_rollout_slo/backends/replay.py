@@ -20,9 +20,9 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pytest_rollout_slo.backends.base import (
     Backend,
@@ -63,10 +63,24 @@ def _late() -> bool:
     return left is not None and left <= 0
 
 
+def _times(query: Query | RangeQuery) -> list[float]:
+    return [query.at] if isinstance(query, Query) else [query.start, query.end, query.step]
+
+
 def _identity(backend: str, query: Query | RangeQuery) -> str:
-    times = [query.at] if isinstance(query, Query) else [query.start, query.end, query.step]
-    params = {k: query.params[k] for k in sorted(query.params)}
-    return json.dumps([backend, query.text, times, params], sort_keys=True)
+    return _entry_identity({"backend": backend, "query": query.text, "time": _times(query),
+                            "params": dict(query.params)})
+
+
+def _entry_identity(entry: Mapping[str, Any]) -> str:
+    """The one key of a recorded answer: backend, text, times and bound values."""
+    return json.dumps([entry["backend"], entry["query"], entry["time"], entry["params"]],
+                      sort_keys=True)
+
+
+def _link_key(link: Sequence[Any]) -> str:
+    """A graph link's key: backend, query text and time (the link itself is the value)."""
+    return json.dumps(list(link[:3]))
 
 
 class Recorder:
@@ -92,16 +106,15 @@ class Recorder:
         return _RecordingType(backend_type, self)
 
     def add(self, key: str, query: Query | RangeQuery, entry: dict[str, Any]) -> None:
-        times = [query.at] if isinstance(query, Query) else [query.start, query.end, query.step]
         entry.update(backend=key, kind="instant" if isinstance(query, Query) else "range",
-                     query=query.text, time=times, params=dict(query.params))
+                     query=query.text, time=_times(query), params=dict(query.params))
         with self._lock:
             self.answers[_identity(key, query)] = entry
 
     def add_link(self, key: str, query: Query, link: str | None) -> None:
         with self._lock:
-            self.links[json.dumps([key, query.text, query.at])] = [key, query.text, query.at,
-                                                                  link]
+            entry = [key, query.text, query.at, link]
+            self.links[_link_key(entry)] = entry
 
     def document(self) -> dict[str, Any]:
         with self._lock:
@@ -124,10 +137,9 @@ def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
     for document in documents:
         merged["stage"], merged["at"] = document["stage"], document["at"]
         merged["backends"].update(document["backends"])
-        links.update((json.dumps(link[:3]), link) for link in document.get("links", []))
+        links.update((_link_key(link), link) for link in document.get("links", []))
         for answer in document["answers"]:
-            identity = json.dumps([answer["backend"], answer["query"], answer["time"],
-                                   answer["params"]], sort_keys=True)
+            identity = _entry_identity(answer)
             if identity not in seen:
                 seen.add(identity)
                 merged["answers"].append(answer)
@@ -159,6 +171,10 @@ class _RecordingType:
         return _RecordingBackend(backend, key, self.recorder)
 
 
+_Q = TypeVar("_Q", Query, RangeQuery)
+_A = TypeVar("_A")
+
+
 class _RecordingBackend:
     def __init__(self, inner: Backend, key: str, recorder: Recorder) -> None:
         self.inner = inner
@@ -180,33 +196,29 @@ class _RecordingBackend:
         self.inner.close()
 
     def query(self, query: Query) -> QueryResult:
+        return self._record(query, self.inner.query, lambda result: {
+            "samples": [[dict(s.labels), json_number(s.value)] for s in result.samples],
+            "warnings": list(result.warnings)})
+
+    def _record(self, query: _Q, ask: Callable[[_Q], _A],
+                encode: Callable[[_A], dict[str, Any]]) -> _A:
+        """Ask the backend, and keep its answer or its error for the replay."""
         try:
-            result = self.inner.query(query)
+            answer = ask(query)
         except BackendError as exc:
             self.recorder.add(self.key, query, {"error": exc.message})
             raise
-        if _late():
-            return result  # the run used the deadline's error; replay must not see a value
-        self.recorder.add(self.key, query, {
-            "result": {"samples": [[dict(s.labels), json_number(s.value)] for s in result.samples],
-                       "warnings": list(result.warnings)}})
-        return result
+        if not _late():  # else the run used the deadline's error; replay must not see a value
+            self.recorder.add(self.key, query, {"result": encode(answer)})
+        return answer
 
 
 class _RecordingRangeBackend(_RecordingBackend):
     inner: RangeBackend
 
     def query_range(self, query: RangeQuery) -> tuple[Series, ...]:
-        try:
-            series = self.inner.query_range(query)
-        except BackendError as exc:
-            self.recorder.add(self.key, query, {"error": exc.message})
-            raise
-        if _late():
-            return series
-        self.recorder.add(self.key, query, {"result": {"series": [
-            [dict(s.labels), [[t, json_number(v)] for t, v in s.points]] for s in series]}})
-        return series
+        return self._record(query, self.inner.query_range, lambda series: {"series": [
+            [dict(s.labels), [[t, json_number(v)] for t, v in s.points]] for s in series]})
 
 
 class Recording:
@@ -228,9 +240,8 @@ class Recording:
             self.at = float(document["at"])
             self.backends: dict[str, dict[str, Any]] = {
                 str(k): dict(v) for k, v in document["backends"].items()}
-            self.links = {json.dumps(link[:3]): link[3] for link in document["links"]}
-            self.answers = {json.dumps([a["backend"], a["query"], a["time"], a["params"]],
-                                       sort_keys=True): a for a in document["answers"]}
+            self.links = {_link_key(link): link[3] for link in document["links"]}
+            self.answers = {_entry_identity(a): a for a in document["answers"]}
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise RecordingError(f"{path} is an incomplete or damaged recording "
                                  f"({type(exc).__name__}: {exc})") from exc
@@ -295,7 +306,7 @@ class _ReplayBackend:
         return f"{described}, replayed from {self.recording.path.name}"
 
     def graph_url(self, query: Query) -> str | None:
-        link = self.recording.links.get(json.dumps([self.key, query.text, query.at]))
+        link = self.recording.links.get(_link_key([self.key, query.text, query.at]))
         return str(link) if link else None
 
     def close(self) -> None:

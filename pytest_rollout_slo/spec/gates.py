@@ -34,11 +34,8 @@ def sustained(loader: SpecReader, node: YamlMap, where: str) -> Sustained:
     key = f"{where}sustained"
     body = loader.mapping(node["sustained"], node.line_of("sustained"), key)
     loader.keys(body, ("over", "step", "max_violations"), f"{key}.")
-    over, over_text = duration(loader, body, "over", f"{key}.")
-    step, step_text = duration(loader, body, "step", f"{key}.")
-    if step > over:
-        raise loader.error(body.line_of("step"), f"{key}.step",
-                           f"step {step_text} is longer than over {over_text}")
+    (over, over_text), (step, step_text) = nested_durations(loader, body, "over", "step",
+                                                            f"{key}.")
     if over / step > _MAX_POINTS:
         raise loader.error(body.line_of("step"), f"{key}.step",
                            f"{over_text} in steps of {step_text} is more than {_MAX_POINTS} "
@@ -113,11 +110,8 @@ def burn_rate(loader: SpecReader, node: YamlMap, where: str, ratio: Ratio | None
         at = f"{key}.alerts[{index}]"
         alert_node = loader.mapping(alert, line, at)
         loader.keys(alert_node, ("long", "short", "factor"), f"{at}.")
-        long, long_text = duration(loader, alert_node, "long", f"{at}.")
-        short, short_text = duration(loader, alert_node, "short", f"{at}.")
-        if short > long:
-            raise loader.error(alert_node.line_of("short"), f"{at}.short",
-                               f"short window {short_text} is longer than long {long_text}")
+        (long, long_text), (short, short_text) = nested_durations(
+            loader, alert_node, "long", "short", f"{at}.")
         factor = alert_node.get("factor")
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 0:
             raise loader.error(alert_node.line_of("factor"), f"{at}.factor",
@@ -160,6 +154,17 @@ def duration(loader: SpecReader, body: YamlMap, name: str, where: str) -> tuple[
     if seconds <= 0:
         raise loader.error(body.line_of(name), f"{where}{name}", "must be longer than 0s")
     return seconds, duration_text(body[name])
+
+
+def nested_durations(loader: SpecReader, body: YamlMap, outer: str, inner: str, where: str
+                     ) -> tuple[tuple[float, str], tuple[float, str]]:
+    """Two durations where the ``inner`` one (a step, a short window) fits in the other."""
+    outer_value = duration(loader, body, outer, where)
+    inner_value = duration(loader, body, inner, where)
+    if inner_value[0] > outer_value[0]:
+        raise loader.error(body.line_of(inner), f"{where}{inner}",
+                           f"{inner} {inner_value[1]} is longer than {outer} {outer_value[1]}")
+    return outer_value, inner_value
 
 
 def fraction(loader: SpecReader, body: YamlMap, name: str, where: str, *, required: bool) -> float:
