@@ -194,7 +194,10 @@ class ObjectiveItem(pytest.Item):
             # `-W error` turned the warn verdict into an exception: still a plain verdict text.
             return (self.stash[MESSAGE]
                     + "\n  (a warn verdict: failed because warnings are errors here, -W error)")
-        return super().repr_failure(excinfo, style=style)
+        # The traceback, but never a frame's arguments or locals (not even under -l): they
+        # hold the backend's resolved settings, tokens and passwords among them.
+        return excinfo.getrepr(funcargs=False, showlocals=False, style="long", chain=True,
+                               tbfilter=not state.full_trace)
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.resolved.objective.line - 1, self.name
@@ -205,10 +208,25 @@ def attach_record(item: pytest.Item, report: pytest.TestReport) -> None:
     record = item.stash.get(RECORD, None)
     if record is not None and report.when == "call":
         del item.stash[RECORD]
-        # A plain dict: execnet sends it from an xdist worker as it is.
-        report.slo_record = replace(  # type: ignore[attr-defined]
-            record, outcome=report.outcome).to_dict()
+        report.slo_record = replace(record, outcome=report.outcome)  # type: ignore[attr-defined]
+
+
+def record_of(report: pytest.TestReport) -> VerdictRecord | None:
+    """The record on a call report: the object itself, or the plain values an xdist worker
+    sent (see :func:`serializable`)."""
+    record = getattr(report, "slo_record", None)
+    if record is None or isinstance(record, VerdictRecord):
+        return record
+    return VerdictRecord.from_dict(record)
+
+
+def serializable(data: dict[str, Any]) -> dict[str, Any]:
+    """A report as xdist sends it, with its record as plain values execnet can send."""
+    record = data.get("slo_record")
+    if isinstance(record, VerdictRecord):
+        data["slo_record"] = record.to_dict()
+    return data
 
 
 __all__ = ["MESSAGE", "RECORD", "STATE", "ObjectiveItem", "RunState", "SloCheckFailed",
-           "SpecFile", "attach_record"]
+           "SpecFile", "attach_record", "record_of", "serializable"]

@@ -21,7 +21,14 @@ from pytest_rollout_slo import __version__
 from pytest_rollout_slo import recording as recording_glue
 from pytest_rollout_slo.backends.base import AnyQuery, BackendType
 from pytest_rollout_slo.backends.registry import BUILTIN_TYPES, DuplicateBackendType, registry
-from pytest_rollout_slo.items import STATE, ObjectiveItem, RunState, SpecFile, attach_record
+from pytest_rollout_slo.items import (
+    STATE,
+    ObjectiveItem,
+    RunState,
+    SpecFile,
+    attach_record,
+    serializable,
+)
 from pytest_rollout_slo.options import option
 from pytest_rollout_slo.plan.executor import BackendKey, Executor, parse_deadline
 from pytest_rollout_slo.plan.xdist import WorkerPlan, xdist_queue
@@ -240,6 +247,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     report = yield
     attach_record(item, report)
     return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_to_serializable(report: pytest.TestReport | pytest.CollectReport
+                                  ) -> Generator[None, dict[str, Any] | None,
+                                                 dict[str, Any] | None]:
+    """On an xdist worker: send an objective's record as plain values."""
+    data = yield
+    return serializable(data) if data is not None else None
 
 
 @pytest.hookimpl(trylast=True)

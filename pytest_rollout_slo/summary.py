@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from pytest_rollout_slo.items import record_of
 from pytest_rollout_slo.report.table import terminal_table
 from pytest_rollout_slo.verdict.instant import Verdict
 from pytest_rollout_slo.verdict.record import VerdictRecord
@@ -40,7 +41,9 @@ class SummaryTable:
     def records(self) -> Iterator[VerdictRecord]:
         """Each objective's record, in the order the objectives ran."""
         for report in self._reports:
-            yield VerdictRecord.from_dict(report.slo_record)
+            record = record_of(report)
+            if record is not None:
+                yield record
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:

@@ -718,3 +718,45 @@ def test_a_bug_in_a_backend_is_an_error_verdict_not_a_traceback(
     result.stdout.fnmatch_lines(["x[[]beta] ERROR: internal error (KeyError: 'oops'); run with "
                                  "--slo-full-trace for the traceback"])
     result.stdout.no_fnmatch_line("*Traceback*")
+
+
+def test_full_trace_never_shows_frame_arguments_or_locals(pytester: pytest.Pytester) -> None:
+    # A traceback through a backend passes its resolved settings from frame to frame.
+    pytester.makeconftest("""
+        def fetch(token):
+            raise KeyError("oops")
+
+        class Leaky:
+            name = type_name = "leaky"
+            settings = {}
+            def create(self, name, settings, spec_dir):
+                self.token = "SECRET-" + "123"
+                return self
+            def describe(self):
+                return "leaky"
+            def graph_url(self, query):
+                return None
+            def close(self):
+                pass
+            def query(self, query):
+                token = self.token
+                return fetch(token)
+
+        def pytest_slo_backend_types():
+            return [Leaky()]
+    """)
+    pytester.makefile(".slo.yaml", gate="""
+        version: 1
+        service: s
+        backends: {b: {type: leaky}}
+        stages: {beta: {}}
+        objectives:
+          - name: x
+            query: anything
+            max: 1
+    """)
+    result = run(pytester, "--slo-stage=beta", AT_OPTION, "--slo-full-trace", "-l")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*KeyError*oops*"])
+    result.stdout.fnmatch_lines(["*return fetch(token)*"])  # the source line, not its values
+    assert "SECRET-123" not in result.stdout.str() + result.stderr.str()

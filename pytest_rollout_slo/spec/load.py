@@ -47,7 +47,6 @@ _TOP_KEYS = ("version", "service", "description", "backends", "variables", "stag
              "matrix")
 _STAGE_KEYS = ("description", "variables", "rollout")
 _ROLLOUT_KEYS = ("flag", "percent", "users", "all", "environment")
-# Built-ins, and the names SQL backends bind for the evaluation time and window.
 
 
 def load_spec(path: Path, backend_types: Mapping[str, BackendSchema]) -> Spec:

@@ -9,8 +9,8 @@ The failure text, the JUnit properties, the terminal table, the Markdown and JSO
 and the ``pytest_slo_verdict`` hook all read this record, and no output reads another's
 text.
 
-A record crosses from a pytest-xdist worker to the controller as :meth:`to_dict`, plain
-values that execnet sends as they are. No pytest here, no I/O.
+A record rides on its objective's call report; it crosses from a pytest-xdist worker to the
+controller as :meth:`to_dict`, plain values that execnet sends as they are. No pytest here, no I/O.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ FLAGGED_VALUES = 50
 """Values outside the bounds (or without data) a record names; the rest are counted."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Limit:
     """A bound beyond min and max: ``max_increase``, ``max_violations``, ``burn_rate_target``,
     ``sustained`` or ``baseline``; ``value`` is its number where it has one."""
@@ -39,7 +39,7 @@ class Limit:
     value: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VerdictRecord:
     """Everything known about one objective at one stage after it ran."""
 
@@ -104,7 +104,8 @@ class VerdictRecord:
             strict=strict, at=at,
             # Burn-rate alerts bring their own windows; the stage's window would mislead.
             window="" if objective.burn_rate else resolved.window_text,
-            backend=backend, queries=dict(resolved.queries), parameters=dict(parameters),
+            # Shared, not copied: thousands of records stay alive until the run ends.
+            backend=backend, queries=resolved.queries, parameters=parameters,
             limits=_limits(resolved))
 
     def judged(self, evaluation: Evaluation, warnings: tuple[str, ...] = ()) -> VerdictRecord:
