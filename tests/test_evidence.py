@@ -332,3 +332,16 @@ def test_failed_write_leaves_no_temporary_file(tmp_path: Path,
     with pytest.raises(OSError, match="disk full"):
         write_markdown(tmp_path / "slo.md", meta(records, "ga", 0), records)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("wide", [True, False])
+def test_markdown_bytes_do_not_depend_on_wcwidth(wide: bool,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # tabulate measures emoji with wcwidth when it is installed; the file must not change.
+    import tabulate
+
+    monkeypatch.setattr(tabulate, "WIDE_CHARS_MODE", wide)
+    records = mixed()
+    expected = (EXPECTED / "evidence-mixed.md").read_text(encoding="utf-8")
+    assert markdown_report(meta(records, "beta", 1), records) == expected
+    assert tabulate.WIDE_CHARS_MODE is wide  # left as it was found

@@ -33,6 +33,7 @@ from collections import Counter
 from collections.abc import Sequence
 from urllib.parse import quote
 
+import tabulate as tabulate_module
 from tabulate import tabulate
 
 from pytest_rollout_slo.quantity import format_time, format_value
@@ -109,11 +110,26 @@ def _table(meta: RunMeta, rows: Sequence[VerdictRecord]) -> list[str]:
               _cell(threshold_text(record)),
               *([_cell(_change_text(record))] if with_change else []),
               f"{_icon(record)} {verdict_label(record)}"] for record in rows]
-    lines = [tabulate(cells, headers, tablefmt="github", disable_numparse=True), ""]
+    lines = [_github_table(cells, headers), ""]
     if any(r.link for r in rows):
         lines += ["Objective names link to the backend's graph of the query at the evaluation "
                   "time.", ""]
     return lines
+
+
+def _github_table(cells: list[list[str]], headers: list[str]) -> str:
+    """tabulate's ``github`` table, padded by code points.
+
+    tabulate measures wide characters (the verdict emoji) with wcwidth when that happens to be
+    installed, which would make the same run's bytes depend on the environment; the padding
+    only aligns the Markdown source, so it counts code points, as tabulate does without it.
+    """
+    wide = tabulate_module.WIDE_CHARS_MODE
+    tabulate_module.WIDE_CHARS_MODE = False
+    try:
+        return tabulate(cells, headers, tablefmt="github", disable_numparse=True)
+    finally:
+        tabulate_module.WIDE_CHARS_MODE = wide
 
 
 def _row_key(record: VerdictRecord) -> tuple[int, str, str, str, str]:
