@@ -1,6 +1,6 @@
 """The YAML loader's two paths agree: built from parser events, or node by node.
 
-``load_yaml`` builds plain documents straight from the parser's events and hands anything
+``load_yaml_fast`` builds plain documents straight from the parser's events and hands anything
 else (anchors, aliases, tags, merge keys, errors) to the node-by-node path. Whatever the
 text, the result, its line numbers and its errors must be what the node path gives.
 """
@@ -17,17 +17,20 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pytest_rollout_slo.spec import yamlload
+from pytest_rollout_slo.spec import yamlfast, yamlload
+from pytest_rollout_slo.spec.yamlfast import Unusual as _Unusual
+from pytest_rollout_slo.spec.yamlfast import from_events as _from_events
+from pytest_rollout_slo.spec.yamlfast import load_yaml_fast as load_yaml
 from pytest_rollout_slo.spec.yamlload import (
     YamlList,
     YamlMap,
     YamlSyntaxError,
-    _from_events,
-    _from_nodes,
-    _Unusual,
-    load_yaml,
 )
+from pytest_rollout_slo.spec.yamlload import from_nodes as _from_nodes
+from pytest_rollout_slo.spec.yamlload import load_yaml as load_yaml_nodes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -162,7 +165,7 @@ def test_anything_else_goes_to_the_node_path_with_the_same_result(
     def refuse(text: str) -> Any:
         raise _Unusual
 
-    monkeypatch.setattr(yamlload, "_from_events", refuse)  # load_yaml on the node path only
+    monkeypatch.setattr(yamlfast, "from_events", refuse)  # load_yaml on the node path only
     assert got == _outcome(load_yaml, text)
 
 
@@ -223,7 +226,27 @@ def test_a_resolver_added_later_is_honoured_by_the_event_path(
     # Another library may teach PyYAML's safe loader a new implicit type after this module
     # was imported; the shortcut for plain strings must not hide it.
     resolvers = {key: list(value)
-                 for key, value in yamlload._LineLoader.yaml_implicit_resolvers.items()}
+                 for key, value in yamlload.LineLoader.yaml_implicit_resolvers.items()}
     resolvers.setdefault("q", []).append(("tag:yaml.org,2002:null", re.compile(r"^qnone$")))
-    monkeypatch.setattr(yamlload._LineLoader, "yaml_implicit_resolvers", resolvers)
+    monkeypatch.setattr(yamlload.LineLoader, "yaml_implicit_resolvers", resolvers)
     assert _from_events("a: qnone\nb: qno\n") == {"a": None, "b": "qno"}
+
+
+_keys = st.text(st.sampled_from("abcxyz_:-#&*!<{}[], 01.\n'\""), min_size=1, max_size=6)
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
+                     st.floats(allow_nan=True), _keys)
+_documents = st.recursive(_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(_keys, inner, max_size=4)), max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(document=_documents, flow=st.booleans(), cut=st.integers(0, 400),
+       insert=st.sampled_from(["", "&a ", "*a", "!!str ", "<<: ", "\t", ": ", "- ", "{", "]"]))
+def test_both_loaders_agree_on_any_text(document: Any, flow: bool, cut: int,
+                                        insert: str) -> None:
+    # Dumped documents (block or flow style) and the same text broken at one place: the fast
+    # path gives the node path's result, line numbers and error, or hands the text to it.
+    text = yaml.safe_dump(document, default_flow_style=flow, sort_keys=False)
+    cut = min(cut, len(text))
+    for variant in (text, text[:cut] + insert + text[cut:]):
+        assert _outcome(load_yaml, variant) == _outcome(load_yaml_nodes, variant)

@@ -36,7 +36,8 @@ from pytest_rollout_slo.spec.model import (
 from pytest_rollout_slo.spec.objectives import ObjectiveLoader
 from pytest_rollout_slo.spec.reader import SpecReader, kind_of
 from pytest_rollout_slo.spec.settings import BackendSchema, Setting
-from pytest_rollout_slo.spec.yamlload import YamlList, YamlMap, YamlSyntaxError, load_yaml
+from pytest_rollout_slo.spec.yamlfast import load_yaml_fast
+from pytest_rollout_slo.spec.yamlload import YamlList, YamlMap, YamlSyntaxError
 
 __all__ = ["ON_NO_DATA", "BackendSpec", "Bounds", "Objective", "OnNoData", "Ratio",
            "ResolvedObjective", "Scalar", "Spec", "Stage", "load_spec", "substitute"]
@@ -56,7 +57,7 @@ def load_spec(path: Path, backend_types: Mapping[str, BackendSchema]) -> Spec:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(path, None, None, f"cannot read the spec file: {exc}") from exc
     try:
-        data = load_yaml(text)
+        data = load_yaml_fast(text)
     except YamlSyntaxError as exc:
         raise SpecError(path, exc.line, exc.key, exc.message) from exc
     return _Loader(path, backend_types).spec(data)
