@@ -371,21 +371,45 @@ def test_server_error_then_success(api: responses.RequestsMock) -> None:
     assert len(api.calls) == 2
 
 
+def test_rate_limit_is_retried_after_the_wait_gitlab_asks(api: responses.RequestsMock) -> None:
+    api.get(FLAG_URL, status=429, headers={"Retry-After": "0"}, json={"message": "429"})
+    api.get(FLAG_URL, json=STAGE_GA)
+    assert make().get("conflict_resolver").active
+    assert len(api.calls) == 2
+
+
+def test_rate_limit_with_a_long_wait_is_reported_not_slept(api: responses.RequestsMock) -> None:
+    api.get(FLAG_URL, status=429, headers={"Retry-After": "3600"},
+            json={"message": "Retry later"})
+    message = str(failure(lambda: make().get("conflict_resolver")))
+    assert message == (f"GitLab rate-limited GET {FLAG_URL} (429 Too Many Requests; it asks to "
+                       "wait 3600s); run the job again later, or ask the instance's admins "
+                       "about the limit")
+    assert len(api.calls) == 1
+
+
+def test_rollback_write_is_never_retried(api: responses.RequestsMock) -> None:
+    api.put(FLAG_URL, status=503, json={"message": "503 Service Unavailable"})
+    with pytest.raises(GitLabError):
+        make()._flag("PUT", "conflict_resolver", {"active": False})
+    assert len(api.calls) == 1
+
+
 def test_read_timeout(api: responses.RequestsMock) -> None:
     api.get(FLAG_URL, body=requests.exceptions.ReadTimeout("read timed out"))
     error = failure(lambda: make(timeout=2.5).get("conflict_resolver"))
-    assert str(error) == f"GitLab did not answer GET {FLAG_URL} within 2.5s"
+    assert str(error) == f"timed out after 2.5s waiting for GitLab (GET {FLAG_URL})"
     assert isinstance(error.__cause__, requests.exceptions.ReadTimeout)
 
 
 def test_connect_timeout_and_connection_error(api: responses.RequestsMock) -> None:
     api.get(FLAG_URL, body=requests.exceptions.ConnectTimeout("connect timed out"))
     assert str(failure(lambda: make().get("conflict_resolver"))) == (
-        f"timed out after 5s connecting to GitLab for GET {FLAG_URL}")
+        f"timed out after 5s connecting to GitLab (GET {FLAG_URL})")
     api.replace(responses.GET, FLAG_URL,
                 body=requests.exceptions.ConnectionError("Name or service not known"))
     assert str(failure(lambda: make().get("conflict_resolver"))) == (
-        f"could not reach GitLab for GET {FLAG_URL} (Name or service not known)")
+        f"could not connect to GitLab (GET {FLAG_URL}) (Name or service not known)")
 
 
 def test_html_body_is_not_an_answer(api: responses.RequestsMock) -> None:

@@ -16,12 +16,10 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
+from pytest_rollout_slo.backends.http import HttpClient, transport_message
 from pytest_rollout_slo.backends.redact import (
     Redactor,
-    exception_text,
     printable,
     strip_url_credentials,
 )
@@ -35,6 +33,10 @@ from pytest_rollout_slo.flags.model import (
     parse_flag,
     percent_text,
 )
+
+# The longest Retry-After worth waiting for inside a gate run; GitLab's own limits ask for
+# up to a minute, which a release manager would rather see as an error to retry later.
+_RETRY_AFTER = 30.0
 
 
 class GitLabError(SloError):
@@ -61,35 +63,26 @@ class GitLabFlags:
     """
 
     def __init__(self, url: str, project: str | int, token: str, *, timeout: float = 10.0,
-                 session: requests.Session | None = None, retries: int = 2) -> None:
+                 retries: int = 2) -> None:
         api = url.rstrip("/")
         self._api = api if api.endswith("/api/v4") else f"{api}/api/v4"
         self.project = str(project)
         self._project = quote(self.project, safe="")
         self._token = token
         self._redact = Redactor([token])
-        self._timeout = (min(5.0, timeout), timeout)
-        self._own_session = session is None
-        if session is None:
-            session = requests.Session()
-            # Only reads are retried: replaying a rollback PUT whose _destroy ids are already
-            # gone would fail, or worse, apply twice.
-            retry = Retry(total=retries, connect=retries, read=False, status=retries, other=0,
-                          backoff_factor=0.5, status_forcelist=(502, 503, 504),
-                          allowed_methods=frozenset({"GET"}), raise_on_status=False,
-                          respect_retry_after_header=False)
-            for scheme in ("http://", "https://"):
-                session.mount(scheme, HTTPAdapter(max_retries=retry))
-        self._session = session
+        # Only reads are retried: replaying a rollback PUT whose _destroy ids are already gone
+        # would fail, or worse, apply twice. GitLab's rate limit answers 429 with Retry-After;
+        # a wait up to _RETRY_AFTER is honoured, a longer one ends in the 429's own message.
+        self._http = HttpClient(timeout=timeout, retries=retries, retried_methods=("GET",),
+                                retry_after=_RETRY_AFTER, headers={"PRIVATE-TOKEN": token})
 
     def __repr__(self) -> str:
         return self._redact(f"GitLabFlags({strip_url_credentials(self._api)!r}, "
                             f"project={self.project!r})")
 
     def close(self) -> None:
-        """Close the HTTP session, unless the caller passed its own."""
-        if self._own_session:
-            self._session.close()
+        """Close the HTTP session."""
+        self._http.close()
 
     def get(self, flag: str) -> FlagState:
         """The flag's current state: ``GET /projects/:id/feature_flags/:name``."""
@@ -215,21 +208,13 @@ class GitLabFlags:
                  params: dict[str, str] | None = None) -> Any:
         url = f"{self._api}/projects/{self._project}{path}"
         shown = f"{method} {strip_url_credentials(url)}"
+        timeout = self._http.attempt_timeout()
         try:
-            # No redirects: requests would forward PRIVATE-TOKEN to whatever host a 3xx names.
-            resp = self._session.request(
-                method, url, json=json_body, params=params, timeout=self._timeout,
-                allow_redirects=False,
-                headers={"PRIVATE-TOKEN": self._token, "Accept": "application/json"})
-        except requests.ConnectTimeout as exc:
-            raise self._error(GitLabError, f"timed out after {self._timeout[0]:g}s connecting "
-                              f"to GitLab for {shown}") from exc
-        except requests.Timeout as exc:
-            raise self._error(GitLabError, f"GitLab did not answer {shown} within "
-                              f"{self._timeout[1]:g}s") from exc
+            resp = self._http.request(method, url, json=json_body, params=params,
+                                      timeout=timeout)
         except requests.RequestException as exc:
-            raise self._error(GitLabError, f"could not reach GitLab for {shown} "
-                              f"({exception_text(exc)})") from exc
+            raise self._error(GitLabError, transport_message(exc, f"GitLab ({shown})",
+                                                             timeout)) from exc
         status = resp.status_code
         if status >= 300:
             raise self._error(*self._status_problem(resp, method, what, shown), status=status)
@@ -278,6 +263,11 @@ class GitLabFlags:
             return GitLabError, (f"GitLab answered {shown} with {head}, a redirect to "
                                  f"{resp.headers.get('Location')}; set the url to GitLab's "
                                  "final address (https, no trailing path)")
+        if status == 429:
+            wait = resp.headers.get("Retry-After")
+            after = f"; it asks to wait {wait}s" if wait else ""
+            return GitLabError, (f"GitLab rate-limited {shown} ({head}{after}); run the job "
+                                 "again later, or ask the instance's admins about the limit")
         if status >= 500:
             return GitLabError, (f"GitLab failed on {shown} ({head}: {text}); GitLab is down "
                                  "or overloaded, try again later")

@@ -11,38 +11,24 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
-from urllib3.util.retry import Retry
 
 from pytest_rollout_slo.backends.base import Labels, Query, QueryResult, RangeQuery, Sample, Series
+from pytest_rollout_slo.backends.http import RETRIED_STATUSES, HttpClient, transport_message
 from pytest_rollout_slo.backends.prometheus.config import PrometheusConfig
-from pytest_rollout_slo.backends.redact import Redactor, exception_text, printable, root_cause
-from pytest_rollout_slo.clock import time_left
+from pytest_rollout_slo.backends.redact import Redactor, printable
 from pytest_rollout_slo.errors import BackendError
-from pytest_rollout_slo.quantity import format_duration
 
-_RETRIED = (502, 503, 504)
 _HINTS = {401: "; check bearer_token, basic_auth or headers",
           403: "; check bearer_token, basic_auth or headers",
           404: "; check that url is the API root, with any prefix such as /prometheus"}
 # vmui shows the hour before the evaluation time as a graph whose last point is the value.
 _VMUI_RANGE = "1h"
-
-
-class _DeadlineRetry(Retry):
-    """Retry as configured, but give up rather than back off past the run deadline."""
-
-    def is_exhausted(self) -> bool:
-        left = time_left()
-        return super().is_exhausted() or (left is not None and left <= self.get_backoff_time())
 
 
 class _AnswerError(Exception):
@@ -61,23 +47,14 @@ class PrometheusBackend:
         self.max_concurrency = config.max_concurrency
         self._retries = retries
         self._redact = Redactor(config.secrets)
-        self._timeout = (min(5.0, config.timeout), config.timeout)
-        # Queries are read-only, so POST may be retried, but only after a failed connect or an
-        # answer that says "try again"; never a 4xx, nor a read timeout, which would multiply
-        # the wait. Retry-After is ignored so that a proxy cannot make the gate hang.
-        retry = _DeadlineRetry(total=retries, connect=retries, read=False, status=retries, other=0,
-                      backoff_factor=retry_backoff, status_forcelist=_RETRIED,
-                      allowed_methods=frozenset({"GET", "POST"}), raise_on_status=False,
-                      respect_retry_after_header=False)
-        adapter = HTTPAdapter(max_retries=retry, pool_maxsize=config.max_concurrency)
-        self._session = requests.Session()
-        for scheme in ("http://", "https://"):
-            self._session.mount(scheme, adapter)
-        self._session.headers.update({"Accept": "application/json", **config.headers})
-        if config.bearer_token is not None:
-            self._session.headers["Authorization"] = f"Bearer {config.bearer_token}"
-        # Credentials live here, never in the request url, so requests cannot quote them.
-        self._session.auth = config.basic_auth
+        # Queries are read-only, so their POST may be retried like a GET. Retry-After is not
+        # honoured, so that a proxy cannot make the gate wait.
+        auth_header = ({"Authorization": f"Bearer {config.bearer_token}"}
+                       if config.bearer_token is not None else {})
+        self._http = HttpClient(timeout=config.timeout, retries=retries, backoff=retry_backoff,
+                                retried_methods=("GET", "POST"),
+                                pool_maxsize=config.max_concurrency,
+                                headers={**config.headers, **auth_header}, auth=config.basic_auth)
 
     def describe(self) -> str:
         return self._redact(f"prometheus, {self.config.url}")
@@ -114,7 +91,7 @@ class PrometheusBackend:
         return self._redact(f"{self.config.url}/graph?{urlencode(args, quote_via=quote)}")
 
     def close(self) -> None:
-        self._session.close()
+        self._http.close()
 
     def _error(self, message: str, query: str) -> BackendError:
         return BackendError(self._redact(message), backend=self.name, query=query)
@@ -123,17 +100,15 @@ class PrometheusBackend:
               query: str) -> tuple[Mapping[str, Any], tuple[str, ...]]:
         """The ``data`` and ``warnings`` of a successful answer; BackendError for anything else."""
         endpoint = self.config.url + path
+        timeout = self._http.attempt_timeout()
         try:
             # verify and cert go with each request because requests lets REQUESTS_CA_BUNDLE
             # override a session-level CA path, which would silently drop tls.ca_file.
-            left = time_left()  # the run deadline: no attempt may wait past it
-            timeout = self._timeout if left is None else (
-                max(0.001, min(self._timeout[0], left)), max(0.001, min(self._timeout[1], left)))
-            response = self._session.post(
-                endpoint, data={**self.config.params, **form}, timeout=timeout,
-                verify=self.config.verify, cert=self.config.cert, allow_redirects=False)
+            response = self._http.request(
+                "POST", endpoint, data={**self.config.params, **form}, timeout=timeout,
+                verify=self.config.verify, cert=self.config.cert)
         except requests.RequestException as exc:
-            raise self._error(_transport_message(exc, endpoint, timeout), query) from exc
+            raise self._error(transport_message(exc, endpoint, timeout), query) from exc
         try:
             payload = json.loads(response.content)
         except ValueError:
@@ -174,7 +149,7 @@ class PrometheusBackend:
         # Count the attempts really made: the run deadline may have cut the retries short.
         history = getattr(getattr(response.raw, "retries", None), "history", None)
         attempts = len(history) + 1 if history is not None else self._retries + 1
-        after = f" after {attempts} attempts" if status in _RETRIED and attempts > 1 else ""
+        after = f" after {attempts} attempts" if status in RETRIED_STATUSES and attempts > 1 else ""
         hint = _HINTS.get(status, "")
         return f"{endpoint} answered HTTP {status} {phrase}{after}: {reason}{hint}"
 
@@ -285,27 +260,6 @@ def _pair(point: object, *, number: bool = True) -> tuple[float, Any]:
         except ValueError:
             pass
     raise _AnswerError(f"the server returned the value {raw!r}, which is not a number")
-
-
-def _transport_message(exc: requests.RequestException, endpoint: str,
-                       timeout: tuple[float, float]) -> str:
-    """What went wrong on the wire, in words, without the repr soup of urllib3's exceptions."""
-    root, detail = root_cause(exc), exception_text(exc)
-    if isinstance(exc, requests.ConnectTimeout):
-        return f"timed out after {format_duration(timeout[0])} connecting to {endpoint}"
-    if isinstance(exc, requests.Timeout) or isinstance(root, (Urllib3TimeoutError, TimeoutError)):
-        return f"timed out after {format_duration(timeout[1])} waiting for {endpoint}"
-    if isinstance(exc, requests.exceptions.SSLError):
-        return f"the TLS handshake with {endpoint} failed ({detail}); check the tls settings"
-    if isinstance(root, ConnectionRefusedError):
-        return f"connection refused by {endpoint}; is the server running and is url right?"
-    if isinstance(root, socket.gaierror):
-        return f"could not resolve the host of {endpoint} ({detail})"
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        return f"the connection to {endpoint} broke while reading the answer ({detail})"
-    if isinstance(exc, requests.ConnectionError):
-        return f"could not connect to {endpoint} ({detail})"
-    return f"the request to {endpoint} failed ({detail})"
 
 
 __all__ = ["PrometheusBackend"]

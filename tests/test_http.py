@@ -1,0 +1,163 @@
+"""The shared HTTP client against a scripted server on loopback: retries, deadline, redirects.
+
+The server answers each request with the next of its scripted answers (the last one repeats)
+and counts what it got, so every test sees the attempts really made on the wire.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from pytest_rollout_slo.backends.http import HttpClient, transport_message
+from pytest_rollout_slo.clock import deadline_at
+
+Answer = tuple[int, dict[str, str]]
+
+
+class Scripted:
+    def __init__(self) -> None:
+        self.answers: list[Answer] = [(200, {})]
+        self.seen: list[tuple[str, dict[str, str]]] = []
+        scripted = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                scripted.seen.append((self.command, dict(self.headers)))
+                n = len(scripted.seen) - 1
+                status, headers = scripted.answers[min(n, len(scripted.answers) - 1)]
+                body = b'{"ok": true}'
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = _answer
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+
+@pytest.fixture
+def server() -> Iterator[Scripted]:
+    scripted = Scripted()
+    yield scripted
+    scripted.server.shutdown()
+    scripted.server.server_close()
+
+
+def send(client: HttpClient, method: str, url: str) -> requests.Response:
+    return client.request(method, url, timeout=client.attempt_timeout())
+
+
+def test_a_bad_gateway_is_retried_then_answered(server: Scripted) -> None:
+    server.answers = [(502, {}), (503, {}), (200, {})]
+    client = HttpClient(timeout=2, retries=3, backoff=0)
+    assert send(client, "GET", server.url).status_code == 200
+    assert len(server.seen) == 3
+
+
+def test_retries_end_with_the_servers_last_answer(server: Scripted) -> None:
+    server.answers = [(503, {})]
+    response = send(HttpClient(timeout=2, retries=2, backoff=0), "GET", server.url)
+    assert response.status_code == 503
+    assert len(server.seen) == 3
+
+
+def test_only_the_methods_named_safe_are_retried(server: Scripted) -> None:
+    server.answers = [(503, {}), (200, {})]
+    client = HttpClient(timeout=2, retries=3, backoff=0, retried_methods=("GET",))
+    assert send(client, "PUT", server.url).status_code == 503
+    assert send(client, "POST", server.url).status_code == 200  # the second answer
+    assert len(server.seen) == 2
+
+
+def test_a_redirect_is_returned_never_followed(server: Scripted) -> None:
+    server.answers = [(302, {"Location": "http://attacker.invalid/steal"})]
+    client = HttpClient(timeout=2, headers={"PRIVATE-TOKEN": "tok"})
+    response = send(client, "GET", server.url)
+    assert response.status_code == 302
+    assert len(server.seen) == 1
+    assert server.seen[0][1]["PRIVATE-TOKEN"] == "tok"
+
+
+def test_no_backoff_past_the_run_deadline(server: Scripted) -> None:
+    server.answers = [(503, {})]
+    client = HttpClient(timeout=2, retries=5, backoff=10)
+    started = time.monotonic()
+    with deadline_at(time.monotonic() + 1.0):
+        assert send(client, "GET", server.url).status_code == 503
+    assert time.monotonic() - started < 5
+    # urllib3 retries once at once (no backoff before the first retry); the next would wait
+    # 20 s, past the deadline, so the retries end there.
+    assert len(server.seen) == 2
+
+
+def test_each_attempt_timeout_is_cut_to_the_time_left() -> None:
+    client = HttpClient(timeout=30)
+    assert client.attempt_timeout() == (5.0, 30)
+    with deadline_at(time.monotonic() + 2.0):
+        connect, read = client.attempt_timeout()
+    assert 1.5 < connect <= 2.0 and 1.5 < read <= 2.0
+    with deadline_at(time.monotonic() - 1.0):
+        assert client.attempt_timeout() == (0.001, 0.001)
+
+
+def test_retry_after_is_honoured_up_to_the_cap(server: Scripted) -> None:
+    server.answers = [(429, {"Retry-After": "1"}), (200, {})]
+    client = HttpClient(timeout=2, retries=2, backoff=0, retry_after=5)
+    started = time.monotonic()
+    assert send(client, "GET", server.url).status_code == 200
+    assert time.monotonic() - started >= 0.9
+    assert len(server.seen) == 2
+
+
+@pytest.mark.parametrize("wait", ["3600", "Wed, 21 Oct 2099 07:28:00 GMT"])
+def test_a_longer_retry_after_ends_the_retries(server: Scripted, wait: str) -> None:
+    server.answers = [(429, {"Retry-After": wait}), (200, {})]
+    client = HttpClient(timeout=2, retries=2, backoff=0, retry_after=5)
+    started = time.monotonic()
+    assert send(client, "GET", server.url).status_code == 429
+    assert time.monotonic() - started < 3
+    assert len(server.seen) == 1
+
+
+def test_a_retry_after_beyond_the_deadline_ends_the_retries(server: Scripted) -> None:
+    server.answers = [(503, {"Retry-After": "2"}), (200, {})]
+    client = HttpClient(timeout=2, retries=2, backoff=0, retry_after=30)
+    with deadline_at(time.monotonic() + 1.0):
+        assert send(client, "GET", server.url).status_code == 503
+    assert len(server.seen) == 1
+
+
+def test_without_retry_after_a_429_is_not_retried(server: Scripted) -> None:
+    server.answers = [(429, {"Retry-After": "0"}), (200, {})]
+    assert send(HttpClient(timeout=2, retries=2), "GET", server.url).status_code == 429
+    assert len(server.seen) == 1
+
+
+def test_a_refused_connection_in_words(server: Scripted) -> None:
+    url = server.url
+    server.server.shutdown()
+    server.server.server_close()
+    client = HttpClient(timeout=2, retries=0)
+    timeout = client.attempt_timeout()
+    with pytest.raises(requests.RequestException) as caught:
+        client.request("GET", url, timeout=timeout)
+    assert transport_message(caught.value, url, timeout) == (
+        f"connection refused by {url}; is the server running and is url right?")
