@@ -40,7 +40,8 @@ def pytest_slo_verdict(item: pytest.Item, verdict: str, record: VerdictRecord) -
 
 @pytest.hookspec
 def pytest_slo_stage_finished(session: pytest.Session, stage: str, verdicts: Mapping[str, str],
-                              passed: bool, records: Sequence[VerdictRecord]) -> None:
+                              passed: bool, records: Sequence[VerdictRecord],
+                              partial: bool) -> None:
     """Called once at the end of a gating run, on the xdist controller or the only process.
 
     Only when the objectives were judged (exit 0 or 1): not after a usage error, a spec error
@@ -48,6 +49,8 @@ def pytest_slo_stage_finished(session: pytest.Session, stage: str, verdicts: Map
 
     ``verdicts`` maps each objective's node id to its verdict, ``passed`` is True when the
     session exits 0 (the stage may be promoted), ``records`` holds every objective's record
-    with pytest's outcome. Example: post a chat message, or promote the
-    flag to the next stage when ``passed``.
+    with pytest's outcome, ``partial`` is True when the run judged only part of the stage
+    (``-k``, ``-m``, ``--deselect``, ``--lf``, ``-x``): then ``passed`` is False, and
+    nothing may act on the stage as a whole (no promotion, no rollback). Example: post a
+    chat message, or promote the flag to the next stage when ``passed``.
     """

@@ -43,9 +43,19 @@ class RunState:
     specs: dict[Path, Spec] = field(default_factory=dict)
     stages_seen: dict[str, list[Path]] = field(default_factory=dict)
     selected: int = 0
+    stage_ids: set[str] = field(default_factory=set)
+    """Every objective of the stage that was collected, before any deselection: what a whole
+    run judges, so that a run judging fewer is known to be partial."""
+    judged: dict[str, VerdictRecord] = field(default_factory=dict)
+    """Each objective's record once judged: a rerun (pytest-rerunfailures) reports the same
+    verdict from the same answers instead of asking again until a query happens to pass."""
     started: float = field(default_factory=time.time)
     usage_error: str = ""
-    """A usage error an xdist worker found, reported by the controller at the end."""
+    """Why the gate did not run (a usage error, also one an xdist worker found)."""
+    decision: str = ""
+    """The run's last terminal line, ``SLO gate beta: PROMOTE (...)``."""
+    decision_word: str = ""
+    """``PROMOTE``, ``HOLD`` or ``PARTIAL``: the colour of that line."""
 
 
 STATE = pytest.StashKey[RunState]()
@@ -82,6 +92,7 @@ class SpecFile(pytest.File):
                 resolved = spec.resolve(objective, state.stage, combination)
                 state.selected += 1
                 title = resolved.title
+                state.stage_ids.add(f"{self.nodeid}::{title}")
                 # The node id is given as text: pytest >= 9.2 would otherwise build a
                 # structured id whose `[stage]` is not split off as parameters, and --lf
                 # could never match it with the ids it saved.
@@ -117,14 +128,21 @@ class ObjectiveItem(pytest.Item):
 
     def runtest(self) -> None:
         state = self.config.stash[STATE]
-        record = self._judge(state)
+        record = state.judged.get(self.nodeid)
+        fresh = record is None
+        if record is None:
+            record = state.judged[self.nodeid] = self._judge(state)
         verdict = record.verdict
         text = "" if verdict is Verdict.PASS else failure_text(record)
         self.stash[RECORD] = record
         if text:  # kept for repr_failure; a pass needs nothing
             self.stash[MESSAGE] = text
+        # A rerun sets them again rather than twice (user_properties outlive a run).
+        self.user_properties[:] = [p for p in self.user_properties
+                                   if not str(p[0]).startswith("slo.")]
         self.user_properties.extend(properties(record, text))
-        self.config.hook.pytest_slo_verdict(item=self, verdict=verdict.value, record=record)
+        if fresh:  # once per objective and run, however often it is rerun
+            self.config.hook.pytest_slo_verdict(item=self, verdict=verdict.value, record=record)
         if verdict is Verdict.PASS:
             return
         if verdict is Verdict.WARN and not state.strict:

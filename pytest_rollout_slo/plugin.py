@@ -8,6 +8,8 @@ other hook.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from pytest_rollout_slo import hookspecs
@@ -86,6 +88,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("slo_concurrency", "Queries run at once.", default=str(DEFAULT_CONCURRENCY))
     parser.addini("slo_deadline", "Deadline of the whole run, counted from after collection.",
                   default=DEFAULT_DEADLINE)
+    group.addoption("--slo-with-tests", dest="slo_with_tests", action="store_true",
+                    default=None,
+                    help="With a stage gated, also collect the ordinary tests of the paths given "
+                         "(ini: slo_with_tests). Default: off, only spec files are collected, "
+                         "since a unit test would count towards the gate.")
+    parser.addini("slo_with_tests", "Collect ordinary tests beside the spec files when a stage "
+                  "is gated.", type="bool", default=False)
     parser.addini("slo_files", "Glob patterns of spec files, replacing the default "
                   "(YAML files in a slo_specs/ directory, and *.slo.yaml / *.slo.yml).",
                   type="linelist", default=[])
@@ -109,4 +118,9 @@ def pytest_configure(config: pytest.Config) -> None:
         import pytest_rollout_slo.session as session
 
         config.pluginmanager.register(session, "rollout-slo-session")
-        session.start(config, stage)
+        try:
+            session.start(config, stage)
+        except pytest.UsageError as exc:
+            # Before any session: the report files and JUnit still say the gate did not run.
+            session.report_gate_not_run(config, stage, str(exc), at=time.time())
+            raise

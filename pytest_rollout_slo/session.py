@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import time
+from collections import Counter
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,8 +34,8 @@ from pytest_rollout_slo.options import option
 from pytest_rollout_slo.plan.executor import BackendKey, Executor, parse_deadline
 from pytest_rollout_slo.plan.xdist import WorkerPlan, xdist_queue
 from pytest_rollout_slo.report.evidence import write_json, write_markdown
-from pytest_rollout_slo.report.junit import add_system_out
-from pytest_rollout_slo.report.run import run_meta
+from pytest_rollout_slo.report.junit import add_gate_error, add_system_out
+from pytest_rollout_slo.report.run import RunMeta, decision, overall_verdict, run_meta
 from pytest_rollout_slo.spec.load import BackendSpec
 from pytest_rollout_slo.summary import SummaryTable
 from pytest_rollout_slo.verdict.record import VerdictRecord
@@ -42,6 +43,7 @@ from pytest_rollout_slo.verdict.record import VerdictRecord
 _SUMMARY = "rollout-slo-summary"
 _FLAGS = "rollout-slo-flags"
 _USAGE_ERROR = "slo_usage_error"
+_STAGE_IDS = "slo_stage_ids"
 _WORKER_PLAN = pytest.StashKey[WorkerPlan[pytest.Item]]()
 
 
@@ -142,6 +144,20 @@ def _is_spec_file(config: pytest.Config, file_path: Path) -> bool:
                for p in patterns)
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With a stage gated, collect spec files only, unless ``slo_with_tests`` keeps the rest.
+
+    A failing unit test in the same session would fail the gate, and a passing one would
+    count towards it: the gate is the spec. Paths given on the command line are always
+    collected (pytest does not ask this hook about them).
+    """
+    if STATE not in config.stash or collection_path.is_dir():
+        return None
+    if config.getoption("slo_with_tests") or config.getini("slo_with_tests"):
+        return None
+    return None if _is_spec_file(config, collection_path) else True
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile | None:
     if STATE not in parent.config.stash or not _is_spec_file(parent.config, file_path):
         return None
@@ -151,7 +167,12 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile |
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE, None)
-    if state is None or session.testsfailed:
+    if state is None:
+        return
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # the controller collects nothing: tell it the stage
+        workeroutput[_STAGE_IDS] = sorted(state.stage_ids)
+    if session.testsfailed:
         return  # collection errors are already reported; don't pile a usage error on top
     try:
         _check_selection(state)
@@ -159,7 +180,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         if guard is not None:  # a rollout.FlagGuard, registered only when asked for
             guard.check_before_run(session)
     except pytest.UsageError as exc:
-        workeroutput = getattr(session.config, "workeroutput", None)
+        state.usage_error = str(exc)
         if workeroutput is None:
             raise
         # An xdist worker's exception here is lost and the run would end as "no tests ran":
@@ -187,10 +208,14 @@ def _check_selection(state: RunState) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: object) -> None:
     """On the xdist controller: take over a usage error a worker found."""
-    message = getattr(node, "workeroutput", {}).get(_USAGE_ERROR)
+    output = getattr(node, "workeroutput", {})
+    message = output.get(_USAGE_ERROR)
     state = node.config.stash.get(STATE, None)
-    if message and state is not None:
+    if state is None:
+        return
+    if message:
         state.usage_error = str(message)
+    state.stage_ids.update(output.get(_STAGE_IDS, ()))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -260,41 +285,105 @@ def pytest_report_to_serializable(report: pytest.TestReport | pytest.CollectRepo
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """After pytest wrote the JUnit file: put warn texts where GitLab shows them, and tell
-    the plugins that act on the stage's outcome."""
+    """After pytest wrote the JUnit file: put warn texts where GitLab shows them, say whether
+    the run judged the whole stage, and tell the plugins that act on the stage's outcome."""
     config = session.config
     if STATE not in config.stash:
         return
     recording_glue.finish(config)
     if hasattr(config, "workerinput"):
         return
-    if config.stash[STATE].usage_error:
-        session.exitstatus = pytest.ExitCode.USAGE_ERROR
-        return
+    state = config.stash[STATE]
     xml_path = getattr(config.option, "xmlpath", None)
+    if state.usage_error:
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+        meta = report_gate_not_run(config, state.stage, state.usage_error, at=state.at,
+                                   started=state.started)
+        state.decision, state.decision_word = decision_line(meta, []), "HOLD"
+        return
     if xml_path:
         add_system_out(Path(xml_path))
     summary = config.pluginmanager.get_plugin(_SUMMARY)
     # Only a run that judged its objectives finished the stage; a usage error, a spec error
     # or an interruption said nothing about it, and a hook acting on `not passed` must not fire.
     judged = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
-    if isinstance(summary, SummaryTable) and judged and not config.option.collectonly:
-        records = list(summary.records())
-        write_evidence(config, config.stash[STATE], records, int(exitstatus))
+    if not isinstance(summary, SummaryTable) or config.option.collectonly:
+        return
+    records = list(summary.records())
+    not_run = sorted(state.stage_ids - {r.nodeid for r in records})
+    partial = _partial_reason(config, state, not_run)
+    if partial and exitstatus == pytest.ExitCode.OK:
+        # Exit 0 promotes a stage in CI: part of a stage, however green, must not.
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    meta = run_meta(records, stage=state.stage, at=state.at, plugin_version=__version__,
+                    started=state.started, finished=time.time(),
+                    exit_status=int(session.exitstatus), not_run=not_run, partial=partial)
+    state.decision = decision_line(meta, records)
+    state.decision_word = decision(overall_verdict(meta, records))
+    if judged:
+        write_evidence(config, meta, records)
         verdicts = {record.nodeid: record.verdict.value for record in records}
         config.hook.pytest_slo_stage_finished(
-            session=session, stage=config.stash[STATE].stage, verdicts=verdicts,
-            passed=exitstatus == pytest.ExitCode.OK, records=records)
+            session=session, stage=state.stage, verdicts=verdicts,
+            passed=session.exitstatus == pytest.ExitCode.OK and not partial, records=records,
+            partial=bool(partial))
 
 
-def write_evidence(config: pytest.Config, state: RunState, records: Sequence[VerdictRecord],
-                   exit_status: int) -> None:
+def _partial_reason(config: pytest.Config, state: RunState, not_run: Sequence[str]) -> str:
+    """Why this run judged only part of the stage, or '' when it judged all of it."""
+    lf = config.pluginmanager.get_plugin("lfplugin")
+    skipped_files = getattr(lf, "_skipped_files", 0) if getattr(lf, "active", False) else 0
+    if not not_run and not skipped_files:
+        return ""
+    used = [f"-k {config.option.keyword!r}" if config.option.keyword else "",
+            f"-m {config.option.markexpr!r}" if config.option.markexpr else "",
+            "--deselect" if config.getoption("deselect", None) else "",
+            "--lf" if config.getoption("lf", False) else "",
+            "--sw" if config.getoption("stepwise", False) else "",
+            "node ids" if any("::" in str(a) for a in config.args) else "",
+            "-x/--maxfail" if config.option.maxfail else ""]
+    how = ", ".join(u for u in used if u) or "the run ended early"
+    if not not_run:
+        return f"--lf skipped {skipped_files} spec file(s) without last failures"
+    total = len(state.stage_ids)
+    return f"{len(not_run)} of {total} objectives not run: {how}"
+
+
+def decision_line(meta: RunMeta, records: Sequence[VerdictRecord]) -> str:
+    """The terminal's last line: what the release manager does with the stage."""
+    verdict = overall_verdict(meta, records)
+    word = decision(verdict)
+    if meta.usage_error:
+        return f"SLO gate {meta.stage}: HOLD (the gate did not run: {meta.usage_error})"
+    counts = Counter(r.verdict.value.replace("_", " ") for r in records)
+    shown = ", ".join(f"{n} {v}" for v, n in sorted(counts.items())) or "nothing judged"
+    noun = "objective" if len(records) == 1 else "objectives"
+    if word == "PARTIAL":
+        return (f"SLO gate {meta.stage}: PARTIAL ({len(records)} {noun} judged: {shown}; "
+                f"{meta.partial}); a partial run never promotes")
+    if verdict == "error" and not records:
+        return f"SLO gate {meta.stage}: HOLD (nothing judged, exit status {meta.exit_status})"
+    return f"SLO gate {meta.stage}: {word} ({len(records)} {noun}: {shown})"
+
+
+def report_gate_not_run(config: pytest.Config, stage: str, message: str, *, at: float,
+                        started: float | None = None) -> RunMeta:
+    """After a usage error: the report files still say that the gate did not run, and why."""
+    base = config.invocation_params.dir
+    meta = run_meta([], stage=stage, at=at, plugin_version=__version__, started=started,
+                    finished=time.time(), exit_status=int(pytest.ExitCode.USAGE_ERROR),
+                    usage_error=message)
+    write_evidence(config, meta, [])
+    xml_path = getattr(config.option, "xmlpath", None)
+    if xml_path:
+        add_gate_error(base / xml_path, stage, message)
+    return meta
+
+
+def write_evidence(config: pytest.Config, meta: RunMeta,
+                   records: Sequence[VerdictRecord]) -> None:
     """The Markdown summary and JSON evidence files, when asked for; controller only."""
     md_path, json_path = option(config, "slo_report_md"), option(config, "slo_report_json")
-    if not md_path and not json_path:
-        return
-    meta = run_meta(records, stage=state.stage, at=state.at, plugin_version=__version__,
-                    started=state.started, finished=time.time(), exit_status=exit_status)
     base = config.invocation_params.dir
     if md_path:
         write_markdown(base / md_path, meta, records)
@@ -304,5 +393,11 @@ def write_evidence(config: pytest.Config, state: RunState, records: Sequence[Ver
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
-    if state is not None:
-        state.executor.close()
+    if state is None:
+        return
+    state.executor.close()
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if state.decision and reporter is not None:
+        # After pytest's own last line, so the decision is what a CI log ends with.
+        colour = {"PROMOTE": "green", "PARTIAL": "yellow"}.get(state.decision_word, "red")
+        reporter.write_line(state.decision, **{colour: True, "bold": True})

@@ -31,16 +31,17 @@ class SummaryTable:
     """
 
     def __init__(self) -> None:
-        self._reports: list[pytest.TestReport] = []
+        # By node id, the last report winning: a rerun objective has one record, its last.
+        self._reports: dict[str, pytest.TestReport] = {}
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call" and getattr(report, "slo_record", None) is not None:
-            self._reports.append(report)
+            self._reports[report.nodeid] = report
 
     def records(self) -> Iterator[VerdictRecord]:
-        """Each objective's record, in the order the objectives ran."""
-        for report in self._reports:
+        """Each objective's record, in the order the objectives first ran."""
+        for report in self._reports.values():
             record = record_of(report)
             if record is not None:
                 yield record

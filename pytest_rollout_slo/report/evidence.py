@@ -12,7 +12,12 @@ numbers; version 1 wrote them as display text). A later version only adds keys::
      "run": {"services": [...], "stage": "beta", "at": "2026-11-20T12:00:00Z",
              "plugin_version": "0.1.0", "backends": ["metrics (prometheus, http://...)"],
              "started": RFC 3339 | null, "finished": RFC 3339 | null,
-             "exit_status": int | null, "verdict": "pass" | "warn" | "fail" | "error",
+             "exit_status": int | null,
+             "verdict": "pass" | "warn" | "partial" | "fail" | "error",
+             "decision": "PROMOTE" | "HOLD" | "PARTIAL" (only PROMOTE may promote),
+             "partial": bool, "partial_reason": "2 of 7 objectives not run (-k ...)" | null,
+             "not_run": [node ids of the stage's objectives this run did not judge],
+             "usage_error": "why the gate did not run" | null,
              "total": 7, "counts": {"fail": 3, "error": 1, "no_data": 1, "warn": 1, "pass": 1}},
      "objectives": [  # sorted by id
        {"id": "slo_specs/x.yaml::error_rate[beta]", "title": "error_rate[beta]",
@@ -49,7 +54,7 @@ from pytest_rollout_slo.files import write_text_atomic
 from pytest_rollout_slo.quantity import format_time, format_value, json_number
 from pytest_rollout_slo.report.junit import observation_rows
 from pytest_rollout_slo.report.markdown import markdown_report
-from pytest_rollout_slo.report.run import VERDICT_ORDER, RunMeta, overall_verdict
+from pytest_rollout_slo.report.run import VERDICT_ORDER, RunMeta, decision, overall_verdict
 from pytest_rollout_slo.report.text import failure_text, value_text
 from pytest_rollout_slo.verdict.instant import Verdict
 from pytest_rollout_slo.verdict.record import VerdictRecord
@@ -72,6 +77,11 @@ def json_report(meta: RunMeta, records: Sequence[VerdictRecord]) -> dict[str, An
         "finished": None if meta.finished is None else format_time(meta.finished),
         "exit_status": meta.exit_status,
         "verdict": overall_verdict(meta, records),
+        "decision": decision(overall_verdict(meta, records)),
+        "partial": bool(meta.partial),
+        "partial_reason": meta.partial or None,
+        "not_run": list(meta.not_run),
+        "usage_error": meta.usage_error or None,
         "total": len(records),
         "counts": {v.value: counts[v] for v in VERDICT_ORDER},
     }

@@ -45,7 +45,8 @@ from pytest_rollout_slo.verdict.record import VerdictRecord
 
 _HEADLINES: dict[RunVerdict, tuple[str, str]] = {
     "pass": ("✅", "passed"), "warn": ("⚠️", "passed with warnings"),
-    "fail": ("❌", "failed"), "error": ("❌", "did not complete")}
+    "partial": ("🟠", "judged in part"), "fail": ("❌", "failed"),
+    "error": ("❌", "did not complete")}
 
 
 def markdown_report(meta: RunMeta, records: Sequence[VerdictRecord]) -> str:
@@ -80,7 +81,12 @@ def _headline(meta: RunMeta, records: Sequence[VerdictRecord], verdict: RunVerdi
     total = len(records)
     noun = "objective" if total == 1 else "objectives"
     failed = sum(r.outcome == "failed" for r in records)
-    if verdict == "error":
+    if meta.usage_error:
+        detail = f"the gate did not run: {_cell(meta.usage_error)}"
+    elif verdict == "partial":
+        detail = (f"{total} {noun} judged, {len(meta.not_run)} not run ({meta.partial}); "
+                  "a partial run never promotes")
+    elif verdict == "error":
         status = f"exit status {meta.exit_status}" if meta.exit_status is not None else ""
         detail = (f"the run ended early ({status or 'interrupted'}), {total} {noun} reported"
                   if total else "no objective was checked")
