@@ -34,7 +34,10 @@ TEXT = 'sum(rate(agent_errors_total{feature="x"}[5m]))'
 
 def make(settings: dict[str, Any] | None = None, *, spec_dir: Path = Path("."),
          retries: int = 3) -> PrometheusBackend:
-    config = PROMETHEUS.config("metrics", {"url": URL, **(settings or {})}, spec_dir)
+    # The metric check has its own tests (test_prometheus_metrics.py); off here, so that
+    # each test's fake API answers only the request under test.
+    config = PROMETHEUS.config("metrics", {"url": URL, "check_metrics": False,
+                                           **(settings or {})}, spec_dir)
     return PrometheusBackend("metrics", config, retries=retries, retry_backoff=0.0)
 
 
@@ -214,7 +217,8 @@ def test_refused_connection_to_a_real_closed_port() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     backend = PrometheusBackend("metrics", PROMETHEUS.config(
-        "metrics", {"url": f"http://127.0.0.1:{port}"}, Path(".")), retry_backoff=0.0)
+        "metrics", {"url": f"http://127.0.0.1:{port}", "check_metrics": False}, Path(".")),
+        retry_backoff=0.0)
     message = str(failure(backend))
     assert message == (f"connection refused by http://127.0.0.1:{port}/api/v1/query; "
                        "is the server running and is url right?")
@@ -226,7 +230,8 @@ def test_real_server_that_never_answers_times_out_without_retrying() -> None:
         server.listen(4)
         url = f"http://127.0.0.1:{server.getsockname()[1]}"
         backend = PrometheusBackend("metrics", PROMETHEUS.config(
-            "metrics", {"url": url, "timeout": 0.2}, Path(".")), retry_backoff=0.0)
+            "metrics", {"url": url, "timeout": 0.2, "check_metrics": False}, Path(".")),
+            retry_backoff=0.0)
         assert str(failure(backend)) == f"timed out after 200ms waiting for {url}/api/v1/query"
         backend.close()
 

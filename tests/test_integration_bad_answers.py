@@ -165,26 +165,55 @@ def test_syntax_error_is_an_error_with_the_servers_reason_and_the_query(
 
 
 @pytest.mark.parametrize("on_no_data", ["fail", "pass"])
-def test_metric_that_does_not_exist_is_no_data(
+def test_a_metric_without_series_is_an_error_naming_it(
     pytester: pytest.Pytester, engine: PrometheusServer | VictoriaMetricsServer,
     on_no_data: str,
 ) -> None:
+    # Under on_no_data: pass a typo used to pass the gate as "no data"; it is an error now.
     run = gate(pytester, engine.url, MISSING_METRIC.format(on_no_data=on_no_data))
     case = run.only()
-    assert case.verdict == "no_data"
-    assert case.props["slo.value"] == "no data"
-    assert headline(case) == "missing_metric[s] NO DATA: no series returned"
-    if on_no_data == "pass":
-        assert (run.ret, case.outcome) == (0, "passed")
-        assert "NO DATA (pass)" in run.output  # the summary table still says so
-        return
-    assert (run.ret, case.outcome) == (1, "failure")
-    assert "\n  on_no_data: fail\n" in case.text
+    assert (run.ret, case.outcome, case.verdict) == (1, "failure", "error")
+    assert headline(case) == (
+        "missing_metric[s] ERROR: the query selects the metric slo_test_no_such_metric_total, "
+        "which had no series on this backend in the 1w before the evaluation time: a typo, or "
+        "a metric not exported (yet); `or vector(0)` would have read it as zero. Fix the name, "
+        "or set check_metrics: false on the backend if the metric appears only later")
     assert f"\n  query: {MISSING_QUERY}\n" in case.text
     # The failure text links the query at the evaluation time, as does the JUnit property.
     assert f"\n  graph: {engine.url}/graph?g0.expr=sum%28rate%28slo_test_no_such_metric" in (
         case.text)
-    assert case.text.endswith(f"  graph: {case.props['slo.link']}")
+
+
+TYPO = """\
+- name: error_rate
+  ratio:
+    numerator: sum(increase(slo_test_request_total{code="500"}[10m])) or vector(0)
+    denominator: sum(increase(slo_test_requests_total[10m]))
+  max: 5%
+"""
+
+
+def test_a_typo_hidden_by_or_vector_0_is_caught_with_the_name_meant(
+    pytester: pytest.Pytester, engine: PrometheusServer | VictoriaMetricsServer,
+) -> None:
+    run = gate(pytester, engine.url, TYPO)
+    case = run.only()
+    assert (run.ret, case.verdict) == (1, "error")
+    assert headline(case).startswith(
+        "error_rate[s] ERROR: the query selects the metric slo_test_request_total (did you "
+        "mean slo_test_requests_total?), which had no series")
+
+
+def test_without_the_metric_check_a_missing_metric_is_no_data(
+    pytester: pytest.Pytester, engine: PrometheusServer | VictoriaMetricsServer,
+) -> None:
+    pytester.makefile(".slo.yaml", gate=SPEC.format(
+        url=engine.url, objectives=textwrap.indent(MISSING_METRIC.format(on_no_data="fail"),
+                                                   "  ")).replace(
+        "    timeout: 5s\n", "    timeout: 5s\n    check_metrics: false\n"))
+    result = pytester.runpytest(*QUIET, "--slo-stage=s", f"--slo-at={FIXTURE_END}")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*missing_metric[[]s[]] NO DATA: no series returned*"])
 
 
 @pytest.mark.parametrize("on_no_data", ["fail", "pass"])
@@ -248,7 +277,7 @@ def test_failure_text_starts_with_objective_and_stage(
     run = gate(pytester, prometheus_server.url, SYNTAX_ERROR + MISSING_METRIC.format(
         on_no_data="fail"))
     assert {name: headline(case).split(":")[0] for name, case in run.cases.items()} == {
-        "syntax_error": "syntax_error[s] ERROR", "missing_metric": "missing_metric[s] NO DATA"}
+        "syntax_error": "syntax_error[s] ERROR", "missing_metric": "missing_metric[s] ERROR"}
 
 
 def test_graph_link_opens_the_query_in_the_prometheus_ui(

@@ -139,6 +139,22 @@ def range_series(data: Mapping[str, Any], start: float, end: float,
     return tuple(series)
 
 
+def label_values(status: int, content: bytes, content_type: str | None) -> list[str]:
+    """The names of a ``/api/v1/label/<name>/values`` answer: a list of strings."""
+    try:
+        payload: object = decode(content, content_type)
+    except AnswerError:
+        payload = None
+    if status != 200 or not isinstance(payload, dict) or payload.get("status") != "success":
+        reason = payload.get("error") if isinstance(payload, dict) else None
+        raise AnswerError(f"HTTP {status}" + (f": {_shown(reason)}" if reason else
+                                             " without the documented JSON answer"))
+    names = payload.get("data")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise AnswerError(f"the data is not a list of names: {_shown(names)}")
+    return names
+
+
 def items(result: object) -> list[Mapping[str, Any]]:
     if not isinstance(result, list) or not all(isinstance(i, dict) for i in result):
         raise AnswerError(f"the server returned a malformed result: {_shown(result)}")
@@ -281,5 +297,5 @@ def _short(exc: Exception) -> str:
     return str(exc)[:_SHOWN]
 
 
-__all__ = ["AnswerError", "decode", "envelope_problem", "instant_samples", "range_series",
-           "rfc3339"]
+__all__ = ["AnswerError", "decode", "envelope_problem", "instant_samples", "label_values",
+           "range_series", "rfc3339"]

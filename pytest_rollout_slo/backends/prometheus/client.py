@@ -10,6 +10,7 @@ API under a path prefix, which ``url`` carries.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -24,17 +25,24 @@ from pytest_rollout_slo.backends.prometheus.answer import (
     decode,
     envelope_problem,
     instant_samples,
+    label_values,
     range_series,
 )
 from pytest_rollout_slo.backends.prometheus.config import PrometheusConfig
+from pytest_rollout_slo.backends.prometheus.metrics import unknown_metrics
 from pytest_rollout_slo.backends.redact import Redactor, printable
 from pytest_rollout_slo.errors import BackendError
+from pytest_rollout_slo.quantity import format_duration
 
 _HINTS = {401: "; check bearer_token, basic_auth or headers",
           403: "; check bearer_token, basic_auth or headers",
           404: "; check that url is the API root, with any prefix such as /prometheus"}
 # vmui shows the hour before the evaluation time as a graph whose last point is the value.
 _VMUI_RANGE = "1h"
+
+
+class _NamesError(Exception):
+    """The metric names could not be listed; the text is the message."""
 
 
 class PrometheusBackend:
@@ -46,6 +54,9 @@ class PrometheusBackend:
                  retry_backoff: float = 0.5) -> None:
         self.name = name
         self.config = config
+        # The metric names of the lookback window, or why they could not be listed.
+        self._names: frozenset[str] | str | None = None
+        self._names_lock = threading.Lock()
         self.max_concurrency = config.max_concurrency
         self._retries = retries
         self._redact = Redactor(config.secrets)
@@ -65,18 +76,23 @@ class PrometheusBackend:
         form = {"query": query.text, "time": _unix(query.at)}
         data, warnings = self._post("/api/v1/query", form, query.text)
         try:
-            return QueryResult(instant_samples(data, query.at), warnings)
+            result = QueryResult(instant_samples(data, query.at), warnings)
         except AnswerError as exc:
             raise self._error(str(exc), query.text) from None
+        # After the answer, so that a server that is down is reported as such, by the query.
+        self._check_metrics(query.text, query.at)
+        return result
 
     def query_range(self, query: RangeQuery) -> tuple[Series, ...]:
         form = {"query": query.text, "start": _unix(query.start), "end": _unix(query.end),
                 "step": _unix(query.step)}
         data, _ = self._post("/api/v1/query_range", form, query.text)
         try:
-            return range_series(data, query.start, query.end, query.step)
+            series = range_series(data, query.start, query.end, query.step)
         except AnswerError as exc:
             raise self._error(str(exc), query.text) from None
+        self._check_metrics(query.text, query.end)
+        return series
 
     def graph_url(self, query: Query) -> str | None:
         """The query at its evaluation time in the UI that ``ui`` names; None for ``none``."""
@@ -91,6 +107,42 @@ class PrometheusBackend:
 
     def close(self) -> None:
         self._http.close()
+
+    def _check_metrics(self, text: str, at: float) -> None:
+        """BackendError when ``text`` selects a metric the backend has no series of."""
+        if not self.config.check_metrics:
+            return
+        with self._names_lock:  # one lookup per backend and run, whatever the concurrency
+            if self._names is None:
+                try:
+                    self._names = self._metric_names(at)
+                except _NamesError as exc:
+                    self._names = str(exc)  # failed once: not asked again for every query
+        if isinstance(self._names, str):
+            raise self._error(self._names, text)
+        problem = unknown_metrics(text, self._names, format_duration(self.config.metric_lookback))
+        if problem:
+            raise self._error(problem, text)
+
+    def _metric_names(self, at: float) -> frozenset[str]:
+        endpoint = f"{self.config.url}/api/v1/label/__name__/values"
+        params = {"start": _unix(at - self.config.metric_lookback), "end": _unix(at)}
+        timeout = self._http.attempt_timeout()
+        hint = ("; set check_metrics: false on the backend if it does not serve this "
+                "endpoint")
+        try:
+            response = self._http.request("GET", endpoint, params=params, timeout=timeout,
+                                          verify=self.config.verify, cert=self.config.cert)
+        except requests.RequestException as exc:
+            raise _NamesError(f"{transport_message(exc, endpoint, timeout)}, listing the metric "
+                              "names to check that the query's metrics exist") from exc
+        try:
+            names = label_values(response.status_code, response.content,
+                                 response.headers.get("Content-Type"))
+        except AnswerError as exc:
+            raise _NamesError(f"listing the metric names at {endpoint} (to check that the "
+                              f"query's metrics exist) failed: {exc}{hint}") from None
+        return frozenset(names)
 
     def _error(self, message: str, query: str) -> BackendError:
         return BackendError(self._redact(message), backend=self.name, query=query)

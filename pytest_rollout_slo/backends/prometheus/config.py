@@ -50,6 +50,10 @@ SETTINGS: Mapping[str, Setting] = {
     "max_concurrency": Setting(("integer",), help="queries in flight at once; default 8"),
     "ui": Setting(("string",), choices=UI_CHOICES, help="the graph link in reports: prometheus "
                   "(/graph), vmui (VictoriaMetrics) or none; default prometheus"),
+    "check_metrics": Setting(("boolean",), help="before judging, check that every metric a "
+                             "query selects has series on the backend; default true"),
+    "metric_lookback": Setting(("duration",), help="how far back a metric must have had a "
+                               "series for check_metrics; default 7d"),
 }
 
 # Header values that are credentials although no setting declares them secret.
@@ -71,6 +75,8 @@ class PrometheusConfig:
     on_warnings: _OnWarnings = "fail"
     max_concurrency: int = 8
     ui: UiKind = "prometheus"
+    check_metrics: bool = True
+    metric_lookback: float = 7 * 86400.0
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -116,9 +122,21 @@ class _Checker:
         on_warnings = self.choice("on_warnings", raw.get("on_warnings", "fail"), _ON_WARNINGS)
         ui = self.choice("ui", raw.get("ui", "prometheus"), UI_CHOICES)
         params = {"partial_response": "false", **self.strings("params", raw.get("params", {}))}
+        check_metrics = raw.get("check_metrics", True)
+        if isinstance(check_metrics, str) and check_metrics.strip().lower() in ("true", "false"):
+            check_metrics = check_metrics.strip().lower() == "true"  # from ${env:...}
+        if not isinstance(check_metrics, bool):
+            raise self.fail("check_metrics", "must be true or false")
+        try:
+            lookback = parse_duration(raw.get("metric_lookback", "7d"))
+        except QuantityError as exc:
+            raise self.fail("metric_lookback", str(exc)) from None
+        if lookback <= 0:
+            raise self.fail("metric_lookback", "must be longer than 0s")
         return PrometheusConfig(url, headers, bearer, basic, *self.tls(raw.get("tls", {})),
                                 timeout, params, on_warnings,
-                                self.positive_int(raw.get("max_concurrency", 8)), ui)
+                                self.positive_int(raw.get("max_concurrency", 8)), ui,
+                                check_metrics, lookback)
 
     def known(self, raw: Mapping[str, Any], prefix: str, keys: tuple[str, ...]) -> None:
         for key in raw:
