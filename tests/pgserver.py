@@ -13,6 +13,7 @@ recommends, created with exactly those grants), both with passwords over TCP.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import glob
 import os
 import pwd
@@ -90,7 +91,8 @@ class PostgresCluster:
             raise
         return cluster
 
-    def _run(self, argv: list[str], *, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def _run(self, argv: list[str], *, stdin: str | None = None
+             ) -> subprocess.CompletedProcess[str]:
         if self._user is not None:
             argv = ["runuser", "-u", self._user, "--", *argv]
         return subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False,
@@ -125,10 +127,8 @@ class PostgresCluster:
         """Stop the server at once and remove the cluster; idempotent."""
         if self._running:
             self._running = False
-            try:
+            with contextlib.suppress(ServerError):
                 self._pg_ctl("stop", "-m", "immediate", "-w")
-            except ServerError:
-                pass
         _LIVE.discard(self)
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -163,7 +163,7 @@ class PostgresCluster:
         with psycopg.connect(host="127.0.0.1", port=self.port, user=ADMIN[0],
                              password=ADMIN[1], dbname=database, autocommit=True) as conn:
             for statement in statements:
-                conn.execute(statement)  # type: ignore[call-overload]
+                conn.execute(statement)
 
     def _setup(self) -> None:
         started = time.monotonic()
