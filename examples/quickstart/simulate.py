@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
+import csv
 import math
 import os
 import random
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from operator import attrgetter
 from pathlib import Path
-from typing import Literal, Protocol, TextIO, TypeVar
+from typing import Any, Literal, Protocol, TextIO, TypeVar
 
 SIMULATOR_VERSION = "2"
 """Bump whenever the same seed would produce different events; stale databases rebuild."""
@@ -463,20 +464,46 @@ def write_sql(events: Events, url: str) -> None:
                 names = [column.split()[0] for column in columns]
                 definitions = [column.replace(" REAL", " DOUBLE PRECISION") for column in columns]
                 connection.exec_driver_sql(f"CREATE TABLE {table} ({', '.join(definitions)})")
-                # insert() with many rows: SQLAlchemy batches them into multi-row INSERTs
-                # ("insertmanyvalues") where the driver allows, one round trip per batch.
-                target = sqlalchemy.table(table, *(sqlalchemy.column(n) for n in names))
                 getter = attrgetter(*names)
-                if rows:
-                    connection.execute(sqlalchemy.insert(target),
-                                       [dict(zip(names, map(_integer_flag, getter(row)),
-                                                     strict=True))
-                                        for row in rows])
+                _bulk_insert(connection, table, names,
+                             [tuple(map(_integer_flag, getter(row))) for row in rows])
                 # After the rows, not before: DuckDB maintains an index row by row.
                 connection.exec_driver_sql(
                     f"CREATE INDEX {table}_stage_ts ON {table} (stage, ts)")
     finally:
         engine.dispose()
+
+
+def _bulk_insert(connection: Any, table: str, names: list[str],
+                 rows: list[tuple[object, ...]]) -> None:
+    """The rows by each engine's bulk path: 55,000 INSERTs take DuckDB about 20 s.
+
+    PostgreSQL through psycopg: ``COPY ... FROM STDIN``; DuckDB: ``COPY`` from a CSV file
+    (floats written by ``repr``, so they read back exactly; an empty field is NULL); any
+    other engine: SQLAlchemy's batched multi-row INSERTs.
+    """
+    import sqlalchemy
+
+    columns = ", ".join(names)
+    raw = connection.connection.dbapi_connection
+    if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+        with raw.cursor() as cursor, cursor.copy(
+                f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    elif connection.dialect.name == "duckdb":
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / f"{table}.csv"
+            with path.open("w", encoding="utf-8", newline="") as out:
+                writer = csv.writer(out)
+                writer.writerows(["" if v is None else repr(v) if isinstance(v, float) else v
+                                  for v in row] for row in rows)
+            connection.exec_driver_sql(
+                f"COPY {table} ({columns}) FROM '{path}' (HEADER false, NULLSTR '')")
+    elif rows:
+        target = sqlalchemy.table(table, *(sqlalchemy.column(n) for n in names))
+        connection.execute(sqlalchemy.insert(target),
+                           [dict(zip(names, row, strict=True)) for row in rows])
 
 
 def _integer_flag(value: object) -> object:
