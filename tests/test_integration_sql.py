@@ -122,6 +122,30 @@ def test_the_quickstart_gives_the_same_verdicts_and_values_on_every_engine(
         assert on_postgres["ai_adoption"][0] == "fail"
 
 
+def test_the_postgresql_example_gates_the_product_metrics_as_sqlite_does(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, events_db: Path,
+        postgres_cluster: PostgresCluster) -> None:
+    (pytester.path / "events.db").write_bytes(events_db.read_bytes())
+    on_sqlite = _quickstart_records(pytester, "ga", "")
+    example = QUICKSTART.parent / "postgres"
+    target = pytester.mkdir("postgres")
+    for name in ("product.slo.yaml", "pytest.ini"):
+        (target / name).write_bytes((example / name).read_bytes())
+    monkeypatch.setenv("EVENTS_PGPORT", str(postgres_cluster.port))
+    monkeypatch.setenv("EVENTS_PGPASSWORD", GATE[1])
+    report = pytester.path / "product.json"
+    result = pytester.runpytest("-p", "no:cacheprovider", "-q", "--slo-stage=ga",
+                                f"--slo-report-json={report}", str(target))
+    result.assert_outcomes(passed=3, failed=1)
+    records = json.loads(report.read_text(encoding="utf-8"))["objectives"]
+    on_postgres = {r["objective"]: (r["verdict"], r["value"]) for r in records}
+    assert set(on_postgres) == {"positive_ratings", "ai_adoption", "positive_ratings_target",
+                                "successful_resolutions"}
+    assert on_postgres == {name: on_sqlite[name] for name in on_postgres}
+    assert all(r["backend"].startswith("events (sql, postgresql+psycopg://***@127.0.0.1:")
+               for r in records)
+
+
 def test_the_gate_password_never_shows_in_a_run(pytester: pytest.Pytester,
                                                 monkeypatch: pytest.MonkeyPatch,
                                                 postgres_cluster: PostgresCluster) -> None:
