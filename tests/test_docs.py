@@ -41,3 +41,7 @@ def test_the_readme_read_only_role_is_the_one_the_tests_create() -> None:
     assert block is not None, "README lost its PostgreSQL read-only role recipe"
     assert block.group(1).splitlines() == [s.replace(GATE[1], "change-me")
                                            for s in READ_ONLY_ROLE]
+    role_sql = (REFERENCE.parent.parent / "examples" / "postgres" / "role.sql").read_text(
+        encoding="utf-8")
+    assert [line.removesuffix(";") for line in role_sql.splitlines()
+            if not line.startswith("--")] == block.group(1).splitlines()
