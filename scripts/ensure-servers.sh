@@ -1,22 +1,36 @@
 #!/usr/bin/env bash
-# Make sure prometheus, promtool and victoria-metrics are on PATH for the integration tests.
+# Make sure prometheus, promtool and victoria-metrics are on PATH, and PostgreSQL's initdb and
+# pg_ctl on PATH or in Debian's /usr/lib/postgresql/<version>/bin, for the integration tests.
 #
-# The tests start their own servers on random loopback ports with their own data dirs, so
-# the system services the Debian packages ship are never used: we keep them from starting
-# during the install and stop them if they started anyway.
+# The tests start their own servers on random loopback ports with their own data dirs (a
+# throwaway PostgreSQL cluster made by initdb), so the system services the Debian packages
+# ship are never used: we keep them from starting during the install and stop them if they
+# started anyway.
 #
 # Exit status: 0 when the binaries are present (or were installed); 1 when they are missing
 # and cannot be installed here, but only under CI=true (elsewhere the tests skip).
 set -euo pipefail
 
 readonly BINARIES=(prometheus promtool victoria-metrics)
-readonly PACKAGES=(prometheus victoria-metrics)
-readonly SERVICES=(prometheus victoria-metrics)
+readonly PG_BINARIES=(initdb pg_ctl)
+readonly PACKAGES=(prometheus victoria-metrics postgresql)
+readonly SERVICES=(prometheus victoria-metrics postgresql)
+
+pg_binary() {
+    # Debian keeps the server binaries off PATH, in one folder per major version.
+    command -v "$1" 2>/dev/null && return 0
+    local found
+    found="$(ls -1d /usr/lib/postgresql/*/bin/"$1" 2>/dev/null | sort -V | tail -n 1)"
+    [[ -n "$found" ]] && printf '%s\n' "$found"
+}
 
 missing() {
     local name
     for name in "${BINARIES[@]}"; do
         command -v "$name" >/dev/null 2>&1 || printf '%s\n' "$name"
+    done
+    for name in "${PG_BINARIES[@]}"; do
+        pg_binary "$name" >/dev/null || printf '%s\n' "$name"
     done
 }
 
@@ -29,11 +43,12 @@ report_present() {
         vm_version="$(dpkg-query -W -f='${Version}' victoria-metrics 2>/dev/null || true)"
     fi
     echo "ensure-servers: victoria-metrics ${vm_version:-(version unknown)}"
+    echo "ensure-servers: $("$(pg_binary initdb)" --version 2>&1 | head -n 1)"
 }
 
 give_up() {
     echo "ensure-servers: missing: $*" >&2
-    echo "ensure-servers: install them with: sudo apt-get install prometheus victoria-metrics" >&2
+    echo "ensure-servers: install them with: sudo apt-get install prometheus victoria-metrics postgresql" >&2
     echo "ensure-servers: (or run this script as root on Debian/Ubuntu)" >&2
     if [[ "${CI:-}" == "true" ]]; then
         echo "ensure-servers: CI=true, so this is an error: integration tests must not skip" >&2

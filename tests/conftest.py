@@ -31,7 +31,14 @@ _QUICKSTART = Path(__file__).resolve().parent.parent / "examples" / "quickstart"
 if str(_QUICKSTART) not in sys.path:
     sys.path.append(str(_QUICKSTART))
 
-from simulate import Events, ensure_database, simulate, write_openmetrics  # noqa: E402
+from pgserver import ADMIN, PG_INSTALL_HINT, PostgresCluster, find_pg_binary  # noqa: E402
+from simulate import (  # noqa: E402
+    Events,
+    ensure_database,
+    simulate,
+    write_openmetrics,
+    write_sql,
+)
 
 BACKFILL_STEP = 300
 """Seconds between the simulator's samples in the backfill.
@@ -169,3 +176,34 @@ def _release_fifo(block: Path) -> None:
     shutil.rmtree(block)
     if writer is not None:
         os.close(writer)
+
+
+# -- SQL engines: a throwaway PostgreSQL cluster and a DuckDB file, both holding the quickstart
+
+def require_pg_binary(name: str) -> str:
+    """Path of ``initdb`` / ``pg_ctl``; skip without it, but fail under ``CI=true``."""
+    path = find_pg_binary(name)
+    if path is not None:
+        return path
+    message = f"{name} (PostgreSQL) is not installed; {PG_INSTALL_HINT}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message} (CI=true: a missing server is a failure)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster(quickstart_events: Events) -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster on loopback whose database ``events`` holds the quickstart tables,
+    readable by the read-only role ``slo_gate`` (``pgserver.GATE``)."""
+    require_pg_binary("pg_ctl")
+    with PostgresCluster.start(require_pg_binary("initdb")) as cluster:
+        write_sql(quickstart_events, cluster.url(ADMIN))
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def events_duckdb(tmp_path_factory: pytest.TempPathFactory, quickstart_events: Events) -> Path:
+    """A DuckDB file holding the quickstart tables."""
+    path = tmp_path_factory.mktemp("duckdb") / "events.duckdb"
+    write_sql(quickstart_events, f"duckdb:///{path}")
+    return path

@@ -30,3 +30,18 @@ def test_the_complete_example_loads_with_the_items_it_lists(tmp_path: Path) -> N
                       "error_rate_held[beta]", "checkout_completion[beta-region=eu]",
                       "checkout_completion[beta-region=us]", "page_load_p99[beta]"}
     assert "error_budget" in {o.name for o in spec.objectives if "ga" in o.bounds}
+
+
+def test_the_readme_read_only_role_is_the_one_the_tests_create() -> None:
+    from pgserver import GATE, READ_ONLY_ROLE
+
+    readme = (REFERENCE.parent.parent / "README.md").read_text(encoding="utf-8")
+    recipe = readme.split("The read-only role, as the integration tests create it:", 1)[1]
+    block = re.search(r"```sql\n(.*?)```", recipe, re.DOTALL)
+    assert block is not None, "README lost its PostgreSQL read-only role recipe"
+    assert block.group(1).splitlines() == [s.replace(GATE[1], "change-me")
+                                           for s in READ_ONLY_ROLE]
+    role_sql = (REFERENCE.parent.parent / "examples" / "postgres" / "role.sql").read_text(
+        encoding="utf-8")
+    assert [line.removesuffix(";") for line in role_sql.splitlines()
+            if not line.startswith("--")] == block.group(1).splitlines()

@@ -10,12 +10,14 @@ This module owns two things and nothing else:
   never change when the control's profile does;
 * ``write_sqlite`` / ``ensure_database`` and ``write_openmetrics`` store that traffic as the
   event tables the quickstart spec queries and as the Prometheus counters and histograms the
-  production spec queries.
+  production spec queries; ``write_sql`` stores the same tables in any engine SQLAlchemy
+  reaches (PostgreSQL, DuckDB), for the ``type: sql`` backend.
 
 ``expected.py`` recomputes every objective from the raw events, independently of SQL and
 PromQL, so tests can hold the plugin's answers against them; ``main`` prints those values.
 
-Stdlib only; run ``python simulate.py --help`` for the command line.
+Stdlib only, but ``write_sql`` (``--to URL``), which needs SQLAlchemy and the engine's driver;
+run ``python simulate.py --help`` for the command line.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
+import csv
 import math
 import os
 import random
@@ -34,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from operator import attrgetter
 from pathlib import Path
-from typing import Literal, Protocol, TextIO, TypeVar
+from typing import Any, Literal, Protocol, TextIO, TypeVar
 
 SIMULATOR_VERSION = "2"
 """Bump whenever the same seed would produce different events; stale databases rebuild."""
@@ -439,6 +442,76 @@ def write_sqlite(events: Events, path: str | os.PathLike[str]) -> None:
             connection.close()
 
 
+def write_sql(events: Events, url: str) -> None:
+    """(Re)create the event tables and ``meta`` in the database at SQLAlchemy ``url``.
+
+    The same tables and columns as ``write_sqlite``, with ``REAL`` as ``DOUBLE PRECISION``
+    (a 4-byte REAL would round a unix time to minutes), in one transaction.
+    """
+    import sqlalchemy  # an extra of the plugin, needed only here
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            for table in ("meta", *_TABLES):
+                connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+            connection.exec_driver_sql(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            connection.execute(sqlalchemy.text("INSERT INTO meta VALUES (:k, :v)"),
+                               [{"k": k, "v": v} for k, v in _meta(events.seed).items()])
+            for table, (attribute, columns) in _TABLES.items():
+                rows: tuple[object, ...] = getattr(events, attribute)
+                names = [column.split()[0] for column in columns]
+                definitions = [column.replace(" REAL", " DOUBLE PRECISION") for column in columns]
+                connection.exec_driver_sql(f"CREATE TABLE {table} ({', '.join(definitions)})")
+                getter = attrgetter(*names)
+                _bulk_insert(connection, table, names,
+                             [tuple(map(_integer_flag, getter(row))) for row in rows])
+                # After the rows, not before: DuckDB maintains an index row by row.
+                connection.exec_driver_sql(
+                    f"CREATE INDEX {table}_stage_ts ON {table} (stage, ts)")
+    finally:
+        engine.dispose()
+
+
+def _bulk_insert(connection: Any, table: str, names: list[str],
+                 rows: list[tuple[object, ...]]) -> None:
+    """The rows by each engine's bulk path: 55,000 INSERTs take DuckDB about 20 s.
+
+    PostgreSQL through psycopg: ``COPY ... FROM STDIN``; DuckDB: ``COPY`` from a CSV file
+    (floats written by ``repr``, so they read back exactly; an empty field is NULL); any
+    other engine: SQLAlchemy's batched multi-row INSERTs.
+    """
+    import sqlalchemy
+
+    columns = ", ".join(names)
+    raw = connection.connection.dbapi_connection
+    if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+        with raw.cursor() as cursor, cursor.copy(
+                f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    elif connection.dialect.name == "duckdb":
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / f"{table}.csv"
+            with path.open("w", encoding="utf-8", newline="") as out:
+                writer = csv.writer(out)
+                writer.writerows(["" if v is None else repr(v) if isinstance(v, float) else v
+                                  for v in row] for row in rows)
+            connection.exec_driver_sql(
+                f"COPY {table} ({columns}) FROM '{path}' (HEADER false, NULLSTR '')")
+    elif rows:
+        target = sqlalchemy.table(table, *(sqlalchemy.column(n) for n in names))
+        connection.execute(sqlalchemy.insert(target),
+                           [dict(zip(names, row, strict=True)) for row in rows])
+
+
+def _integer_flag(value: object) -> object:
+    # The flag columns are INTEGER 0/1 as in SQLite, whose driver stores True as 1; a
+    # PostgreSQL driver sends a bool, which an integer column refuses.
+    return int(value) if isinstance(value, bool) else value
+
+
 def ensure_database(path: str | os.PathLike[str], *, seed: int = DEFAULT_SEED) -> Path:
     """Return ``path``, building it first if it is missing or another simulator/seed made it."""
     target = Path(path)
@@ -596,6 +669,14 @@ def _format(value: float | None) -> str:
     return "no data" if value is None else f"{value:.4f}"
 
 
+def _hide_password(url: str) -> str:
+    scheme, found, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not found or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Simulate Conflict Resolver traffic ending at "
@@ -606,6 +687,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also write OpenMetrics text for promtool backfill to this path")
     parser.add_argument("--step", type=int, default=60,
                         help="seconds between OpenMetrics samples (default: 60)")
+    parser.add_argument("--to", metavar="URL", action="append", default=[],
+                        help="also (re)write the tables into this SQLAlchemy database, e.g. "
+                             "postgresql+psycopg://admin@localhost/events or "
+                             "duckdb:///events.duckdb (repeatable)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help=f"random seed (default: {DEFAULT_SEED})")
     args = parser.parse_args(argv)
@@ -618,6 +703,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.openmetrics is not None:
         write_openmetrics(events, args.openmetrics, step=args.step)
         print(f"wrote {args.openmetrics}")
+    for url in args.to:
+        write_sql(events, url)
+        print(f"wrote the tables to {_hide_password(url)}")
     print(f"expected values at {_meta(args.seed)['at']}:")
     for stage in STAGES:
         values = expected_values(events, stage)

@@ -11,10 +11,11 @@ from collections.abc import Iterable
 
 from pytest_rollout_slo.backends.base import BackendType
 from pytest_rollout_slo.backends.prometheus import PROMETHEUS
+from pytest_rollout_slo.backends.sql import SQL
 from pytest_rollout_slo.backends.sqlite import SQLITE
 from pytest_rollout_slo.errors import SloError
 
-BUILTIN_TYPES: tuple[BackendType, ...] = (SQLITE, PROMETHEUS)
+BUILTIN_TYPES: tuple[BackendType, ...] = (SQLITE, SQL, PROMETHEUS)
 
 
 class DuplicateBackendType(SloError):

@@ -1,14 +1,14 @@
 """The ``sqlite`` backend: SQL over an events database, opened read-only.
 
-A gate must never write, so the file is opened with ``mode=ro`` and ``query_only``. Each
-query binds ``:at``, ``:window_start``, ``:window_end`` and every variable by name. A query
-returns one numeric column (each row a value) or ``label, value`` rows (the label column's
-name becomes the label's name); anything else is an error that says what came back.
+A gate must never write, so the file is opened with ``mode=ro`` and ``query_only``, and an
+authorizer lets a statement read and nothing else; the spec loader has already refused any
+query that is not one read-only SELECT (:mod:`.sqlcheck`). Each query binds ``:at``,
+``:window_start``, ``:window_end``, their ``_ts`` text forms and every variable by name. An
+answer is read as every SQL backend reads it (:mod:`.sqlanswer`).
 """
 
 from __future__ import annotations
 
-import math
 import sqlite3
 import threading
 import time
@@ -17,10 +17,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_rollout_slo.backends.base import Backend, Query, QueryResult, Sample
+from pytest_rollout_slo.backends.base import Backend, Query, QueryResult
+from pytest_rollout_slo.backends.sqlanswer import bind_params, samples_from_rows
+from pytest_rollout_slo.backends.sqlcheck import read_only_problem
 from pytest_rollout_slo.errors import BackendConfigError, BackendError
 from pytest_rollout_slo.quantity import QuantityError, format_duration, parse_duration
-from pytest_rollout_slo.spec.settings import Setting
+from pytest_rollout_slo.spec.settings import QueryCheck, Setting
 
 _DEFAULT_TIMEOUT = 30.0
 # How many SQLite VM instructions run between two deadline checks: cheap and fine-grained.
@@ -37,6 +39,9 @@ class SqliteType:
                         help="database file, relative to the spec file"),
         "timeout": Setting(("duration",), help="per query; default 30s"),
     }
+
+    def query_check(self, settings: Mapping[str, Any]) -> QueryCheck:
+        return _check_sqlite
 
     def create(self, name: str, settings: Mapping[str, Any], spec_dir: Path) -> Backend:
         path = Path(str(settings["path"])).expanduser()
@@ -90,12 +95,15 @@ class SqliteBackend:
         return connection
 
     def query(self, query: Query) -> QueryResult:
+        problem = _check_sqlite(query.text)
+        if problem is not None:
+            raise BackendError(problem, backend=self.name, query=query.text)
         connection = self._connection()
         deadline = time.monotonic() + self.timeout
         connection.set_progress_handler(lambda: int(time.monotonic() > deadline),
                                         _PROGRESS_STEPS)
         try:
-            cursor = connection.execute(query.text, dict(query.params))
+            cursor = connection.execute(query.text, bind_params(query.params, "text"))
             rows = cursor.fetchall()
         except sqlite3.Error as exc:
             raise BackendError(_error_message(exc, query, self.timeout), backend=self.name,
@@ -103,40 +111,18 @@ class SqliteBackend:
         finally:
             connection.set_progress_handler(None, 0)
         columns = [d[0] for d in cursor.description or ()]
-        return QueryResult(self._samples(columns, rows, query))
-
-    def _samples(self, columns: list[str], rows: list[Any], query: Query) -> tuple[Sample, ...]:
-        if len(columns) not in (1, 2):
-            raise BackendError(
-                f"the query returned {len(columns)} columns ({', '.join(columns) or 'none'}); "
-                "return one numeric column, or two: label, value", backend=self.name,
-                query=query.text)
-        samples = []
-        for number, row in enumerate(rows, start=1):
-            value = row[-1]
-            if value is not None and (isinstance(value, bool)
-                                      or not isinstance(value, (int, float))):
-                raise BackendError(
-                    f"row {number} column {columns[-1]!r} holds {type(value).__name__} "
-                    f"{_shown(value)}, not a number; the value column must be numeric (or NULL)",
-                    backend=self.name, query=query.text)
-            if isinstance(value, float) and math.isinf(value):
-                # SQLite writes 9e999 and 1/0.0-style overflows as infinities; -Inf would
-                # pass every max: bound.
-                raise BackendError(
-                    f"row {number} column {columns[-1]!r} holds the non-finite value {value}, "
-                    "which no bound can judge; make the query return a finite number, or "
-                    "NULL when there is nothing to judge", backend=self.name, query=query.text)
-            label = "NULL" if len(columns) == 2 and row[0] is None else str(row[0])
-            labels = ((columns[0], label),) if len(columns) == 2 else ()
-            samples.append(Sample(labels, None if value is None else float(value)))
-        return tuple(samples)
+        return QueryResult(samples_from_rows(columns, rows, backend=self.name, query=query.text))
 
     def close(self) -> None:
         with self._lock:
             for connection in self._connections:
                 connection.close()
             self._connections.clear()
+
+
+def _check_sqlite(text: str) -> str | None:
+    # What sqlglot cannot parse is left to SQLite: the authorizer refuses any write anyway.
+    return read_only_problem(text, "sqlite", unparsable=True)
 
 
 _READ_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,

@@ -35,7 +35,7 @@ from pytest_rollout_slo.spec.model import (
 )
 from pytest_rollout_slo.spec.objectives import ObjectiveLoader
 from pytest_rollout_slo.spec.reader import SpecReader, kind_of
-from pytest_rollout_slo.spec.settings import BackendSchema, Setting
+from pytest_rollout_slo.spec.settings import BackendSchema, Setting, SettingProblem
 from pytest_rollout_slo.spec.yamlfast import load_yaml_fast
 from pytest_rollout_slo.spec.yamlload import YamlList, YamlMap, YamlSyntaxError
 
@@ -107,6 +107,14 @@ class _Loader(SpecReader):
                                  f"{', '.join(sorted(self.backend_types))}")
             settings = {k: v for k, v in body_node.items() if k != "type"}
             self.settings(body_node, settings, backend_type.settings, f"{where}.", skip=("type",))
+            query_check = getattr(backend_type, "query_check", None)
+            if query_check is not None:
+                try:
+                    self.query_checks[name] = query_check(settings)
+                except SettingProblem as exc:
+                    raise self.error(body_node.line_of(exc.key) if exc.key in body_node
+                                     else body_node.line, f"{where}.{exc.key}",
+                                     exc.message) from exc
             result[name] = BackendSpec(name, type_name, settings, body_node.line)
         return result
 

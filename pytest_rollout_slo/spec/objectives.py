@@ -27,6 +27,7 @@ from pytest_rollout_slo.spec.model import (
     Scalar,
     Spec,
     placeholders,
+    substitute,
 )
 from pytest_rollout_slo.spec.reader import VARIABLE_NAME, SpecReader
 from pytest_rollout_slo.spec.yamlload import YamlList, YamlMap
@@ -103,6 +104,7 @@ class ObjectiveLoader:
             quantile=quantile, sustained=sustained, baseline=baseline, burn_rate=burn_rate,
             matrix=matrix, variables=variables)
         self.check_placeholders(node, where, objective)
+        self.check_queries(node, where, objective)
         return objective
 
     # -- what is measured -------------------------------------------------------------------
@@ -346,6 +348,36 @@ class ObjectiveLoader:
                     raise self.error(line, f"{where}{self.part_key(node, part)}",
                                      f"undefined variable ${{{name}}} at stage {stage!r}; "
                                      f"defined: {', '.join(sorted(variables))}")
+
+    def check_queries(self, node: YamlMap, where: str, objective: Objective) -> None:
+        """Every text the objective's queries resolve to passes the backend's query check.
+
+        Resolved texts, not templates: a variable's value is part of the SQL that runs. The
+        baseline's and the burn-rate windows' texts are checked by the backend before it runs
+        them.
+        """
+        check = self.loader.query_checks.get(objective.backend)
+        if check is None:
+            return
+        extra: dict[str, Scalar] = {}
+        if objective.burn_rate is not None:
+            extra["window"] = objective.burn_rate.alerts[0].long_text
+        checked: set[str] = set()
+        for stage in objective.stages:
+            for combination in objective.combinations():
+                variables = {**self.spec.variables_for(stage, combination, objective), **extra}
+                for part, template in objective.templates.items():
+                    text = substitute(template, variables)[0]
+                    if text in checked:
+                        continue
+                    checked.add(text)
+                    problem = check(text)
+                    if problem is None:
+                        continue
+                    if text != template:
+                        problem += f" (the query as resolved at stage {stage!r})"
+                    raise self.error(self.part_line(node, part),
+                                     f"{where}{self.part_key(node, part)}", problem)
 
     @staticmethod
     def part_key(node: YamlMap, part: str) -> str:

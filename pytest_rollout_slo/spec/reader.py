@@ -16,7 +16,7 @@ from typing import Any
 from pytest_rollout_slo.errors import SpecError
 from pytest_rollout_slo.quantity import QuantityError, parse_duration
 from pytest_rollout_slo.spec.model import Scalar
-from pytest_rollout_slo.spec.settings import BackendSchema
+from pytest_rollout_slo.spec.settings import BackendSchema, QueryCheck
 from pytest_rollout_slo.spec.yamlload import YamlList, YamlMap
 
 # Variable and matrix names: what a ${name} placeholder and an SQL :name parameter accept.
@@ -30,6 +30,8 @@ class SpecReader:
     def __init__(self, path: Path, backend_types: Mapping[str, BackendSchema]) -> None:
         self.path = path
         self.backend_types = backend_types
+        self.query_checks: dict[str, QueryCheck] = {}
+        """The query check of each backend of the file whose type has one, by backend name."""
 
     def error(self, line: int | None, key: str | None, message: str) -> SpecError:
         return SpecError(self.path, line, key, message)

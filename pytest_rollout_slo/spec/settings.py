@@ -8,7 +8,7 @@ of ``pytest_rollout_slo.backends`` satisfy, so the spec layer never imports a ba
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -37,10 +37,29 @@ class BackendSchema(Protocol):
 
     A type may also set ``language = "promql"`` (or ``"sql"``): spec keys that expand to a
     query language, such as ``histogram_quantile``, are accepted only on a matching type.
+
+    A type may also define ``query_check(settings) -> QueryCheck``: the loader calls it once
+    per backend with the settings as written (``${env:...}`` unresolved) and runs the check
+    on every query the backend's objectives resolve to, at every stage; a problem it names
+    is a spec error on the query's line. ``query_check`` raises :class:`SettingProblem` when
+    the settings alone say the queries cannot be checked.
     """
 
     name: str
     settings: Mapping[str, Setting]
 
 
-__all__ = ["BackendSchema", "Setting", "SettingKind"]
+QueryCheck = Callable[[str], "str | None"]
+"""What is wrong with one resolved query text, or None when nothing is."""
+
+
+class SettingProblem(Exception):
+    """A backend setting that makes its queries impossible to check offline."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+__all__ = ["BackendSchema", "QueryCheck", "Setting", "SettingKind", "SettingProblem"]
