@@ -6,6 +6,7 @@ and the one lookup per backend through a fake API.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from pytest_rollout_slo.backends.base import Query
 from pytest_rollout_slo.backends.prometheus import PROMETHEUS
 from pytest_rollout_slo.backends.prometheus.client import PrometheusBackend
 from pytest_rollout_slo.backends.prometheus.metrics import selected_metrics, unknown_metrics
-from pytest_rollout_slo.errors import BackendConfigError, BackendError
+from pytest_rollout_slo.errors import BackendConfigError, BackendError, SpecError
+from pytest_rollout_slo.spec.load import load_spec
 
 URL = "http://prometheus:9090"
 NAMES_URL = f"{URL}/api/v1/label/__name__/values"
@@ -111,3 +113,55 @@ def test_check_metrics_false_sends_no_lookup(api: responses.RequestsMock) -> Non
 def test_bad_check_settings(settings: dict[str, object], expected: str) -> None:
     with pytest.raises(BackendConfigError, match=expected):
         make(**settings)
+
+
+# --- the grammar, at collection --------------------------------------------------------------
+
+def promql_spec(tmp_path: Path, query: str, backend_extra: str = "",
+                metric_at_t: str = "up") -> Path:
+    spec = tmp_path / "gate.slo.yaml"
+    spec.write_text(textwrap.dedent(f"""\
+        version: 1
+        service: grammar
+        backends:
+          metrics: {{type: prometheus, url: "http://prometheus:9090"{backend_extra}}}
+        variables: {{window: 5m, metric: up}}
+        stages: {{s: {{}}, t: {{variables: {{metric: "{metric_at_t}"}}}}}}
+        objectives:
+          - name: up
+            query: 'sum(rate(${{metric}}[${{window}}]))'
+            min: 1
+          - name: broken
+            query: '{query}'
+            max: 1
+        """))
+    return spec
+
+
+def test_a_query_that_is_not_promql_is_a_spec_error_naming_its_line(tmp_path: Path) -> None:
+    spec = promql_spec(tmp_path, "sum(rate(errors_total[5m])")
+    with pytest.raises(SpecError) as info:
+        load_spec(spec, {"prometheus": PROMETHEUS})
+    assert (info.value.line, info.value.key) == (12, "objectives.broken.query")
+    assert info.value.message.startswith("is not valid PromQL: ")
+    assert info.value.message.endswith("(or set parse_promql: false on the backend, for an "
+                                       "engine with extensions such as MetricsQL)")
+
+
+def test_a_variable_that_breaks_the_query_at_one_stage_is_named(tmp_path: Path) -> None:
+    # Stage t's metric "up)" turns the first objective into a syntax error there only.
+    spec = promql_spec(tmp_path, "vector(1)", metric_at_t="up)")
+    with pytest.raises(SpecError) as info:
+        load_spec(spec, {"prometheus": PROMETHEUS})
+    assert info.value.key == "objectives.up.query"
+    assert info.value.message.endswith("(the query as resolved at stage 't')")
+
+
+def test_parse_promql_false_leaves_the_query_to_the_engine(tmp_path: Path) -> None:
+    # MetricsQL: WITH templates and functions Prometheus lacks.
+    spec = promql_spec(tmp_path, "WITH (x = up) rollup_rate(x[5m])", ", parse_promql: false")
+    assert set(load_spec(spec, {"prometheus": PROMETHEUS}).backends) == {"metrics"}
+    spec.write_text(spec.read_text().replace("parse_promql: false", "parse_promql: maybe"))
+    with pytest.raises(SpecError) as info:
+        load_spec(spec, {"prometheus": PROMETHEUS})
+    assert info.value.key == "backends.metrics.parse_promql"

@@ -54,6 +54,8 @@ SETTINGS: Mapping[str, Setting] = {
                              "query selects has series on the backend; default true"),
     "metric_lookback": Setting(("duration",), help="how far back a metric must have had a "
                                "series for check_metrics; default 7d"),
+    "parse_promql": Setting(("boolean",), help="parse every query with Prometheus's grammar "
+                            "at collection (false for MetricsQL extensions); default true"),
 }
 
 # Header values that are credentials although no setting declares them secret.
