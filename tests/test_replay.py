@@ -118,6 +118,8 @@ backends:
     type: prometheus
     url: "${{env:PROMETHEUS_URL}}"
     timeout: 5s
+    # The syntax error below must reach the server, to be recorded and replayed.
+    parse_promql: false
 variables:
   window: 10m
 stages:
@@ -160,7 +162,7 @@ PROM_VERDICTS = {
     "error_ratio_sustained[s]": "fail",
     "requests[s-code=200]": "pass",
     "requests[s-code=500]": "pass",
-    "missing_metric[s]": "no_data",
+    "missing_metric[s]": "error",  # the metric check, recorded and replayed as an error
     "syntax_error[s]": "error",
 }
 
