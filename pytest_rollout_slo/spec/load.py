@@ -53,14 +53,20 @@ _ROLLOUT_KEYS = ("flag", "percent", "users", "all", "environment")
 def load_spec(path: Path, backend_types: Mapping[str, BackendSchema]) -> Spec:
     """Read and validate one spec file; raise SpecError on the first mistake."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise SpecError(path, None, None, f"cannot read the spec file: {exc}") from exc
     try:
-        data = load_yaml_fast(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SpecError(path, line, None, f"byte {data[exc.start]:#04x} is not UTF-8 text; "
+                                          "save the spec file as UTF-8") from exc
+    try:
+        document = load_yaml_fast(text)
     except YamlSyntaxError as exc:
         raise SpecError(path, exc.line, exc.key, exc.message) from exc
-    return _Loader(path, backend_types).spec(data)
+    return _Loader(path, backend_types).spec(document)
 
 
 class _Loader(SpecReader):
