@@ -348,9 +348,8 @@ def reported(build: Callable[[str], Any], text: str) -> Any:
         # libyaml counts bytes of the UTF-8 text, PyYAML's own reader characters.
         before = (text.encode("utf-8", "surrogatepass")[:exc.position].count(b"\n")
                   if _BaseLoader is not yaml.SafeLoader else text.count("\n", 0, exc.position))
-        line = before + 1
-        raise YamlSyntaxError(line, None, f"the file holds {_character(exc)}, which YAML does "
-                                          "not allow; remove it") from exc
+        raise YamlSyntaxError(before + 1, None, f"the file holds {_character(exc)}, which YAML "
+                                                "does not allow; remove it") from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
