@@ -43,9 +43,10 @@ from pytest_rollout_slo.spec.yamlload import YamlList, YamlMap
 _NAME_RE = re.compile(r"[a-z0-9_]{1,100}")
 _METRIC_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 # SQL text a `:name` parameter cannot be inside: quoted strings and identifiers, comments.
+# The first alternative skips plain text in one step, the last one a lone `-`, `/` or `:`.
 _SQL_PARAMETER = re.compile(
-    r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]|--[^\n]*|/\*.*?(?:\*/|\Z)"
-    r"|(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)", re.DOTALL)
+    r"[^'\"`\[/:-]+|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]|--[^\n]*"
+    r"|/\*.*?(?:\*/|\Z)|(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)|.", re.DOTALL)
 _TIME_PARAMETERS = ("window_start", "window_end")
 OBJECTIVE_KEYS = ("name", "description", "backend", "query", "ratio", "quantile",
                   "histogram_quantile", "min", "max", "warn", "unit", "thresholds", "stages",
@@ -482,4 +483,6 @@ def sql_parameters(text: str) -> list[str]:
     Hand-written: sqlite3 names a statement's parameters only once it runs against the
     tables, and an SQL parser (sqlglot) would be a runtime dependency for this one scan.
     """
+    if ":" not in text:
+        return []
     return [match.group(1) for match in _SQL_PARAMETER.finditer(text) if match.group(1)]

@@ -352,7 +352,8 @@ def reported(build: Callable[[str], Any], text: str) -> Any:
                                                 "does not allow; remove it") from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
+        # At the end of a text without a final newline, the mark is one line past the last.
+        line = min(mark.line + 1, text.count("\n") + 1) if mark is not None else None
         problem = exc.problem or str(exc)
         context = f" ({exc.context})" if exc.context else ""
         raise YamlSyntaxError(line, None, f"invalid YAML: {problem}{context}") from exc
