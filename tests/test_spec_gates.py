@@ -271,7 +271,8 @@ def test_baseline_with_offset_parsing(tmp_path: Path) -> None:
           max: 2s
           baseline: {offset: 7d, max_increase: 0.5s, max_decrease: 20%}
         """))
-    assert objective.baseline == Baseline({}, 7 * 86400.0, "7d", Change(0.5, False, "0.5s", "seconds"),
+    assert objective.baseline == Baseline({}, 7 * 86400.0, "7d",
+                                          Change(0.5, False, "0.5s", "seconds"),
                                           Change(0.2, True, "20%", "percent"))
     assert objective.baseline.describe() == "7d earlier"
 
