@@ -87,8 +87,8 @@ def from_events(text: str) -> Any:
 
     def scalar(event: Any) -> Any:
         tag = event.tag
-        if event.anchor is not None or (tag is not None and tag != "!"):
-            raise Unusual
+        if event.anchor is not None or tag is not None:
+            raise Unusual  # the node path's screen refuses a tag, even the bare `!`
         value = event.value
         if not event.implicit[0] or (maybe_not_str is not None
                                      and value[:1] not in maybe_not_str):
@@ -111,8 +111,7 @@ def from_events(text: str) -> Any:
         kind = type(event)
         if kind is yaml.ScalarEvent:
             return scalar(event)
-        if kind is yaml.AliasEvent or event.anchor is not None or (
-                event.tag is not None and event.tag != "!"):
+        if kind is yaml.AliasEvent or event.anchor is not None or event.tag is not None:
             raise Unusual
         if depth > MAX_DEPTH:
             raise Unusual  # the node path's screen says so; building deeper could recurse out

@@ -96,7 +96,7 @@ PLAIN_SCALAR_TAGS = frozenset({"tag:yaml.org,2002:null", "tag:yaml.org,2002:bool
 
 
 def plain_scalar(loader: LineLoader, tag: str, node: yaml.ScalarNode) -> Any:
-    """A null, bool, int or float scalar's value; raise ValueError when it cannot be one."""
+    """A null, bool, int, float or timestamp scalar's value; ValueError when it is none."""
     if len(node.value) > MAX_NUMBER_CHARS and tag in _NUMBER_TAGS:
         raise ValueError(f"a number of {len(node.value)} characters; numbers here have at "
                          f"most {MAX_NUMBER_CHARS} (quote the value if it is text)")
@@ -104,7 +104,8 @@ def plain_scalar(loader: LineLoader, tag: str, node: yaml.ScalarNode) -> Any:
         return loader.yaml_constructors[tag](loader, node)
     except (ValueError, ArithmeticError) as exc:
         # The resolver's patterns admit a few texts its constructors cannot read (`0b_`).
-        raise ValueError(f"{quote(node.value)} looks like a number but is not one "
+        kind = "date" if tag == _TIMESTAMP_TAG else "number"
+        raise ValueError(f"{quote(node.value)} looks like a {kind} but is not one "
                          "(quote the value if it is text)") from exc
 
 
