@@ -125,7 +125,7 @@ def burn_rate(loader: SpecReader, node: YamlMap, where: str, ratio: Ratio | None
                 or not math.isfinite(factor) or factor <= 0):
             raise loader.error(alert_node.line_of("factor"), f"{at}.factor",
                                f"must be a number > 0 (14.4), got {quote(factor)}")
-        if factor * (1 - target) > 1:
+        if factor * (1 - target) > 1 + 1e-9:  # 100 x (1 - 0.99) is 1.0000000000000009
             # The alert fires when the error ratio passes factor x budget; a ratio never
             # passes 1, so such an alert never fires and the gate could never fail.
             raise loader.error(alert_node.line_of("factor"), f"{at}.factor",
