@@ -109,6 +109,8 @@ def _finite(value: int | float) -> float | None:
 
 
 def _trim(number: float, decimals: int) -> str:
+    if abs(number) >= 1e15:  # fixed-point would write every digit of 1e300
+        return f"{number:.6g}"
     text = f"{number:.{decimals}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
 
@@ -122,7 +124,7 @@ def format_value(value: float | None, unit: Unit) -> str:
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     if unit == "percent":
-        return f"{value * 100:.2f}%"
+        return f"{_trim(value * 100, 2) if abs(value) >= 1e13 else f'{value * 100:.2f}'}%"
     if unit == "seconds":
         if abs(value) < 1 and value != 0:
             return f"{_trim(value * 1000, 1)}ms"

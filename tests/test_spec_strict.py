@@ -397,3 +397,12 @@ def test_a_long_spec_of_hostile_values_is_refused_quickly(tmp_path: Path) -> Non
                  "objectives[2000].max", "explicit YAML tags (!!float) are not accepted; write "
                                          "the value plainly (in quotes for a string)")
     assert time.perf_counter() - started < 5
+
+
+def test_a_huge_bound_is_shown_short(tmp_path: Path) -> None:
+    assert_error(tmp_path, """\
+        - name: x
+          query: up
+          min: 1.0e+300  # <-- here
+          max: 1
+        """, "objectives.x.min", "min 1e+300 is greater than max 1 at stage 'beta'")
