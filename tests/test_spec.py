@@ -309,7 +309,7 @@ def test_bad_yaml_syntax(tmp_path: Path) -> None:
     error = _assert_error(tmp_path, """\
         version: 1
         service: svc: extra  # <-- here
-        """, None, "invalid YAML")
+        """, "service", "invalid YAML")
     assert "mapping values are not allowed" in error.message
 
 

@@ -343,7 +343,13 @@ def test_characters_yaml_refuses_are_named_with_their_line(text: str, line: int,
 
 def test_an_error_at_the_end_of_a_file_names_its_last_line() -> None:
     error = _both("a: 1\nb: [1, 2")
-    assert error.line == 2
+    assert (error.line, error.key) == (2, "b[1]")
+
+
+def test_a_parser_error_names_the_key_it_was_found_under() -> None:
+    error = _both("objectives:\n  - name: x\n    max: 5%: 3\n")
+    assert (error.line, error.key) == (3, "objectives[0].max")
+    assert error.message.startswith("invalid YAML: mapping values are not allowed")
 
 
 def test_a_huge_key_is_quoted_short() -> None:

@@ -238,7 +238,7 @@ def screen(text: str) -> None:
     """Refuse, naming line and key path, what no spec needs and what could break the build.
 
     Reads the parser's events only (no node tree, nothing built), up to the end of the first
-    document; parser errors propagate as they are, for :func:`reported` to word.
+    document. A parser error is reported here too, with the key path it was found under.
     """
     loader = LineLoader(text)
     stack: list[_Frame] = []
@@ -247,7 +247,12 @@ def screen(text: str) -> None:
     resolve = loader.resolve
     try:
         while True:
-            event = loader.get_event()
+            try:
+                event = loader.get_event()
+            except yaml.YAMLError as exc:
+                error = syntax_error(exc, text)
+                error.key = _path(stack)
+                raise error from exc
             kind = type(event)
             if kind is yaml.StreamEndEvent:
                 return
@@ -344,22 +349,27 @@ def reported(build: Callable[[str], Any], text: str) -> Any:
         return build(text)
     except YamlSyntaxError:
         raise
-    except yaml.reader.ReaderError as exc:
+    except yaml.YAMLError as exc:
+        raise syntax_error(exc, text) from exc
+
+
+def syntax_error(exc: yaml.YAMLError, text: str) -> YamlSyntaxError:
+    """PyYAML's error about ``text`` as a YamlSyntaxError naming the line."""
+    if isinstance(exc, yaml.reader.ReaderError):
         # A control character or a byte that is not text: the reader gives its position only.
         # libyaml counts bytes of the UTF-8 text, PyYAML's own reader characters.
         before = (text.encode("utf-8", "surrogatepass")[:exc.position].count(b"\n")
                   if _BaseLoader is not yaml.SafeLoader else text.count("\n", 0, exc.position))
-        raise YamlSyntaxError(before + 1, None, f"the file holds {_character(exc)}, which YAML "
-                                                "does not allow; remove it") from exc
-    except yaml.MarkedYAMLError as exc:
+        return YamlSyntaxError(before + 1, None, f"the file holds {_character(exc)}, which YAML "
+                                                 "does not allow; remove it")
+    if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         # At the end of a text without a final newline, the mark is one line past the last.
         line = min(mark.line + 1, text.count("\n") + 1) if mark is not None else None
         problem = exc.problem or str(exc)
         context = f" ({exc.context})" if exc.context else ""
-        raise YamlSyntaxError(line, None, f"invalid YAML: {problem}{context}") from exc
-    except yaml.YAMLError as exc:
-        raise YamlSyntaxError(None, None, f"invalid YAML: {exc}") from exc
+        return YamlSyntaxError(line, None, f"invalid YAML: {problem}{context}")
+    return YamlSyntaxError(None, None, f"invalid YAML: {exc}")
 
 
 def _tag(tag: str) -> str:
@@ -375,4 +385,4 @@ def _character(exc: yaml.reader.ReaderError) -> str:
 
 __all__ = ["MAX_ALIAS_NODES", "MAX_DEPTH", "MAX_NUMBER_CHARS", "PLAIN_SCALAR_TAGS", "STR_TAG",
            "LineLoader", "YamlList", "YamlMap", "YamlSyntaxError", "from_nodes", "load_yaml",
-           "plain_scalar", "reported", "screen"]
+           "plain_scalar", "reported", "screen", "syntax_error"]
