@@ -406,3 +406,21 @@ def test_a_huge_bound_is_shown_short(tmp_path: Path) -> None:
           min: 1.0e+300  # <-- here
           max: 1
         """, "objectives.x.min", "min 1e+300 is greater than max 1 at stage 'beta'")
+
+
+def test_lists_and_names_in_a_message_are_bounded(tmp_path: Path) -> None:
+    many = ", ".join(f"v{n}: 1" for n in range(500))
+    path = tmp_path / "spec.slo.yaml"
+    path.write_text(spec_text(f"""\
+        - name: x
+          query: up{{a="${{{"n" * 10_000}}}"}}
+          variables: {{{many}}}
+          max: 1
+        """), encoding="utf-8")
+    with pytest.raises(SpecError) as info:
+        load_spec(path, TYPES)
+    assert info.value.message.startswith(f"undefined variable ${{{'n' * 60}... (10000 "
+                                         "characters)} at stage 'beta'; defined: feature, "
+                                         "service, stage, v0, v1, v10, v100, v101")
+    assert info.value.message.endswith(" and 474 more")
+    assert len(info.value.message) < 500

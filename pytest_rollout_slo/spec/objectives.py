@@ -36,7 +36,7 @@ from pytest_rollout_slo.spec.model import (
     Spec,
     placeholders,
 )
-from pytest_rollout_slo.spec.reader import VARIABLE_NAME, SpecReader, kind_of
+from pytest_rollout_slo.spec.reader import VARIABLE_NAME, SpecReader, kind_of, listing
 from pytest_rollout_slo.spec.yamlload import YamlList, YamlMap
 
 # Matched whole (fullmatch): `$` would also match before a final newline.
@@ -86,7 +86,7 @@ class ObjectiveLoader:
         if backend not in self.spec.backends:
             raise self.error(node.line_of("backend"), f"{where}backend",
                              f"unknown backend {quote(backend)}; this file defines: "
-                             f"{', '.join(self.spec.backends)}")
+                             f"{listing(self.spec.backends)}")
         query, ratio, quantile = self.measure(node, where, backend)
         unit = loader.string(node, "unit", where) or None
         if unit is not None and unit not in UNITS:
@@ -271,11 +271,11 @@ class ObjectiveLoader:
                 if stage not in self.spec.stages:
                     raise self.error(table.line_of(stage), key,
                                      f"unknown stage {quote(stage)}; stages: "
-                                     f"{', '.join(self.spec.stages)}")
+                                     f"{listing(self.spec.stages)}")
                 if stage not in stages:
                     raise self.error(table.line_of(stage), key,
                                      f"the objective does not apply to stage {quote(stage)} "
-                                     f"(its stages: {', '.join(stages)})")
+                                     f"(its stages: {listing(stages)})")
                 body_node = self.loader.mapping(body, table.line_of(stage), key)
                 self.loader.keys(body_node, _THRESHOLD_KEYS, f"{key}.")
                 overrides[stage] = (self.bound_values(body_node, f"{key}.", units), body_node)
@@ -390,11 +390,11 @@ class ObjectiveLoader:
             if not isinstance(stage, str):
                 raise self.error(line, f"{where}stages",
                                  f"lists {kind_of(stage)}, not a stage name; stages: "
-                                 f"{', '.join(self.spec.stages)}")
+                                 f"{listing(self.spec.stages)}")
             if stage not in self.spec.stages:
                 raise self.error(line, f"{where}stages",
                                  f"unknown stage {quote(stage)}; stages: "
-                                 f"{', '.join(self.spec.stages)}")
+                                 f"{listing(self.spec.stages)}")
         # Promotion order, whatever order the list was written in (names, checked above).
         return tuple(s for s in self.spec.stages if s in value)
 
@@ -438,11 +438,13 @@ class ObjectiveLoader:
                 for name in missing:
                     if name.startswith("env:"):
                         raise self.error(line, f"{where}{self.part_key(node, part)}",
-                                         f"${{{name}}} is not allowed in queries; environment "
+                                         f"${{{quote(name, bare=True)}}} is not allowed in "
+                                         "queries; environment "
                                          "variables belong in backend settings only")
                     raise self.error(line, f"{where}{self.part_key(node, part)}",
-                                     f"undefined variable ${{{name}}} at stage {quote(stage)}; "
-                                     f"defined: {', '.join(sorted(variables))}")
+                                     f"undefined variable ${{{quote(name, bare=True)}}} at "
+                                     f"stage {quote(stage)}; "
+                                     f"defined: {listing(sorted(variables), 30)}")
 
     def check_parameters(self, node: YamlMap, where: str, stage: str,
                          variables: dict[str, Scalar], bound: list[tuple[str, list[str]]]
@@ -460,7 +462,7 @@ class ObjectiveLoader:
                 raise self.error(self.part_line(node, part), f"{where}{self.part_key(node, part)}",
                                  f"the query uses :{name}, which is not bound at stage "
                                  f"{quote(stage)}{hint}; bound: "
-                                 f"{', '.join(f':{n}' for n in sorted(names))}")
+                                 f"{listing((f':{n}' for n in sorted(names)), 30)}")
 
     @staticmethod
     def part_key(node: YamlMap, part: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,13 @@ class SpecReader:
         return seconds
 
 
+def listing(names: Iterable[str], limit: int = 12) -> str:
+    """``a, b, c``: names from the file for a message, at most ``limit`` of them shown."""
+    names = list(names)
+    shown = ", ".join(quote(name, limit=40, bare=True) for name in names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
+
+
 def kind_of(value: Any, *, shown: bool = True) -> str:
     """``a number (5)``: the type of a value, and the value itself unless it must not be shown."""
     if value is None:
@@ -124,4 +131,4 @@ def kind_of(value: Any, *, shown: bool = True) -> str:
     return f"{kind} ({text})" if shown else kind
 
 
-__all__ = ["BUILTIN_VARIABLES", "VARIABLE_NAME", "SpecReader", "kind_of"]
+__all__ = ["BUILTIN_VARIABLES", "VARIABLE_NAME", "SpecReader", "kind_of", "listing"]
