@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from servers import (
     INSTALL_HINT,
     PrometheusServer,
@@ -24,6 +25,13 @@ from servers import (
 # the path a user's pytest takes).
 import pytest_rollout_slo.rollout
 import pytest_rollout_slo.session  # noqa: F401
+
+# Property tests that leave max_examples to the profile: "ci" (the default, what
+# scripts/test.sh runs) tries a few thousand examples each within the CI budget; "long"
+# (`pytest --hypothesis-profile=long`) ten times as many, for a local soak.
+settings.register_profile("ci", max_examples=2000, deadline=None, print_blob=True)
+settings.register_profile("long", parent=settings.get_profile("ci"), max_examples=20_000)
+settings.load_profile("ci")
 
 # The quickstart simulator is the servers' traffic; appended (not prepended) so that its
 # conftest.py can never shadow this one.

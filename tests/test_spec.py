@@ -309,7 +309,7 @@ def test_bad_yaml_syntax(tmp_path: Path) -> None:
     error = _assert_error(tmp_path, """\
         version: 1
         service: svc: extra  # <-- here
-        """, None, "invalid YAML")
+        """, "service", "invalid YAML")
     assert "mapping values are not allowed" in error.message
 
 
@@ -954,11 +954,18 @@ def test_file_that_is_a_yaml_list(tmp_path: Path) -> None:
         """, "(top level)", "must be a mapping (key: value lines), got a list")
 
 
-def test_unreadable_file(tmp_path: Path) -> None:
+def test_a_file_that_is_not_utf8_names_the_line_of_the_first_bad_byte(tmp_path: Path) -> None:
     path = tmp_path / "spec.slo.yaml"
     path.write_bytes(b"version: 1\nservice: \xff\xfe\n")
     with pytest.raises(SpecError) as info:
         load_spec(path, BACKEND_TYPES)
+    assert info.value.line == 2
+    assert info.value.message == "byte 0xff is not UTF-8 text; save the spec file as UTF-8"
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(tmp_path, BACKEND_TYPES)  # a directory
     assert info.value.line is None
     assert "cannot read the spec file" in info.value.message
 

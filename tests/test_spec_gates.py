@@ -241,7 +241,7 @@ def test_baseline_with_variables_parsing(tmp_path: Path) -> None:
             max_increase: 10%
         """))
     assert objective.baseline == Baseline({"cohort": "control"}, None, "",
-                                          Change(0.1, True, "10%"), None)
+                                          Change(0.1, True, "10%", "percent"), None)
     assert objective.baseline.describe() == "cohort=control"
 
 
@@ -271,8 +271,9 @@ def test_baseline_with_offset_parsing(tmp_path: Path) -> None:
           max: 2s
           baseline: {offset: 7d, max_increase: 0.5s, max_decrease: 20%}
         """))
-    assert objective.baseline == Baseline({}, 7 * 86400.0, "7d", Change(0.5, False, "0.5s"),
-                                          Change(0.2, True, "20%"))
+    assert objective.baseline == Baseline({}, 7 * 86400.0, "7d",
+                                          Change(0.5, False, "0.5s", "seconds"),
+                                          Change(0.2, True, "20%", "percent"))
     assert objective.baseline.describe() == "7d earlier"
 
 
@@ -698,8 +699,13 @@ def test_two_gates_in_one_objective(tmp_path: Path, first: str, second: str, key
     ("{region: [eu, true]}", ".region", "non-empty list"),
     ("{region: [eu, us, eu]}", ".region", "twice"),
     ("{Region-1: [eu]}", ".Region-1", "variable names"),
-    ("{stage: [eu]}", ".stage", "may not be stage or service"),
-    ("{service: [eu]}", ".service", "may not be stage or service"),
+    ("{stage: [eu]}", ".stage", "may not be the built-ins stage, service, at, window_start"),
+    ("{service: [eu]}", ".service", "may not be the built-ins"),
+    ("{at: [1, 2]}", ".at", "may not be the built-ins"),
+    ("{window_start: [1]}", ".window_start", "may not be the built-ins"),
+    ("{window: [1h, soon]}", ".window", "window is a duration: expected a duration such as"),
+    ("{window: [1h, 0s]}", ".window", "window is a duration longer than 0s"),
+    ("{region: [eu, .nan]}", ".region", "non-empty list of strings or finite numbers"),
     ("[eu, us]", "", "must be a mapping"),
 ])
 def test_matrix_errors(tmp_path: Path, matrix: str, key: str, phrase: str) -> None:

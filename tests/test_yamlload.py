@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +172,6 @@ def test_anything_else_goes_to_the_node_path_with_the_same_result(
 
 def test_unusual_documents_still_load_as_safe_load_would() -> None:
     assert load_yaml("base: &b {x: 1}\ncopy: *b\n") == {"base": {"x": 1}, "copy": {"x": 1}}
-    assert load_yaml("a: !!str 5\n") == {"a": "5"}
     assert load_yaml("when: 2026-11-26\n") == {"when": datetime.date(2026, 11, 26)}
     merged = load_yaml("a: {<<: {x: 1, y: 1}, y: 2}\n")
     assert merged == {"a": {"x": 1, "y": 2}}
@@ -241,7 +241,9 @@ _documents = st.recursive(_scalars, lambda inner: st.one_of(
 
 @settings(max_examples=150, deadline=None)
 @given(document=_documents, flow=st.booleans(), cut=st.integers(0, 400),
-       insert=st.sampled_from(["", "&a ", "*a", "!!str ", "<<: ", "\t", ": ", "- ", "{", "]"]))
+       insert=st.sampled_from(["", "&a ", "*a", "!!str ", "<<: ", "\t", ": ", "- ", "{", "]",
+                               "!!float ", "!!map ", "0b_ ", "9" * 50, "2026-13-45 ", "\x07",
+                               "[" * 40, "{a: " * 40, "? [a]\n: ", "&b [*a, *a, *a] "]))
 def test_both_loaders_agree_on_any_text(document: Any, flow: bool, cut: int,
                                         insert: str) -> None:
     # Dumped documents (block or flow style) and the same text broken at one place: the fast
@@ -250,3 +252,108 @@ def test_both_loaders_agree_on_any_text(document: Any, flow: bool, cut: int,
     cut = min(cut, len(text))
     for variant in (text, text[:cut] + insert + text[cut:]):
         assert _outcome(load_yaml, variant) == _outcome(load_yaml_nodes, variant)
+
+
+# -- what the loader refuses before building, with line and key path ------------------------
+
+def _both(text: str) -> YamlSyntaxError:
+    """The error both paths give for ``text`` (the node path alone too)."""
+    with pytest.raises(YamlSyntaxError) as fast:
+        load_yaml(text)
+    with pytest.raises(YamlSyntaxError) as nodes:
+        load_yaml_nodes(text)
+    assert (fast.value.line, fast.value.key, fast.value.message) == (
+        nodes.value.line, nodes.value.key, nodes.value.message)
+    return fast.value
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("!!float abc", "!!float"), ("!!int ''", "!!int"), ("!!map up", "!!map"),
+    ("!!str 5", "!!str"), ("!!set {x}", "!!set"), ("! plain", "!"),
+    ("!!python/object:os.system ls", "!!python/object:os.system"),
+])
+def test_explicit_tags_are_refused_with_line_and_key(value: str, shown: str) -> None:
+    error = _both(f"a: 1\nobjectives:\n  - name: x\n    max: {value}\n")
+    assert (error.line, error.key) == (4, "objectives[0].max")
+    assert error.message == (f"explicit YAML tags ({shown}) are not accepted; write the value "
+                             "plainly (in quotes for a string)")
+
+
+def test_nesting_is_bounded_in_block_and_flow_style() -> None:
+    deepest_allowed = "".join(f"{'  ' * level}k{level}:\n" for level in range(31)) + \
+        f"{'  ' * 31}k31: 1\n"
+    assert load_yaml(deepest_allowed) == load_yaml_nodes(deepest_allowed)
+    block = "".join(f"{'  ' * level}k{level}:\n" for level in range(400)) + f"{'  ' * 400}x: 1\n"
+    error = _both(block)
+    assert error.line == 33
+    assert error.message == "nested more than 32 levels deep; a spec needs about six"
+    assert error.key is not None and error.key.startswith("k0.k1.k2") and "..." in error.key
+    flow = "a: " + "{b: " * 1000 + "1" + "}" * 1000 + "\n"
+    assert _both(flow).message == "nested more than 32 levels deep; a spec needs about six"
+    lists = "a: " + "[" * 40 + "]" * 40 + "\n"
+    assert _both(lists).line == 1
+
+
+def test_an_alias_bomb_is_refused_at_once() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 10)]
+    text = "\n".join([*lines, "max: *a9"]) + "\n"
+    started = time.perf_counter()
+    error = _both(text)
+    assert time.perf_counter() - started < 2
+    assert error.message == ("aliases here expand to more than 10000 values; write the values "
+                             "out, or use fewer aliases")
+    assert (error.line, error.key) == (5, "a4[0]")
+
+
+def test_aliases_within_the_bound_still_load() -> None:
+    text = "base: &b {x: 1, y: [1, 2]}\n" + "".join(f"o{n}: *b\n" for n in range(200))
+    assert load_yaml(text)["o199"] == {"x": 1, "y": [1, 2]}
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("9" * 320, "a number of 320 characters; numbers here have at most 40 (quote the value if "
+                "it is text)"),
+    ("9" * 4400, "a number of 4400 characters; numbers here have at most 40 (quote the value "
+                 "if it is text)"),
+    ("0b_", "'0b_' looks like a number but is not one (quote the value if it is text)"),
+    ("0x_", "'0x_' looks like a number but is not one (quote the value if it is text)"),
+    ("2026-13-45", "'2026-13-45' looks like a date but is not one (quote the value if it is "
+                   "text)"),
+])
+def test_scalars_the_resolver_types_but_cannot_read_are_refused(value: str,
+                                                                message: str) -> None:
+    error = _both(f"a:\n  b: [1, {value}]\n")
+    assert (error.line, error.key, error.message) == (2, "a.b[1]", message)
+    assert load_yaml(f"a: '{value[:50]}'\n") == {"a": value[:50]}  # quoted, it is text
+
+
+@pytest.mark.parametrize(("text", "line", "code"), [
+    ("a: 1\nb: x\x07y\n", 2, "U+0007"),
+    ("a: 1\n\nb: ü\x00\n", 3, "U+0000"),
+    ("a: ünï\ncödé: 1\nc: \ufffe\n", 3, "U+FFFE"),
+])
+def test_characters_yaml_refuses_are_named_with_their_line(text: str, line: int,
+                                                           code: str) -> None:
+    error = _both(text)
+    assert (error.line, error.key) == (line, None)
+    assert error.message == f"the file holds the character {code}, which YAML does not allow; " \
+                            "remove it"
+
+
+def test_an_error_at_the_end_of_a_file_names_its_last_line() -> None:
+    error = _both("a: 1\nb: [1, 2")
+    assert (error.line, error.key) == (2, "b[1]")
+
+
+def test_a_parser_error_names_the_key_it_was_found_under() -> None:
+    error = _both("objectives:\n  - name: x\n    max: 5%: 3\n")
+    assert (error.line, error.key) == (3, "objectives[0].max")
+    assert error.message.startswith("invalid YAML: mapping values are not allowed")
+
+
+def test_a_huge_key_is_quoted_short() -> None:
+    error = _both("x: 1\n? " + "k" * 100_000 + "\n: !!str 1\n")
+    assert error.key is not None and len(error.key) < 100
+    error = _both("? [" + ", ".join(["x"] * 10_000) + "]\n: 1\n")
+    assert "keys must be strings, got YamlList a list" in error.message

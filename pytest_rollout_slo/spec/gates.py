@@ -10,9 +10,16 @@ mistake names the file, the line and the key. No pytest, no I/O.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from pytest_rollout_slo.quantity import QuantityError, parse_duration, parse_quantity
+from pytest_rollout_slo.quantity import (
+    QuantityError,
+    format_value,
+    parse_duration,
+    parse_quantity,
+    quote,
+)
 from pytest_rollout_slo.spec.model import (
     Baseline,
     BurnAlert,
@@ -23,10 +30,11 @@ from pytest_rollout_slo.spec.model import (
     Sustained,
     duration_text,
 )
-from pytest_rollout_slo.spec.reader import VARIABLE_NAME, SpecReader
+from pytest_rollout_slo.spec.reader import BUILTIN_VARIABLES, VARIABLE_NAME, SpecReader
 from pytest_rollout_slo.spec.yamlload import YamlList, YamlMap
 
 _MAX_POINTS = 10_000
+MAX_COMBINATIONS = 10_000
 Matrix = tuple[tuple[str, tuple[Scalar, ...]], ...]
 
 
@@ -43,7 +51,7 @@ def sustained(loader: SpecReader, node: YamlMap, where: str) -> Sustained:
     violations = body.get("max_violations", 0)
     if isinstance(violations, bool) or not isinstance(violations, int) or violations < 0:
         raise loader.error(body.line_of("max_violations"), f"{key}.max_violations",
-                           f"must be a whole number >= 0, got {violations!r}")
+                           f"must be a whole number >= 0, got {quote(violations)}")
     return Sustained(over, step, violations, over_text, step_text)
 
 
@@ -79,7 +87,7 @@ def _change(loader: SpecReader, body: YamlMap, name: str, where: str) -> Change 
     if value < 0:
         raise loader.error(body.line_of(name), f"{where}{name}",
                            "must be >= 0; it bounds the size of the change")
-    return Change(value, unit == "percent", str(body[name]).strip())
+    return Change(value, unit == "percent", str(body[name]).strip(), unit)
 
 
 def burn_rate(loader: SpecReader, node: YamlMap, where: str, ratio: Ratio | None) -> BurnRate:
@@ -113,9 +121,18 @@ def burn_rate(loader: SpecReader, node: YamlMap, where: str, ratio: Ratio | None
         (long, long_text), (short, short_text) = nested_durations(
             loader, alert_node, "long", "short", f"{at}.")
         factor = alert_node.get("factor")
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 0:
+        if (isinstance(factor, bool) or not isinstance(factor, (int, float))
+                or not math.isfinite(factor) or factor <= 0):
             raise loader.error(alert_node.line_of("factor"), f"{at}.factor",
-                               f"must be a number > 0 (14.4), got {factor!r}")
+                               f"must be a number > 0 (14.4), got {quote(factor)}")
+        if factor * (1 - target) > 1 + 1e-9:  # 100 x (1 - 0.99) is 1.0000000000000009
+            # The alert fires when the error ratio passes factor x budget; a ratio never
+            # passes 1, so such an alert never fires and the gate could never fail.
+            raise loader.error(alert_node.line_of("factor"), f"{at}.factor",
+                               f"{quote(factor)} x the error budget "
+                               f"{format_value(1 - target, 'percent')} is more than 100%: the "
+                               "alert could never fire; at most "
+                               f"{format_value(1 / (1 - target), 'number')} for this target")
         result.append(BurnAlert(long, short, float(factor), long_text, short_text))
     return BurnRate(target, tuple(result))
 
@@ -127,20 +144,32 @@ def parse_matrix(loader: SpecReader, value: Any, line: int, key: str) -> Matrix:
         raise loader.error(line, key, "name at least one variable and its values")
     result = []
     for name, values in body.items():
-        if not VARIABLE_NAME.match(name) or name in ("stage", "service"):
+        if not VARIABLE_NAME.fullmatch(name) or name in BUILTIN_VARIABLES:
             raise loader.error(body.line_of(name), f"{key}.{name}",
                                "matrix names are variable names (letters, digits, _) and "
-                               "may not be stage or service")
+                               f"may not be the built-ins {', '.join(BUILTIN_VARIABLES)}")
         if (not isinstance(values, YamlList) or not values
                 or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                           and (not isinstance(v, float) or math.isfinite(v))
                            for v in values)):
             raise loader.error(body.line_of(name), f"{key}.{name}",
-                               "must be a non-empty list of strings or numbers ([eu, us])")
+                               "must be a non-empty list of strings or finite numbers ([eu, us])")
         if len(set(values)) != len(values):
             raise loader.error(body.line_of(name), f"{key}.{name}",
                                "lists a value twice; each combination is one item")
+        if name == "window":
+            for item, item_line in zip(values, values.item_lines, strict=True):
+                loader.window(item, item_line, f"{key}.{name}")
         result.append((name, tuple(values)))
     return tuple(result)
+
+
+def check_combinations(loader: SpecReader, matrix: Matrix, line: int, key: str) -> None:
+    """An objective's matrix makes one item per combination: refuse a product past the limit."""
+    count = math.prod(len(values) for _, values in matrix)
+    if count > MAX_COMBINATIONS:
+        raise loader.error(line, key, f"{count} combinations of values, one item each; at most "
+                                      f"{MAX_COMBINATIONS} per objective")
 
 
 def duration(loader: SpecReader, body: YamlMap, name: str, where: str) -> tuple[float, str]:
@@ -171,11 +200,13 @@ def fraction(loader: SpecReader, body: YamlMap, name: str, where: str, *, requir
     """A number between 0 and 1, written as one (0.95) or as a percentage (95%)."""
     if name not in body:
         raise loader.error(body.line, f"{where}{name}", "is required but missing")
+    raw = body[name]
     try:
-        value, _ = parse_quantity(body[name])
-    except QuantityError as exc:
-        raise loader.error(body.line_of(name), f"{where}{name}", str(exc)) from exc
-    if not 0 <= value <= 1:
+        value, unit = parse_quantity(raw)
+    except QuantityError:
+        value, unit = math.nan, "number"
+    if unit == "seconds" or not 0 <= value <= 1:
         raise loader.error(body.line_of(name), f"{where}{name}",
-                           f"must lie between 0 and 1 (0.95 or 95%), got {body[name]!r}")
+                           "must be a fraction between 0 and 1, as a number (0.95) or a "
+                           f"percentage (95%), got {quote(raw)}")
     return value

@@ -7,6 +7,7 @@ and what is accepted. Loading reads the file and nothing else: backends and thei
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +18,7 @@ from pytest_rollout_slo.quantity import (
     QuantityError,
     parse_duration,
     parse_quantity,
+    quote,
 )
 from pytest_rollout_slo.spec.gates import Matrix, parse_matrix
 from pytest_rollout_slo.spec.model import (
@@ -42,7 +44,7 @@ from pytest_rollout_slo.spec.yamlload import YamlList, YamlMap, YamlSyntaxError
 __all__ = ["ON_NO_DATA", "BackendSpec", "Bounds", "Objective", "OnNoData", "Ratio",
            "ResolvedObjective", "Scalar", "Spec", "Stage", "load_spec", "substitute"]
 
-_STAGE_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_STAGE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # matched whole: `$` allows a final newline
 
 _TOP_KEYS = ("version", "service", "description", "backends", "variables", "stages", "objectives",
              "matrix")
@@ -53,14 +55,20 @@ _ROLLOUT_KEYS = ("flag", "percent", "users", "all", "environment")
 def load_spec(path: Path, backend_types: Mapping[str, BackendSchema]) -> Spec:
     """Read and validate one spec file; raise SpecError on the first mistake."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise SpecError(path, None, None, f"cannot read the spec file: {exc}") from exc
     try:
-        data = load_yaml_fast(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SpecError(path, line, None, f"byte {data[exc.start]:#04x} is not UTF-8 text; "
+                                          "save the spec file as UTF-8") from exc
+    try:
+        document = load_yaml_fast(text)
     except YamlSyntaxError as exc:
         raise SpecError(path, exc.line, exc.key, exc.message) from exc
-    return _Loader(path, backend_types).spec(data)
+    return _Loader(path, backend_types).spec(document)
 
 
 class _Loader(SpecReader):
@@ -75,9 +83,9 @@ class _Loader(SpecReader):
         root = self.mapping(data, 1, "(top level)")
         self.keys(root, _TOP_KEYS, "")
         version = self.required(root, "version", "")
-        if version != 1 or isinstance(version, bool):
+        if type(version) is not int or version != 1:  # not 1.0, not true
             raise self.error(root.line_of("version"), "version",
-                             f"unsupported version {version!r}; the only version is 1")
+                             f"unsupported version {quote(version)}; the only version is 1")
         service = self.string(root, "service", "", required=True)
         description = self.string(root, "description", "")
         backends = self.backends(self.required(root, "backends", ""), root.line_of("backends"))
@@ -103,7 +111,7 @@ class _Loader(SpecReader):
             backend_type = self.backend_types.get(type_name)
             if backend_type is None:
                 raise self.error(body_node.line_of("type"), f"{where}.type",
-                                 f"unknown backend type {type_name!r}; accepted: "
+                                 f"unknown backend type {quote(type_name)}; accepted: "
                                  f"{', '.join(sorted(self.backend_types))}")
             settings = {k: v for k, v in body_node.items() if k != "type"}
             self.settings(body_node, settings, backend_type.settings, f"{where}.", skip=("type",))
@@ -138,7 +146,8 @@ class _Loader(SpecReader):
             got = kind_of(value, shown=not setting.secret)
             raise self.error(line, key, f"must be {' or '.join(setting.kinds)}, got {got}")
         if setting.choices and value not in setting.choices:
-            raise self.error(line, key, f"got {value!r}; accepted: {', '.join(setting.choices)}")
+            raise self.error(line, key,
+                             f"got {quote(value)}; accepted: {', '.join(setting.choices)}")
         if isinstance(value, YamlMap):
             if setting.keys is not None:
                 self.settings(value, value, setting.keys, f"{key}.")
@@ -148,11 +157,18 @@ class _Loader(SpecReader):
                                                                                    bool):
                         raise self.error(value.line_of(inner), f"{key}.{inner}",
                                          f"must be a string, got {kind_of(inner_value)}")
-        if "duration" in setting.kinds and isinstance(value, str):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.error(line, key, f"must be a finite number, got {quote(value)}")
+        if "duration" in setting.kinds and not isinstance(value, (bool, YamlMap)):
             try:
-                parse_duration(value)
+                seconds = parse_duration(value)
             except QuantityError as exc:
                 raise self.error(line, key, str(exc)) from exc
+            if seconds <= 0:
+                raise self.error(line, key, f"must be longer than 0s, got {quote(value)}")
+        elif (setting.minimum is not None and isinstance(value, (int, float))
+              and not isinstance(value, bool) and value < setting.minimum):
+            raise self.error(line, key, f"must be at least {setting.minimum}, got {quote(value)}")
 
     def stages(self, value: Any, line: int) -> dict[str, Stage]:
         node = self.mapping(value, line, "stages")
@@ -161,9 +177,9 @@ class _Loader(SpecReader):
         result: dict[str, Stage] = {}
         for name, body in node.items():
             where = f"stages.{name}"
-            if not _STAGE_RE.match(name):
+            if not _STAGE_RE.fullmatch(name):
                 raise self.error(node.line_of(name), where,
-                                 "stage names use letters, digits, '_', '.' and '-'")
+                                 "stage names use letters, digits, '_', '.' and '-' (at most 64)")
             body_node = YamlMap() if body is None else self.mapping(body, node.line_of(name), where)
             if body is None:
                 body_node.line, body_node.key_lines = node.line_of(name), {}
@@ -195,12 +211,14 @@ class _Loader(SpecReader):
             percent = value_ * 100 if unit == "percent" else value_
             if unit == "seconds" or not 0 <= percent <= 100:
                 raise self.error(node.line_of("percent"), f"{where}.percent",
-                                 f"must be a share of users from 0 to 100 (10 or 10%), got {raw!r}")
+                                 "must be a share of users from 0 to 100 (10 or 10%), got "
+                                 f"{quote(raw)}")
         if "all" in node and node["all"] is not True:
             raise self.error(node.line_of("all"), f"{where}.all",
                              "must be true (the flag is on for every user)")
         users = self.string(node, "users", f"{where}.", required="users" in node) or None
-        environment = self.string(node, "environment", f"{where}.", default="production")
+        environment = self.string(node, "environment", f"{where}.", default="production",
+                                  required="environment" in node)
         return Rollout(flag, percent, users, "all" in node, environment)
 
     def objectives(self, value: Any, line: int, spec: Spec, matrix: Matrix
@@ -215,7 +233,7 @@ class _Loader(SpecReader):
             objective = objectives.load(item, item_line, index)
             if objective.name in seen:
                 raise self.error(objective.line, f"objectives[{index}].name",
-                                 f"duplicate objective name {objective.name!r} (first on line "
+                                 f"duplicate objective name {quote(objective.name)} (first on line "
                                  f"{seen[objective.name]}); names are unique in a file")
             seen[objective.name] = objective.line
             result.append(objective)

@@ -70,6 +70,8 @@ class Change:
     amount: float
     relative: bool
     text: str
+    unit: Unit = "number"
+    """The form it was written in: ``percent`` (relative), ``seconds`` or ``number``."""
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,18 @@ Every mistake names the file, the line and the key. No pytest, no I/O.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
-from pytest_rollout_slo.quantity import UNITS, QuantityError, Unit, format_value, parse_quantity
+from pytest_rollout_slo.quantity import (
+    UNITS,
+    QuantityError,
+    Unit,
+    format_value,
+    parse_quantity,
+    quote,
+)
 from pytest_rollout_slo.spec import gates as spec_gates
 from pytest_rollout_slo.spec.gates import Matrix
 from pytest_rollout_slo.spec.model import (
@@ -29,10 +37,18 @@ from pytest_rollout_slo.spec.model import (
     placeholders,
     substitute,
 )
-from pytest_rollout_slo.spec.reader import VARIABLE_NAME, SpecReader
+from pytest_rollout_slo.spec.reader import VARIABLE_NAME, SpecReader, kind_of, listing
 from pytest_rollout_slo.spec.yamlload import YamlList, YamlMap
 
-_NAME_RE = re.compile(r"^[a-z0-9_]+$")
+# Matched whole (fullmatch): `$` would also match before a final newline.
+_NAME_RE = re.compile(r"[a-z0-9_]{1,100}")
+_METRIC_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+# SQL text a `:name` parameter cannot be inside: quoted strings and identifiers, comments.
+# The first alternative skips plain text in one step, the last one a lone `-`, `/` or `:`.
+_SQL_PARAMETER = re.compile(
+    r"[^'\"`\[/:-]+|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]|--[^\n]*"
+    r"|/\*.*?(?:\*/|\Z)|(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)|.", re.DOTALL)
+_TIME_PARAMETERS = ("window_start", "window_end")
 OBJECTIVE_KEYS = ("name", "description", "backend", "query", "ratio", "quantile",
                   "histogram_quantile", "min", "max", "warn", "unit", "thresholds", "stages",
                   "on_no_data", "sustained", "baseline", "burn_rate", "matrix", "variables")
@@ -42,6 +58,9 @@ _RATIO_KEYS = ("numerator", "denominator", "min_denominator")
 _THRESHOLD_KEYS = ("min", "max", "warn")
 # Bounds found in one mapping: key ("min", "warn.max") -> (value, line, key path) or None.
 _Found = dict[str, tuple[float, int, str] | None]
+# Every bound and absolute change of an objective as written: (text, value, form, line, key).
+_Read = list[tuple[Any, float, Unit, int, str]]
+_SECONDS_METRIC = re.compile(r".*_seconds(?:_bucket)?")
 
 
 class ObjectiveLoader:
@@ -52,30 +71,32 @@ class ObjectiveLoader:
         self.spec = spec
         self.file_matrix = file_matrix
         self.error = loader.error
+        self.read: _Read = []
 
     def load(self, item: Any, line: int, index: int) -> Objective:
         loader = self.loader
         node = loader.mapping(item, line, f"objectives[{index}]")
         name = loader.string(node, "name", f"objectives[{index}].", required=True)
         where = f"objectives.{name}."
-        if not _NAME_RE.match(name):
+        if not _NAME_RE.fullmatch(name):
             raise self.error(node.line_of("name"), f"{where}name",
-                             "objective names use lowercase letters, digits and _ ([a-z0-9_]+)")
+                             "objective names use lowercase letters, digits and _ ([a-z0-9_]+, "
+                             f"at most 100), got {quote(name)}")
         loader.keys(node, OBJECTIVE_KEYS, where)
         backend = loader.string(node, "backend", where, default=next(iter(self.spec.backends)))
         if backend not in self.spec.backends:
             raise self.error(node.line_of("backend"), f"{where}backend",
-                             f"unknown backend {backend!r}; this file defines: "
-                             f"{', '.join(self.spec.backends)}")
+                             f"unknown backend {quote(backend)}; this file defines: "
+                             f"{listing(self.spec.backends)}")
         query, ratio, quantile = self.measure(node, where, backend)
         unit = loader.string(node, "unit", where) or None
         if unit is not None and unit not in UNITS:
             raise self.error(node.line_of("unit"), f"{where}unit",
-                             f"got {unit!r}; accepted: {', '.join(UNITS)}")
+                             f"got {quote(unit)}; accepted: {', '.join(UNITS)}")
         on_no_data = loader.string(node, "on_no_data", where, default="fail")
         if on_no_data not in ON_NO_DATA:
             raise self.error(node.line_of("on_no_data"), f"{where}on_no_data",
-                             f"got {on_no_data!r}; accepted: {', '.join(ON_NO_DATA)}")
+                             f"got {quote(on_no_data)}; accepted: {', '.join(ON_NO_DATA)}")
         gates = [key for key in _GATES if key in node]
         if len(gates) > 1:
             raise self.error(node.line_of(gates[1]), f"{where}{gates[1]}",
@@ -89,10 +110,13 @@ class ObjectiveLoader:
         variables = loader.variables(node.get("variables"), node.line_of("variables"),
                                      f"{where}variables")
         stages = self.stages(node, where)
-        bounds, warn, units = self.thresholds(node, where, stages, baseline, burn_rate)
+        measures = self.measures(node, ratio, unit)
+        bounds, warn, units = self.thresholds(node, where, stages, baseline, burn_rate, measures)
         # A ratio with no threshold to take the form from (only a baseline change or burn
-        # rates) is a share of events: show it as a percentage.
-        shown: Unit = "percent" if ratio is not None and not units else "number"
+        # rates) is a share of events: show it as a percentage; a histogram of seconds, as
+        # seconds.
+        shown: Unit = ("percent" if ratio is not None and not units
+                       else "seconds" if measures[0] == "seconds" else "number")
         for candidate in units:
             if candidate != "number":
                 shown = candidate
@@ -132,9 +156,10 @@ class ObjectiveLoader:
         numerator = loader.string(ratio, "numerator", f"{where}ratio.", required=True)
         denominator = loader.string(ratio, "denominator", f"{where}ratio.", required=True)
         minimum = ratio.get("min_denominator", 0)
-        if isinstance(minimum, bool) or not isinstance(minimum, (int, float)) or minimum < 0:
+        if (isinstance(minimum, bool) or not isinstance(minimum, (int, float))
+                or not math.isfinite(minimum) or minimum < 0):
             raise self.error(ratio.line_of("min_denominator"), f"{where}ratio.min_denominator",
-                             f"must be a number >= 0, got {minimum!r}")
+                             f"must be a number >= 0, got {quote(minimum)}")
         return None, Ratio(numerator, denominator, float(minimum)), None
 
     def histogram_quantile(self, node: YamlMap, where: str, backend: str) -> str:
@@ -142,15 +167,15 @@ class ObjectiveLoader:
         backend_type = self.loader.backend_types[self.spec.backends[backend].type]
         if getattr(backend_type, "language", "") != "promql":
             raise self.error(node.line_of("histogram_quantile"), key,
-                             f"needs a PromQL backend; backend {backend!r} is "
+                             f"needs a PromQL backend; backend {quote(backend)} is "
                              f"{backend_type.name}; use `quantile: {{q, values}}` there")
         body = self.loader.mapping(node["histogram_quantile"], node.line_of("histogram_quantile"),
                                    key)
         self.loader.keys(body, ("metric", "quantile", "selector", "by"), f"{key}.")
         metric = self.loader.string(body, "metric", f"{key}.", required=True).strip()
-        if not re.match(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", metric):
+        if not _METRIC_RE.fullmatch(metric):
             raise self.error(body.line_of("metric"), f"{key}.metric",
-                             f"{metric!r} is not a metric name")
+                             f"{quote(metric)} is not a metric name")
         q = spec_gates.fraction(self.loader, body, "quantile", f"{key}.", required=True)
         selector = self.loader.string(body, "selector", f"{key}.").strip()
         if selector and not selector.startswith("{"):
@@ -158,7 +183,7 @@ class ObjectiveLoader:
         by = body.get("by", [])
         if isinstance(by, str):
             by = [by]
-        if not isinstance(by, list) or not all(isinstance(b, str) and VARIABLE_NAME.match(b)
+        if not isinstance(by, list) or not all(isinstance(b, str) and VARIABLE_NAME.fullmatch(b)
                                                 for b in by):
             raise self.error(body.line_of("by"), f"{key}.by",
                              "must be a label name or a list of label names")
@@ -169,8 +194,56 @@ class ObjectiveLoader:
 
     # -- bounds -----------------------------------------------------------------------------
 
+    @staticmethod
+    def measures(node: YamlMap, ratio: Ratio | None, unit: str | None) -> tuple[str | None, str]:
+        """What the objective's value is, as far as the spec says, and why we think so:
+        ``fraction`` (a share, 0..1), ``seconds``, or None (a number of any kind)."""
+        if unit is not None:
+            return {"percent": "fraction", "seconds": "seconds"}.get(unit), f"unit: {unit}"
+        if ratio is not None:
+            return "fraction", "a ratio"
+        body = node.get("histogram_quantile")
+        metric = body.get("metric") if isinstance(body, YamlMap) else None
+        if isinstance(metric, str) and _SECONDS_METRIC.fullmatch(metric.strip()):
+            return "seconds", f"a quantile of {metric.strip()}"
+        return None, ""
+
+    def check_units(self, read: _Read, measures: tuple[str | None, str]) -> None:
+        """Each bound in the unit of what is measured, and all in one unit."""
+        expected, why = measures
+        escape = ("" if why.startswith("unit:") else
+                  "; if it is not a share of events, set `unit: number` (or `unit: seconds`)")
+        for raw, value, form, line, key in read:
+            if expected == "fraction":
+                if form == "seconds":
+                    raise self.error(line, key,
+                                     f"{quote(raw)} is a duration, but this objective measures "
+                                     f"{why}, a share of events from 0 to 1: write a percentage "
+                                     f"(5%) or a fraction (0.05){escape}")
+                if not 0 <= value <= 1:
+                    shown = quote(raw, bare=True)
+                    hint = (f", so {shown} would be {format_value(value, 'percent')}; write "
+                            f"{shown}%" if form == "number" and 1 < value <= 100 else
+                            f" and {shown} is outside; write a percentage from 0% to 100% or "
+                            "a fraction (0.05)")
+                    raise self.error(line, key, f"{why} lies in 0..1{hint}{escape}")
+            elif expected == "seconds" and form == "percent":
+                raise self.error(line, key,
+                                 f"{quote(raw)} is a percentage, but this objective measures "
+                                 f"seconds ({why}): write a duration (250ms, 2s) or plain "
+                                 "seconds (0.25)")
+        forms = {form: (raw, key) for raw, _, form, _, key in read if form != "number"}
+        if len(forms) > 1:
+            later = next(item for item in read if item[2] == "seconds")
+            earlier = forms["percent"]
+            raise self.error(later[3], later[4],
+                             f"{quote(later[0])} is a duration, but {earlier[1].rsplit('.', 1)[-1]}"
+                             f" {quote(earlier[0])} is a percentage; the bounds of one objective "
+                             "measure one thing: write them in one unit")
+
     def thresholds(self, node: YamlMap, where: str, stages: tuple[str, ...],
-                   baseline: Baseline | None, burn_rate: BurnRate | None
+                   baseline: Baseline | None, burn_rate: BurnRate | None,
+                   measures: tuple[str | None, str] = (None, "")
                    ) -> tuple[dict[str, Bounds], dict[str, Bounds], list[Unit]]:
         if burn_rate is not None:
             for key in ("min", "max", "warn", "thresholds"):
@@ -179,11 +252,17 @@ class ObjectiveLoader:
                                      "an objective with burn_rate is judged by its alerts; "
                                      "remove min, max, warn and thresholds")
         units: list[Unit] = []
+        read: _Read = []
+        self.read = read
         if baseline is not None:
             # An absolute change bound (0.5s) says how values are shown when nothing else does.
-            units.extend(parse_quantity(change.text)[1]
-                         for change in (baseline.max_increase, baseline.max_decrease)
-                         if change is not None and not change.relative)
+            body = node["baseline"]
+            for side, change in (("max_increase", baseline.max_increase),
+                                 ("max_decrease", baseline.max_decrease)):
+                if change is not None and not change.relative:
+                    units.append(change.unit)
+                    read.append((change.text, change.amount, change.unit, body.line_of(side),
+                                 f"{where}baseline.{side}"))
         base = self.bound_values(node, where, units)
         overrides: dict[str, tuple[_Found, YamlMap]] = {}
         if "thresholds" in node:
@@ -193,15 +272,16 @@ class ObjectiveLoader:
                 key = f"{where}thresholds.{stage}"
                 if stage not in self.spec.stages:
                     raise self.error(table.line_of(stage), key,
-                                     f"unknown stage {stage!r}; stages: "
-                                     f"{', '.join(self.spec.stages)}")
+                                     f"unknown stage {quote(stage)}; stages: "
+                                     f"{listing(self.spec.stages)}")
                 if stage not in stages:
                     raise self.error(table.line_of(stage), key,
-                                     f"the objective does not apply to stage {stage!r} "
-                                     f"(its stages: {', '.join(stages)})")
+                                     f"the objective does not apply to stage {quote(stage)} "
+                                     f"(its stages: {listing(stages)})")
                 body_node = self.loader.mapping(body, table.line_of(stage), key)
                 self.loader.keys(body_node, _THRESHOLD_KEYS, f"{key}.")
                 overrides[stage] = (self.bound_values(body_node, f"{key}.", units), body_node)
+        self.check_units(read, measures)
         shown: Unit = next((u for u in units if u != "number"), "number")
         needs_bound = burn_rate is None and not (
             baseline is not None and (baseline.max_increase or baseline.max_decrease))
@@ -239,7 +319,7 @@ class ObjectiveLoader:
         warn_high = warn_high_at[0] if warn_high_at else None
         if low is None and high is None and needs_bound:
             raise self.error(source.line, f"{where}max",
-                             f"no min or max for stage {stage!r}; give min, max, or both "
+                             f"no min or max for stage {quote(stage)}; give min, max, or both "
                              "(on the objective or in thresholds)")
         for lo_at, hi_at, label in ((low_at, high_at, ""), (warn_low_at, warn_high_at, "warn.")):
             if lo_at is not None and hi_at is not None and lo_at[0] > hi_at[0]:
@@ -249,7 +329,7 @@ class ObjectiveLoader:
                 raise self.error(culprit[1], culprit[2],
                                  f"{label}min {format_value(lo_at[0], shown)} is greater than "
                                  f"{label}max {format_value(hi_at[0], shown)} at stage "
-                                 f"{stage!r}")
+                                 f"{quote(stage)}")
         # A warn bound outside the hard bound could never be reached before the hard one fails.
         for side, value_at, limit in (("min", warn_low_at, low), ("max", warn_high_at, high)):
             if value_at is None or limit is None:
@@ -258,7 +338,7 @@ class ObjectiveLoader:
             if value < limit if side == "min" else value > limit:
                 raise self.error(value_at[1], value_at[2],
                                  f"warn.{side} {format_value(value, shown)} lies outside {side} "
-                                 f"{format_value(limit, shown)} at stage {stage!r}; a warning "
+                                 f"{format_value(limit, shown)} at stage {quote(stage)}; a warning "
                                  "level sits between the bounds")
         warn = (NO_BOUNDS if warn_low is None and warn_high is None
                 else Bounds(warn_low, warn_high))
@@ -285,6 +365,8 @@ class ObjectiveLoader:
                     raise self.error(source.line_of(key), f"{key_prefix}{key}", str(exc)) from exc
                 units.append(unit)
                 found[f"{prefix}{key}"] = (value, source.line_of(key), f"{key_prefix}{key}")
+                self.read.append((source[key], value, unit, source.line_of(key),
+                                  f"{key_prefix}{key}"))
         return found
 
     # -- helpers ----------------------------------------------------------------------------
@@ -295,6 +377,8 @@ class ObjectiveLoader:
                                       f"{where}matrix") if "matrix" in node else ()
         merged = dict(self.file_matrix)
         merged.update(own)
+        spec_gates.check_combinations(self.loader, tuple(merged.items()),
+                                      node.line_of("matrix"), f"{where}matrix")
         return tuple(merged.items())
 
     def stages(self, node: YamlMap, where: str) -> tuple[str, ...]:
@@ -305,10 +389,15 @@ class ObjectiveLoader:
             raise self.error(node.line_of("stages"), f"{where}stages",
                              "must be a list of stage names")
         for stage, line in zip(value, value.item_lines, strict=True):
+            if not isinstance(stage, str):
+                raise self.error(line, f"{where}stages",
+                                 f"lists {kind_of(stage)}, not a stage name; stages: "
+                                 f"{listing(self.spec.stages)}")
             if stage not in self.spec.stages:
                 raise self.error(line, f"{where}stages",
-                                 f"unknown stage {stage!r}; stages: {', '.join(self.spec.stages)}")
-        # Promotion order, whatever order the list was written in.
+                                 f"unknown stage {quote(stage)}; stages: "
+                                 f"{listing(self.spec.stages)}")
+        # Promotion order, whatever order the list was written in (names, checked above).
         return tuple(s for s in self.spec.stages if s in value)
 
     def check_placeholders(self, node: YamlMap, where: str, objective: Objective) -> None:
@@ -316,12 +405,18 @@ class ObjectiveLoader:
         if objective.burn_rate is not None:
             # Each alert supplies its own windows, so `${window}` needs no variable here.
             extra["window"] = objective.burn_rate.alerts[0].long_text
+        backend_type = self.loader.backend_types[self.spec.backends[objective.backend].type]
+        sql = getattr(backend_type, "language", "") == "sql"
+        parameters = {part: sql_parameters(text) if sql else []
+                      for part, text in objective.templates.items()}
         if objective.baseline is not None:
             # A baseline variable no query uses would compare the objective with itself:
-            # "unchanged", a pass every time.
-            texts = " ".join(objective.templates.values())
+            # "unchanged", a pass every time. Whole names: `:cohort_id` does not use cohort.
+            names_used = {name for text in objective.templates.values()
+                          for name in placeholders(text)}
+            names_used.update(name for names in parameters.values() for name in names)
             for name in objective.baseline.variables:
-                if f"${{{name}}}" not in texts and f":{name}" not in texts:
+                if name not in names_used:
                     raise self.error(node["baseline"].line_of("variables"),
                                      f"{where}baseline.variables.{name}",
                                      f"no query of the objective uses ${{{name}}} (or :{name} "
@@ -329,12 +424,14 @@ class ObjectiveLoader:
         # The names each query uses are the same at every stage; only what is defined differs.
         used = [(part, names) for part, text in objective.templates.items()
                 if (names := placeholders(text))]
-        if not used:
+        bound = [(part, names) for part, names in parameters.items() if names]
+        if not used and not bound:
             return
         combination = next(objective.combinations(), ())
         for stage in objective.stages:
             # The objective's own queries must resolve without the baseline's variables.
             variables = {**self.spec.variables_for(stage, combination, objective), **extra}
+            self.check_parameters(node, where, stage, variables, bound)
             for part, names in used:
                 missing = [name for name in names if name not in variables]
                 if not missing:
@@ -343,11 +440,31 @@ class ObjectiveLoader:
                 for name in missing:
                     if name.startswith("env:"):
                         raise self.error(line, f"{where}{self.part_key(node, part)}",
-                                         f"${{{name}}} is not allowed in queries; environment "
+                                         f"${{{quote(name, bare=True)}}} is not allowed in "
+                                         "queries; environment "
                                          "variables belong in backend settings only")
                     raise self.error(line, f"{where}{self.part_key(node, part)}",
-                                     f"undefined variable ${{{name}}} at stage {stage!r}; "
-                                     f"defined: {', '.join(sorted(variables))}")
+                                     f"undefined variable ${{{quote(name, bare=True)}}} at "
+                                     f"stage {quote(stage)}; "
+                                     f"defined: {listing(sorted(variables), 30)}")
+
+    def check_parameters(self, node: YamlMap, where: str, stage: str,
+                         variables: dict[str, Scalar], bound: list[tuple[str, list[str]]]
+                         ) -> None:
+        """Every SQL ``:name`` a query uses is bound at ``stage`` (as the SQL backends bind)."""
+        names = {*variables, "at"}
+        if "window" in variables:
+            names.update(_TIME_PARAMETERS)
+        for part, parameters in bound:
+            for name in parameters:
+                if name in names:
+                    continue
+                hint = (" (:window_start and :window_end need a `window` variable)"
+                        if name in _TIME_PARAMETERS else "")
+                raise self.error(self.part_line(node, part), f"{where}{self.part_key(node, part)}",
+                                 f"the query uses :{name}, which is not bound at stage "
+                                 f"{quote(stage)}{hint}; bound: "
+                                 f"{listing((f':{n}' for n in sorted(names)), 30)}")
 
     def check_queries(self, node: YamlMap, where: str, objective: Objective) -> None:
         """Every text the objective's queries resolve to passes the backend's query check.
@@ -392,3 +509,14 @@ class ObjectiveLoader:
         if key == "quantile":
             return int(node[key].line_of("values"))
         return node.line_of(key)
+
+
+def sql_parameters(text: str) -> list[str]:
+    """The ``:name`` parameters of an SQL text, outside quotes and comments, in order.
+
+    Hand-written: sqlite3 names a statement's parameters only once it runs against the
+    tables, and an SQL parser (sqlglot) would be a runtime dependency for this one scan.
+    """
+    if ":" not in text:
+        return []
+    return [match.group(1) for match in _SQL_PARAMETER.finditer(text) if match.group(1)]

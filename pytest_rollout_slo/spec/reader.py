@@ -8,20 +8,23 @@ sections apply live here too, once.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pytest_rollout_slo.errors import SpecError
-from pytest_rollout_slo.quantity import QuantityError, parse_duration
+from pytest_rollout_slo.quantity import QuantityError, parse_duration, quote
 from pytest_rollout_slo.spec.model import Scalar
 from pytest_rollout_slo.spec.settings import BackendSchema, QueryCheck
 from pytest_rollout_slo.spec.yamlload import YamlList, YamlMap
 
 # Variable and matrix names: what a ${name} placeholder and an SQL :name parameter accept.
-VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Always matched whole (fullmatch): `$` would also match before a final newline.
+VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 BUILTIN_VARIABLES = ("stage", "service", "at", "window_start", "window_end")
+_KEY_LIMIT = 120
 
 
 class SpecReader:
@@ -34,6 +37,9 @@ class SpecReader:
         """The query check of each backend of the file whose type has one, by backend name."""
 
     def error(self, line: int | None, key: str | None, message: str) -> SpecError:
+        # A key path holds names from the file; a name can be as long as the file.
+        if key is not None and len(key) > _KEY_LIMIT:
+            key = f"{key[:_KEY_LIMIT // 2]}...{key[-_KEY_LIMIT // 2:]}"
         return SpecError(self.path, line, key, message)
 
     # -- generic shape checks -------------------------------------------------------------
@@ -74,22 +80,38 @@ class SpecReader:
         result: dict[str, Scalar] = {}
         for name, item in node.items():
             key = f"{where}.{name}"
-            if not VARIABLE_NAME.match(name) or name in BUILTIN_VARIABLES:
+            if not VARIABLE_NAME.fullmatch(name) or name in BUILTIN_VARIABLES:
                 raise self.error(node.line_of(name), key,
                                  "variable names are letters, digits and _ (not starting with "
-                                 "a digit) and may not be the built-ins "
+                                 "a digit, at most 64) and may not be the built-ins "
                                  f"{', '.join(BUILTIN_VARIABLES)}")
             if not isinstance(item, (str, int, float)) or isinstance(item, bool):
                 raise self.error(node.line_of(name), key,
                                  f"must be a string or a number, got {kind_of(item)}")
+            if isinstance(item, float) and not math.isfinite(item):
+                raise self.error(node.line_of(name), key,
+                                 f"must be a finite number, got {quote(item)}")
             if name == "window":
-                try:
-                    parse_duration(item)
-                except QuantityError as exc:
-                    raise self.error(node.line_of(name), key, f"window is a duration: {exc}"
-                                     ) from exc
+                self.window(item, node.line_of(name), key)
             result[name] = item
         return result
+
+    def window(self, value: Any, line: int, key: str) -> float:
+        """A ``window`` variable's value, which every query of its objective is evaluated over."""
+        try:
+            seconds = parse_duration(value)
+        except QuantityError as exc:
+            raise self.error(line, key, f"window is a duration: {exc}") from exc
+        if seconds <= 0:
+            raise self.error(line, key, "window is a duration longer than 0s")
+        return seconds
+
+
+def listing(names: Iterable[str], limit: int = 12) -> str:
+    """``a, b, c``: names from the file for a message, at most ``limit`` of them shown."""
+    names = list(names)
+    shown = ", ".join(quote(name, limit=40, bare=True) for name in names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
 
 
 def kind_of(value: Any, *, shown: bool = True) -> str:
@@ -103,12 +125,12 @@ def kind_of(value: Any, *, shown: bool = True) -> str:
     if isinstance(value, bool):
         kind, text = "a boolean", str(value).lower()
     elif isinstance(value, (int, float)):
-        kind, text = "a number", repr(value)
+        kind, text = "a number", quote(value)
     elif isinstance(value, str):
-        kind, text = "a string", repr(value)
+        kind, text = "a string", quote(value)
     else:
-        return type(value).__name__
+        kind, text = f"a {type(value).__name__}", quote(value)  # a date, say
     return f"{kind} ({text})" if shown else kind
 
 
-__all__ = ["BUILTIN_VARIABLES", "VARIABLE_NAME", "SpecReader", "kind_of"]
+__all__ = ["BUILTIN_VARIABLES", "VARIABLE_NAME", "SpecReader", "kind_of", "listing"]

@@ -76,6 +76,8 @@ def _kind(kind: SettingKind, setting: Setting) -> dict[str, Any]:
         if setting.keys is not None:
             return _object(setting.keys)
         return {"type": "object", "additionalProperties": {"type": ["string", "number"]}}
+    if kind in ("integer", "number") and setting.minimum is not None:
+        return {"type": kind, "minimum": setting.minimum}
     return {"type": kind}
 
 

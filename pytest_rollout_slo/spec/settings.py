@@ -30,6 +30,9 @@ class Setting:
     keys: Mapping[str, Setting] | None = None
     secret: bool = False
     help: str = ""
+    minimum: int | None = None
+    """The least value an ``integer`` or ``number`` setting takes (a duration is always
+    longer than 0s)."""
 
 
 class BackendSchema(Protocol):

@@ -5,8 +5,9 @@ anything is built: about 40% of loading a large spec file. Most spec files use o
 mappings, sequences and scalars; :func:`from_events` builds exactly those, with the same
 line numbers as :func:`pytest_rollout_slo.spec.yamlload.from_nodes`, and gives up on
 anything else (an anchor or alias, an explicit tag, a merge key, a scalar that is not a
-string, number, boolean or null, a duplicate or non-string key, a second document, a parser
-error), which :func:`load_yaml_fast` then hands to that loader. The tests hold both paths to
+string, number, boolean or null or cannot be read as one, a duplicate or non-string key,
+nesting deeper than the node path allows, a second document, a parser error), which
+:func:`load_yaml_fast` then hands to that loader. The tests hold both paths to
 the same result. No pytest here.
 """
 
@@ -18,12 +19,14 @@ from typing import Any
 import yaml
 
 from pytest_rollout_slo.spec.yamlload import (
+    MAX_DEPTH,
     PLAIN_SCALAR_TAGS,
     STR_TAG,
     LineLoader,
     YamlList,
     YamlMap,
     from_nodes,
+    plain_scalar,
     reported,
 )
 
@@ -78,15 +81,14 @@ def from_events(text: str) -> Any:
     # Events are typed loosely on purpose: the C parser's marks are not yaml.Mark.
     next_event: Callable[[], Any] = loader.get_event
     resolve = loader.resolve
-    constructors = loader.yaml_constructors
     # Keys repeat in every objective; resolving the tag of a plain scalar runs regexes.
     tags: dict[str, str] = {}
     maybe_not_str = _maybe_not_str(LineLoader)
 
     def scalar(event: Any) -> Any:
         tag = event.tag
-        if event.anchor is not None or (tag is not None and tag != "!"):
-            raise Unusual
+        if event.anchor is not None or tag is not None:
+            raise Unusual  # the node path's screen refuses a tag, even the bare `!`
         value = event.value
         if not event.implicit[0] or (maybe_not_str is not None
                                      and value[:1] not in maybe_not_str):
@@ -99,16 +101,21 @@ def from_events(text: str) -> Any:
         if tag not in PLAIN_SCALAR_TAGS:
             raise Unusual
         node = yaml.ScalarNode(tag, value, event.start_mark, event.end_mark, event.style)
-        return constructors[tag](loader, node)
+        try:
+            return plain_scalar(loader, tag, node)
+        except ValueError:
+            raise Unusual from None  # the node path's screen words it, with the key path
 
-    def build(event: Any) -> Any:
+    def build(event: Any, depth: int) -> Any:
         # Scalars (most events) are handled inline by the loops below: a call less each.
         kind = type(event)
         if kind is yaml.ScalarEvent:
             return scalar(event)
-        if kind is yaml.AliasEvent or event.anchor is not None or (
-                event.tag is not None and event.tag != "!"):
+        if kind is yaml.AliasEvent or event.anchor is not None or event.tag is not None:
             raise Unusual
+        if depth > MAX_DEPTH:
+            raise Unusual  # the node path's screen says so; building deeper could recurse out
+        depth += 1
         if kind is yaml.MappingStartEvent:
             mapping = YamlMap()
             mapping.line = event.start_mark.line + 1
@@ -119,12 +126,14 @@ def from_events(text: str) -> Any:
                 kind = type(key_event)
                 if kind is yaml.MappingEndEvent:
                     return mapping
-                key = scalar(key_event) if kind is yaml.ScalarEvent else build(key_event)
+                key = (scalar(key_event) if kind is yaml.ScalarEvent
+                       else build(key_event, depth))
                 line = key_event.start_mark.line + 1
                 if not isinstance(key, str) or key in key_lines:
                     raise Unusual  # the node path words the error
                 value = next_event()
-                mapping[key] = scalar(value) if type(value) is yaml.ScalarEvent else build(value)
+                mapping[key] = (scalar(value) if type(value) is yaml.ScalarEvent
+                                else build(value, depth))
                 key_lines[key] = line
         sequence = YamlList()  # a SequenceStartEvent: the parser emits nothing else here
         sequence.line = event.start_mark.line + 1
@@ -136,13 +145,13 @@ def from_events(text: str) -> Any:
             if kind is yaml.SequenceEndEvent:
                 return sequence
             item_lines.append(item.start_mark.line + 1)
-            sequence.append(scalar(item) if kind is yaml.ScalarEvent else build(item))
+            sequence.append(scalar(item) if kind is yaml.ScalarEvent else build(item, depth))
 
     try:
         next_event()  # the stream's start
         if type(next_event()) is yaml.StreamEndEvent:
             return None
-        data = build(next_event())
+        data = build(next_event(), 1)
         next_event()  # the document's end
         if type(next_event()) is not yaml.StreamEndEvent:
             raise Unusual  # a second document: the node path says it is not allowed

@@ -2,7 +2,11 @@
 
 ``yaml.safe_load`` semantics (no Python tags), plus: every mapping and sequence remembers
 the line it starts on and the line of each key, and a duplicate key is an error instead of
-the last value silently winning. :func:`load_yaml` is the one loader; the spec loader calls
+the last value silently winning. Before building, :func:`screen` refuses what no spec needs
+and what could crash or hang the build (explicit tags, nesting deeper than
+:data:`MAX_DEPTH`, aliases that expand past :data:`MAX_ALIAS_NODES`, numbers too long to
+be meant, scalars the resolver types but its constructor cannot read), each with its line
+and key path. :func:`load_yaml` is the one loader; the spec loader calls
 :func:`pytest_rollout_slo.spec.yamlfast.load_yaml_fast`, which builds plain files from
 parser events and hands everything else to this one. No pytest here.
 """
@@ -15,6 +19,18 @@ from collections.abc import Callable
 from typing import Any
 
 import yaml
+
+from pytest_rollout_slo.quantity import quote
+
+MAX_DEPTH = 32
+"""Mappings and lists nested deeper than this are refused; a spec needs about six levels.
+Building recurses once per level, so an unbounded depth ends in a RecursionError."""
+MAX_ALIAS_NODES = 10_000
+"""Values aliases may add beyond the text's own: nine aliases of nine aliases of ... (an
+alias bomb) would otherwise be a structure of billions of values to walk or show."""
+MAX_NUMBER_CHARS = 40
+"""A plain scalar read as a number may be this long; longer ones are refused, not rounded to
+infinity (310 digits) or refused by Python's int() (4,300)."""
 
 
 class YamlMap(dict[str, Any]):
@@ -79,6 +95,24 @@ PLAIN_SCALAR_TAGS = frozenset({"tag:yaml.org,2002:null", "tag:yaml.org,2002:bool
                                 "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
 
 
+def plain_scalar(loader: LineLoader, tag: str, node: yaml.ScalarNode) -> Any:
+    """A null, bool, int, float or timestamp scalar's value; ValueError when it is none."""
+    if len(node.value) > MAX_NUMBER_CHARS and tag in _NUMBER_TAGS:
+        raise ValueError(f"a number of {len(node.value)} characters; numbers here have at "
+                         f"most {MAX_NUMBER_CHARS} (quote the value if it is text)")
+    try:
+        return loader.yaml_constructors[tag](loader, node)
+    except (ValueError, ArithmeticError) as exc:
+        # The resolver's patterns admit a few texts its constructors cannot read (`0b_`).
+        kind = "date" if tag == _TIMESTAMP_TAG else "number"
+        raise ValueError(f"{quote(node.value)} looks like a {kind} but is not one "
+                         "(quote the value if it is text)") from exc
+
+
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
+
+
 def _construct(loader: LineLoader, node: yaml.Node) -> Any:
     """What ``loader.construct_object(node, deep=True)`` returns, without its machinery.
 
@@ -95,7 +129,10 @@ def _construct(loader: LineLoader, node: yaml.Node) -> Any:
     if tag == STR_TAG and isinstance(node, yaml.ScalarNode):
         data: Any = node.value
     elif tag in PLAIN_SCALAR_TAGS and isinstance(node, yaml.ScalarNode):
-        data = loader.yaml_constructors[tag](loader, node)
+        try:
+            data = plain_scalar(loader, tag, node)
+        except ValueError as exc:  # screen() reports these first, with the key path
+            raise YamlSyntaxError(node.start_mark.line + 1, None, str(exc)) from exc
     elif tag == _MAP_TAG and isinstance(node, yaml.MappingNode):
         data = _guarded(loader, node, _construct_map) if shared else _construct_map(loader, node)
     elif tag == _SEQ_TAG and isinstance(node, yaml.SequenceNode):
@@ -137,9 +174,9 @@ def _construct_map(loader: LineLoader, node: yaml.MappingNode) -> YamlMap:
         key_line = key_node.start_mark.line + 1
         if not isinstance(key, str):
             # YAML 1.1 reads `on:`, `yes:` and `1:` as booleans and numbers; say so plainly.
-            raise YamlSyntaxError(key_line, str(key),
-                                  f"keys must be strings, got {type(key).__name__} {key!r}; "
-                                  "quote the key")
+            raise YamlSyntaxError(key_line, quote(key),
+                                  f"keys must be strings, got {type(key).__name__} "
+                                  f"{quote(key)}; quote the key")
         if index >= merged:
             if key in own:
                 raise YamlSyntaxError(key_line, key,
@@ -171,8 +208,114 @@ LineLoader.add_constructor(_MAP_TAG, _construct_map)
 LineLoader.add_constructor(_SEQ_TAG, _construct_list)
 
 
+class _Frame:
+    """An open mapping or list while screening: how many nodes it has and its current key."""
+
+    __slots__ = ("anchor", "count", "is_map", "key", "start")
+
+    def __init__(self, is_map: bool, anchor: str | None, start: int) -> None:
+        self.is_map = is_map
+        self.anchor = anchor
+        self.start = start
+        self.count = 0
+        self.key = "?"
+
+
+def _path(stack: list[_Frame]) -> str | None:
+    parts: list[str] = []
+    for frame in stack:
+        if frame.is_map:
+            if frame.count:
+                parts.append(f".{frame.key}" if parts else frame.key)
+        elif frame.count:
+            parts.append(f"[{frame.count - 1}]")
+    path = "".join(parts)
+    # Deep nesting makes a long path; its start and its end say where.
+    return (f"{path[:40]}...{path[-40:]}" if len(path) > 90 else path) or None
+
+
+def screen(text: str) -> None:
+    """Refuse, naming line and key path, what no spec needs and what could break the build.
+
+    Reads the parser's events only (no node tree, nothing built), up to the end of the first
+    document. A parser error is reported here too, with the key path it was found under.
+    """
+    loader = LineLoader(text)
+    stack: list[_Frame] = []
+    sizes: dict[str, int] = {}  # anchor -> the values it stands for, expansions included
+    values = added = documents = 0
+    resolve = loader.resolve
+    try:
+        while True:
+            try:
+                event = loader.get_event()
+            except yaml.YAMLError as exc:
+                error = syntax_error(exc, text)
+                error.key = _path(stack)
+                raise error from exc
+            kind = type(event)
+            if kind is yaml.StreamEndEvent:
+                return
+            if kind is yaml.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    return  # composing says a spec file is one document
+                continue
+            if kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                frame = stack.pop()
+                if frame.anchor is not None:
+                    sizes[frame.anchor] = values - frame.start + 1
+                continue
+            if kind is yaml.DocumentEndEvent or kind is yaml.StreamStartEvent:
+                continue
+            line = event.start_mark.line + 1
+            if stack:
+                parent = stack[-1]
+                parent.count += 1
+                if parent.is_map and parent.count % 2:
+                    parent.key = (quote(event.value, limit=40, bare=True)
+                                  if kind is yaml.ScalarEvent else "?")
+            if kind is yaml.AliasEvent:
+                size = sizes.get(event.anchor, 1)
+                values += size
+                added += size
+                if added > MAX_ALIAS_NODES:
+                    raise YamlSyntaxError(line, _path(stack),
+                                          f"aliases here expand to more than {MAX_ALIAS_NODES} "
+                                          "values; write the values out, or use fewer aliases")
+                continue
+            values += 1
+            if event.tag is not None:
+                raise YamlSyntaxError(line, _path(stack),
+                                      f"explicit YAML tags ({_tag(event.tag)}) are "
+                                      "not accepted; write the value plainly (in quotes for "
+                                      "a string)")
+            if kind is yaml.ScalarEvent:
+                if event.anchor is not None:
+                    sizes[event.anchor] = 1
+                if event.implicit[0]:
+                    tag = resolve(yaml.ScalarNode, event.value, event.implicit)
+                    if tag in PLAIN_SCALAR_TAGS or tag == _TIMESTAMP_TAG:
+                        node = yaml.ScalarNode(tag, event.value, event.start_mark,
+                                               event.end_mark, event.style)
+                        try:
+                            plain_scalar(loader, tag, node)
+                        except ValueError as exc:
+                            raise YamlSyntaxError(line, _path(stack), str(exc)) from exc
+                continue
+            stack.append(_Frame(kind is yaml.MappingStartEvent, event.anchor, values))
+            if len(stack) > MAX_DEPTH:
+                raise YamlSyntaxError(line, _path(stack),
+                                      f"nested more than {MAX_DEPTH} levels deep; a spec "
+                                      "needs about six")
+    finally:
+        loader.dispose()
+
+
 def from_nodes(text: str) -> Any:
-    """Compose the node tree, then build it: every YAML feature safe_load has."""
+    """Screen the text, compose the node tree, then build it: every YAML feature safe_load
+    has that a spec may use."""
+    screen(text)
     loader = LineLoader(text)  # a SafeLoader subclass: safe_load semantics
     loader.shared = "&" in text
     # Composing builds the whole node tree (about 25 objects per objective) before any node
@@ -206,15 +349,40 @@ def reported(build: Callable[[str], Any], text: str) -> Any:
         return build(text)
     except YamlSyntaxError:
         raise
-    except yaml.MarkedYAMLError as exc:
+    except yaml.YAMLError as exc:
+        raise syntax_error(exc, text) from exc
+
+
+def syntax_error(exc: yaml.YAMLError, text: str) -> YamlSyntaxError:
+    """PyYAML's error about ``text`` as a YamlSyntaxError naming the line."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        # A control character or a byte that is not text: the reader gives its position only.
+        # libyaml counts bytes of the UTF-8 text, PyYAML's own reader characters.
+        before = (text.encode("utf-8", "surrogatepass")[:exc.position].count(b"\n")
+                  if _BaseLoader is not yaml.SafeLoader else text.count("\n", 0, exc.position))
+        return YamlSyntaxError(before + 1, None, f"the file holds {_character(exc)}, which YAML "
+                                                 "does not allow; remove it")
+    if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
+        # At the end of a text without a final newline, the mark is one line past the last.
+        line = min(mark.line + 1, text.count("\n") + 1) if mark is not None else None
         problem = exc.problem or str(exc)
         context = f" ({exc.context})" if exc.context else ""
-        raise YamlSyntaxError(line, None, f"invalid YAML: {problem}{context}") from exc
-    except yaml.YAMLError as exc:
-        raise YamlSyntaxError(None, None, f"invalid YAML: {exc}") from exc
+        return YamlSyntaxError(line, None, f"invalid YAML: {problem}{context}")
+    return YamlSyntaxError(None, None, f"invalid YAML: {exc}")
 
 
-__all__ = ["PLAIN_SCALAR_TAGS", "STR_TAG", "LineLoader", "YamlList", "YamlMap",
-           "YamlSyntaxError", "from_nodes", "load_yaml", "reported"]
+def _tag(tag: str) -> str:
+    shorthand = tag.replace("tag:yaml.org,2002:", "!!", 1)
+    return quote(shorthand, limit=40, bare=True)
+
+
+def _character(exc: yaml.reader.ReaderError) -> str:
+    character = exc.character
+    code = ord(character) if isinstance(character, str) else int(character)
+    return f"the character U+{code:04X}"
+
+
+__all__ = ["MAX_ALIAS_NODES", "MAX_DEPTH", "MAX_NUMBER_CHARS", "PLAIN_SCALAR_TAGS", "STR_TAG",
+           "LineLoader", "YamlList", "YamlMap", "YamlSyntaxError", "from_nodes", "load_yaml",
+           "plain_scalar", "reported", "screen", "syntax_error"]

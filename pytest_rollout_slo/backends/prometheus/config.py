@@ -47,7 +47,8 @@ SETTINGS: Mapping[str, Setting] = {
     "timeout": Setting(("duration",), help="per query; default 30s"),
     "params": Setting(("mapping",), help="extra query parameters, e.g. dedup for Thanos"),
     "on_warnings": Setting(("string",), choices=_ON_WARNINGS, help="default fail"),
-    "max_concurrency": Setting(("integer",), help="queries in flight at once; default 8"),
+    "max_concurrency": Setting(("integer",), minimum=1,
+                               help="queries in flight at once; default 8"),
     "ui": Setting(("string",), choices=UI_CHOICES, help="the graph link in reports: prometheus "
                   "(/graph), vmui (VictoriaMetrics) or none; default prometheus"),
     "check_metrics": Setting(("boolean",), help="before judging, check that every metric a "
