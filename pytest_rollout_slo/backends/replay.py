@@ -183,6 +183,7 @@ class _RecordingBackend:
         self.name = inner.name
         self.type_name = inner.type_name
         self.max_concurrency = getattr(inner, "max_concurrency", 8)
+        self.secrets: tuple[str, ...] = tuple(getattr(inner, "secrets", ()))
 
     def describe(self) -> str:
         return self.inner.describe()

@@ -47,6 +47,7 @@ class PrometheusBackend:
         self.max_concurrency = config.max_concurrency
         self._retries = retries
         self._redact = Redactor(config.secrets)
+        self.secrets = config.secrets  # the run masks them in every text it writes
         # Queries are read-only, so their POST may be retried like a GET. Retry-After is not
         # honoured, so that a proxy cannot make the gate wait.
         auth_header = ({"Authorization": f"Bearer {config.bearer_token}"}
