@@ -118,6 +118,10 @@ class ObjectiveItem(pytest.Item):
     def runtest(self) -> None:
         state = self.config.stash[STATE]
         record = self._judge(state)
+        if state.executor.redact.active:
+            # Every configured secret out of every text made from the record (terminal, JUnit,
+            # Markdown, JSON), labels included: a server may echo a header into its labels.
+            record = VerdictRecord.from_dict(state.executor.redact.deep(record.to_dict()))
         verdict = record.verdict
         text = "" if verdict is Verdict.PASS else failure_text(record)
         self.stash[RECORD] = record

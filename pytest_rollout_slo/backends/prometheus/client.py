@@ -114,7 +114,7 @@ class PrometheusBackend:
             payload = json.loads(response.content)
         except ValueError:
             payload = None
-        status, body = response.status_code, printable(response.content)
+        status, body = response.status_code, printable(response.content, redact=self._redact)
         content_type = response.headers.get("Content-Type") or "no content type"
         if not 200 <= status < 300:
             raise self._error(self._http_message(response, payload, endpoint), query)
@@ -141,7 +141,7 @@ class PrometheusBackend:
             reason = _reason(payload)
         else:
             reason = (f"{response.headers.get('Content-Type') or 'no content type'} body "
-                      f"{printable(response.content)}")
+                      f"{printable(response.content, redact=self._redact)}")
         if status in (400, 422):
             return f"the server rejected the query (HTTP {status} {phrase}): {reason}"
         if 300 <= status < 400:

@@ -22,7 +22,7 @@ from pytest_rollout_slo.backends.redact import (
 )
 from pytest_rollout_slo.errors import BackendConfigError
 from pytest_rollout_slo.quantity import QuantityError, parse_duration
-from pytest_rollout_slo.spec.settings import Setting
+from pytest_rollout_slo.spec.settings import CONTROL_CHARACTER, Setting, has_control_character
 
 UiKind = Literal["prometheus", "vmui", "none"]
 UI_CHOICES: tuple[UiKind, ...] = get_args(UiKind)
@@ -32,11 +32,12 @@ _Choice = TypeVar("_Choice", bound=str)
 
 _PATH = Setting(("string",), help="a file path, relative to the spec file")
 SETTINGS: Mapping[str, Setting] = {
-    "url": Setting(("string",), required=True, help="API root with any path prefix, e.g. "
-                   "http://prometheus:9090 or https://mimir.example/prometheus"),
-    "headers": Setting(("mapping",), help="extra HTTP headers, e.g. X-Scope-OrgID"),
+    # url, headers and basic_auth may hold credentials: `secret` keeps them out of messages.
+    "url": Setting(("string",), required=True, secret=True, help="API root with any path "
+                   "prefix, e.g. http://prometheus:9090 or https://mimir.example/prometheus"),
+    "headers": Setting(("mapping",), secret=True, help="extra HTTP headers, e.g. X-Scope-OrgID"),
     "bearer_token": Setting(("string",), secret=True, help="sent as Authorization: Bearer"),
-    "basic_auth": Setting(("mapping",), help="HTTP basic auth", keys={
+    "basic_auth": Setting(("mapping",), secret=True, help="HTTP basic auth", keys={
         "username": Setting(("string",), required=True),
         "password": Setting(("string",), required=True, secret=True),
     }),
@@ -52,7 +53,8 @@ SETTINGS: Mapping[str, Setting] = {
                   "(/graph), vmui (VictoriaMetrics) or none; default prometheus"),
 }
 
-# Header values that are credentials although no setting declares them secret.
+# Header (and query parameter) values that are credentials although no setting declares
+# them secret.
 _SENSITIVE_HEADER = re.compile(r"auth|token|key|secret|passw|cookie", re.IGNORECASE)
 
 
@@ -67,7 +69,9 @@ class PrometheusConfig:
     verify: bool | str = True
     cert: str | tuple[str, str] | None = None
     timeout: float = 30.0
-    params: Mapping[str, str] = field(default_factory=lambda: {"partial_response": "false"})
+    # May hold an API key although none is declared secret; kept out of the repr too.
+    params: Mapping[str, str] = field(default_factory=lambda: {"partial_response": "false"},
+                                      repr=False)
     on_warnings: _OnWarnings = "fail"
     max_concurrency: int = 8
     ui: UiKind = "prometheus"
@@ -79,6 +83,7 @@ class PrometheusConfig:
         if self.basic_auth:
             found += [self.basic_auth[1], basic_auth_token(*self.basic_auth)]
         found += [v for k, v in self.headers.items() if _SENSITIVE_HEADER.search(k)]
+        found += [v for k, v in self.params.items() if _SENSITIVE_HEADER.search(k)]
         return tuple(s for s in found if s)
 
 
@@ -136,6 +141,8 @@ class _Checker:
     def string(self, key: str, value: object) -> str:
         if not isinstance(value, str):
             raise self.fail(key, f"must be a string, got {type(value).__name__}")
+        if has_control_character(value):  # e.g. from ${env:...}: refused, never quoted
+            raise self.fail(key, CONTROL_CHARACTER)
         return value
 
     def secret(self, key: str, value: object) -> str:
@@ -177,6 +184,9 @@ class _Checker:
                 item = "true" if item else "false"  # what Thanos and VictoriaMetrics parse
             if not isinstance(name, str) or not isinstance(item, (str, int, float)):
                 raise self.fail(f"{key}.{name}", "must be a string")
+            if has_control_character(name) or has_control_character(str(item)):
+                raise self.fail(f"{key}.{name!r}" if has_control_character(name)
+                                else f"{key}.{name}", CONTROL_CHARACTER)
             result[name] = str(item)
         return result
 
