@@ -41,8 +41,17 @@ def url_credentials(url: str) -> tuple[str, str] | None:
 
 
 def basic_auth_token(username: str, password: str) -> str:
-    """The base64 text an ``Authorization: Basic`` header carries, itself a secret."""
-    return base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    """The base64 text an ``Authorization: Basic`` header carries, itself a secret.
+
+    Encoded as requests encodes it, in Latin-1 (UTF-8 only for what Latin-1 cannot hold):
+    a password with an accented letter would otherwise give another text than the one sent.
+    """
+    pair = f"{username}:{password}"
+    try:
+        raw = pair.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = pair.encode()
+    return base64.b64encode(raw).decode("ascii")
 
 
 class Redactor:

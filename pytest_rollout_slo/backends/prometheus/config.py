@@ -101,7 +101,8 @@ class _Checker:
     def config(self, raw: Mapping[str, Any]) -> PrometheusConfig:
         self.known(raw, "", (*SETTINGS, "type"))
         url, url_auth = self.url(raw.get("url"))
-        headers = self.strings("headers", raw.get("headers", {}))
+        headers = {name: self.latin1(f"headers.{name}", value)
+                   for name, value in self.strings("headers", raw.get("headers", {})).items()}
         bearer = self.secret("bearer_token", raw["bearer_token"]) if "bearer_token" in raw else None
         given = [what for what, present in (
             ("bearer_token", bearer is not None), ("basic_auth", "basic_auth" in raw),
@@ -149,9 +150,19 @@ class _Checker:
         """A credential: a line break or control character (a secret file's trailing
         newline, usually) would be quoted back by requests' header check, so refuse it."""
         text = self.string(key, value)
-        if any(ord(c) < 32 or ord(c) == 127 for c in text) or text != text.strip():
-            raise self.fail(key, "contains a line break, a control character or surrounding "
-                                 "spaces (often a trailing newline in the secret); remove them")
+        if text != text.strip():
+            raise self.fail(key, "has surrounding spaces (often a trailing newline in the "
+                                 "secret); remove them")
+        return self.latin1(key, text)
+
+    def latin1(self, key: str, text: str) -> str:
+        """HTTP header values are Latin-1: requests would fail on other characters with an
+        error that is not about the setting."""
+        try:
+            text.encode("latin-1")
+        except UnicodeEncodeError:
+            raise self.fail(key, "has a character outside Latin-1, which an HTTP header "
+                                 "cannot carry (the value is not shown)") from None
         return text
 
     def url(self, value: object) -> tuple[str, tuple[str, str] | None]:
@@ -194,7 +205,8 @@ class _Checker:
         if not isinstance(value, Mapping) or "username" not in value or "password" not in value:
             raise self.fail("basic_auth", "must be a mapping with username and password")
         self.known(value, "basic_auth.", ("username", "password"))
-        return (self.string("basic_auth.username", value["username"]),
+        username = self.string("basic_auth.username", value["username"])
+        return (self.latin1("basic_auth.username", username),
                 self.secret("basic_auth.password", value["password"]))
 
     def tls(self, value: object) -> tuple[bool | str, str | tuple[str, str] | None]:
