@@ -115,8 +115,10 @@ class Redactor:
             return self(value) if self._secrets or "@" in value else value
         if isinstance(value, dict):
             return {self.deep(k): self.deep(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return type(value)(self.deep(v) for v in value)
+        if isinstance(value, list):
+            return [self.deep(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self.deep(v) for v in value)
         return value
 
     @property
