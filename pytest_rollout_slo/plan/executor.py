@@ -184,7 +184,8 @@ class Executor:
         self._down: set[BackendKey] = set()
         self._secrets: set[str] = set()
         self.redact = Redactor(())
-        """Masks the secrets of every backend created so far in this process (see secrets)."""
+        """Masks the secrets of every backend created so far in this process (each backend's
+        optional ``secrets``), for every text the run writes."""
         self._closed = False
         # Items wait on this one for answers; every finished query notifies it.
         self._answered = threading.Condition(threading.Lock())
@@ -257,6 +258,8 @@ class Executor:
         """Count a lost connection for the task's backend, or forget the count on an answer;
         at ``DOWN_AFTER`` in a row, end every query still waiting for that backend."""
         key = task.key
+        if error is None and key not in self._outages:
+            return  # the usual answer: no lock taken
         with self._cond:
             if error is None or not connection_lost(error):
                 if key not in self._down:
