@@ -131,7 +131,13 @@ class ObjectiveItem(pytest.Item):
         record = state.judged.get(self.nodeid)
         fresh = record is None
         if record is None:
-            record = state.judged[self.nodeid] = self._judge(state)
+            record = self._judge(state)
+            if state.executor.redact.active:
+                # Every configured secret out of every text made from the record (terminal,
+                # JUnit, Markdown, JSON), labels included: a server may echo a header into
+                # its labels.
+                record = VerdictRecord.from_dict(state.executor.redact.deep(record.to_dict()))
+            state.judged[self.nodeid] = record
         verdict = record.verdict
         text = "" if verdict is Verdict.PASS else failure_text(record)
         self.stash[RECORD] = record

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pytest_rollout_slo.backends.base import BackendType
+from pytest_rollout_slo.backends.redact import Redactor
 from pytest_rollout_slo.backends.replay import (
     Recorder,
     Recording,
@@ -64,18 +65,19 @@ def wrap_types(config: pytest.Config, stage: str, at: float, recording: Recordin
     return {n: recorder.wrap(t) for n, t in types.items()}, None
 
 
-def finish(config: pytest.Config) -> None:
-    """Write the recording: a part on an xdist worker, the merged whole elsewhere."""
+def finish(config: pytest.Config, redact: Redactor | None = None) -> None:
+    """Write the recording: a part on an xdist worker, the merged whole elsewhere; with the
+    secrets ``redact`` knows masked (each worker masks its own part)."""
     found = config.stash.get(RECORDER, None)
     if found is None:
         return
     recorder, path = found
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
-        recorder.write(path.with_name(f"{path.name}.{workerinput['workerid']}"))
+        recorder.write(path.with_name(f"{path.name}.{workerinput['workerid']}"), redact)
         return
     parts = sorted(path.parent.glob(f"{path.name}.gw*"))
-    documents = [recorder.document()]
+    documents = [recorder.document(redact)]
     for part in parts:
         documents.append(json.loads(part.read_text(encoding="utf-8")))
     write_json_atomic(path, merge(documents))

@@ -253,7 +253,8 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         queued = xdist_queue(session.config.pluginmanager.get_plugins())
         session.config.stash[_WORKER_PLAN] = WorkerPlan(session.items, queued)
         return
-    state.executor.prefetch(_plans(state, session.items))
+    # pytest < 8 gives an xdist controller's session no ``items`` at all (it collects none).
+    state.executor.prefetch(_plans(state, getattr(session, "items", ())))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -290,7 +291,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if STATE not in config.stash:
         return
-    recording_glue.finish(config)
+    recording_glue.finish(config, config.stash[STATE].executor.redact)
     if hasattr(config, "workerinput"):
         return
     state = config.stash[STATE]

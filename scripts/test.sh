@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's whole test run, as the README and .ci/run give it: install the Python test
 # dependencies and the Prometheus and VictoriaMetrics servers when they are missing, then
-# lint, type-check and run the suite (which starts its own servers on loopback).
+# lint, type-check and run the suite (which starts its own servers on loopback), then the
+# end-to-end tests again under the other supported pytest and Python versions (noxfile.py).
+# SLO_SKIP_NOX=1 leaves out the last step (a quick local run); CI never sets it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,3 +19,7 @@ echo "== import-linter (the data path runs one way, no cycles)"
 lint-imports
 echo "== pytest"
 python -m pytest "$@"
+if [ "${SLO_SKIP_NOX:-}" != "1" ]; then
+    echo "== nox: the end-to-end tests under the lowest, newest 8.x and 9.x pytest, every Python"
+    python -m nox
+fi

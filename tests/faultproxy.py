@@ -19,9 +19,9 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 Fault = Literal["forward", "refused", "hang", "late", "reset", "flaky", "unavailable", "huge",
-                "trickle"]
+                "trickle", "dies"]
 FAULTS: tuple[Fault, ...] = ("refused", "hang", "late", "reset", "flaky", "unavailable",
-                             "huge", "trickle")
+                             "huge", "trickle", "dies")
 
 
 _SOCKET_TIMEOUT = 5.0
@@ -42,7 +42,9 @@ class FaultProxy:
     - ``unavailable``: answer 503 Service Unavailable to every request;
     - ``huge``: answer a vector of ``series`` series, each 1, but ``series_outside`` which is
       ``outside_value``; the body is made here, not loaded into Prometheus;
-    - ``trickle``: send ``upstream``'s answer one byte every ``interval`` seconds.
+    - ``trickle``: send ``upstream``'s answer one byte every ``interval`` seconds;
+    - ``dies``: forward the first ``failures`` requests, then stop like a killed server: the
+      requests in flight get no answer and every later connect is refused.
     """
 
     def __init__(self, upstream: str, fault: Fault, *, delay: float = 3.0, failures: int = 1,
@@ -130,6 +132,9 @@ class FaultProxy:
 
     def _play(self, conn: socket.socket, request: bytes, number: int) -> None:
         fault = self.fault
+        if fault == "dies" and number > self.failures:
+            self.stop()
+            return
         if fault == "hang":
             self._wait(self.lifetime)
         elif fault == "unavailable" or (fault == "flaky" and number <= self.failures):

@@ -11,6 +11,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,12 @@ from pytest_rollout_slo.backends.base import Backend, Query, QueryResult, Sample
 from pytest_rollout_slo.clock import time_left
 from pytest_rollout_slo.errors import BackendConfigError, BackendError
 from pytest_rollout_slo.plan.executor import (
+    DOWN_AFTER,
+    BackendDown,
     BackendKey,
     DeadlineExceeded,
     Executor,
+    connection_lost,
     parse_deadline,
 )
 from pytest_rollout_slo.plan.xdist import WorkerPlan, xdist_queue
@@ -281,13 +285,120 @@ def test_a_query_still_running_at_the_deadline_is_an_error(release: threading.Ev
     with pytest.raises(DeadlineExceeded) as waiting:
         executor.result(key, backend_spec, Query("1", AT))
     assert isinstance(running.value, BackendError)
+    # What was pending, not a guess: one query held m's only slot, the other waited for it.
     assert running.value.message == (
-        "the run deadline of 500ms passed before this query answered (it was still running); "
-        "raise --slo-deadline or find out why m is slow")
-    assert "it had not started: earlier queries held every query slot" in waiting.value.message
+        "the run deadline of 500ms passed before this query answered: it had been running for "
+        "500ms; pending for m then: 1 running, 1 waiting for a slot (at most 1 at once)")
+    assert waiting.value.message.startswith(
+        "the run deadline of 500ms passed before this query answered: it had not started; "
+        "pending for m then: ")
     assert (running.value.backend, running.value.query) == ("m", "0")
     release.set()
     executor.close()
+
+
+# --- a backend that is down ----------------------------------------------------------------
+
+def refused(query: Query) -> QueryResult:
+    """What the prometheus backend raises when every connect attempt was refused."""
+    try:
+        raise ConnectionRefusedError(111, "Connection refused")
+    except ConnectionRefusedError as exc:
+        raise BackendError(f"connection refused by http://m/api/v1/query ({query.text})",
+                           backend="m") from exc
+
+
+def test_queued_queries_end_at_once_once_a_backend_refuses_connections_repeatedly() -> None:
+    backend = FakeBackend("m", max_concurrency=1, answer=refused)
+    executor = Executor({"fake": FakeType(m=backend)}, 1, deadline=60)
+    key, backend_spec = spec("m")
+    before = time.time()
+    executor.prefetch((key, backend_spec, Query(str(i), AT)) for i in range(50))
+    errors = []
+    for i in range(50):
+        with pytest.raises(BackendError) as caught:
+            executor.result(key, backend_spec, Query(str(i), AT))
+        errors.append(caught.value)
+    # Only the first DOWN_AFTER queries were sent; the others never reached the backend.
+    assert backend.calls == [str(i) for i in range(DOWN_AFTER)]
+    assert executor.down(key)
+    assert not isinstance(errors[0], BackendDown)
+    down = errors[DOWN_AFTER:]
+    assert all(isinstance(e, BackendDown) for e in down)
+    since = down[0].message.split("down since ")[1].split(": ")[0]
+    assert abs(datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp() - before) < 5
+    assert down[0].message.endswith(
+        f": {DOWN_AFTER} queries in a row lost their connection, the first with: connection "
+        "refused by http://m/api/v1/query (0); this query was not sent")
+    assert (down[0].backend, down[0].query) == ("m", str(DOWN_AFTER))
+    # A query planned later (an xdist worker's next batch) ends at once too.
+    with pytest.raises(BackendDown):
+        executor.result(key, backend_spec, Query("late", AT))
+    assert len(backend.calls) == DOWN_AFTER
+    executor.close()
+
+
+def test_an_answer_between_lost_connections_keeps_the_backend_up() -> None:
+    def flaky(query: Query) -> QueryResult:
+        if int(query.text) % 2 == 0:
+            return refused(query)
+        return QueryResult((Sample((), 1.0),))
+
+    backend = FakeBackend("m", max_concurrency=1, answer=flaky)
+    executor = Executor({"fake": FakeType(m=backend)}, 1, deadline=60)
+    key, backend_spec = spec("m")
+    executor.prefetch((key, backend_spec, Query(str(i), AT)) for i in range(10))
+    for i in range(10):
+        if i % 2:
+            executor.result(key, backend_spec, Query(str(i), AT))
+        else:
+            with pytest.raises(BackendError) as caught:
+                executor.result(key, backend_spec, Query(str(i), AT))
+            assert not isinstance(caught.value, BackendDown)
+    assert len(backend.calls) == 10
+    assert not executor.down(key)
+    executor.close()
+
+
+def test_other_errors_never_mark_a_backend_down() -> None:
+    def slow(query: Query) -> QueryResult:
+        raise BackendError("timed out after 1s waiting for http://m/api/v1/query", backend="m")
+
+    backend = FakeBackend("m", max_concurrency=1, answer=slow)
+    executor = Executor({"fake": FakeType(m=backend)}, 1, deadline=60)
+    key, backend_spec = spec("m")
+    executor.prefetch((key, backend_spec, Query(str(i), AT)) for i in range(5))
+    for i in range(5):
+        with pytest.raises(BackendError):
+            executor.result(key, backend_spec, Query(str(i), AT))
+    assert len(backend.calls) == 5
+    executor.close()
+
+
+@pytest.mark.parametrize("error", [
+    ConnectionRefusedError(111, "refused"), ConnectionResetError(104, "reset"), BrokenPipeError(),
+])
+def test_connection_lost_follows_the_chains_urllib3_builds(error: OSError) -> None:
+    # requests.ConnectionError(MaxRetryError(reason=NewConnectionError(...) from OSError)),
+    # and ProtocolError("Connection broken: ...", OSError) for a reset while reading.
+    class Wrapped(Exception):
+        def __init__(self, reason: BaseException) -> None:
+            super().__init__("wrapped")
+            self.reason = reason
+
+    try:
+        try:
+            raise error
+        except OSError as inner:
+            raise Wrapped(Exception("Connection broken", inner)) from None
+    except Wrapped as outer:
+        assert not connection_lost(BackendError("x"))
+        try:
+            raise BackendError("connection lost") from outer
+        except BackendError as top:
+            assert connection_lost(top)
+    assert not connection_lost(BackendError("HTTP 503"))
+    assert not connection_lost(TimeoutError("timed out"))
 
 
 def test_an_answer_that_arrives_after_the_deadline_is_not_used(
@@ -527,10 +638,10 @@ def test_items_past_the_deadline_error_and_the_run_ends_in_time(
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines([
         "*_ stuck[[]s[]] _*",
-        "*ERROR: the run deadline of 2s passed before this query answered "
-        "(it was still running)*",
+        "*ERROR: the run deadline of 2s passed before this query answered: "
+        "it had been running for 2s; pending for mem then: 1 running, 1 waiting for a slot*",
         "*_ after[[]s[]] _*",
-        "*ERROR: the run deadline of 2s passed before this query answered (it had not started*",
+        "*ERROR: the run deadline of 2s passed before this query answered: it had not started;*",
     ])
     assert elapsed < 2 + SLACK
 

@@ -6,6 +6,8 @@ and counts what it got, so every test sees the attempts really made on the wire.
 
 from __future__ import annotations
 
+import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -161,3 +163,34 @@ def test_a_refused_connection_in_words(server: Scripted) -> None:
         client.request("GET", url, timeout=timeout)
     assert transport_message(caught.value, url, timeout) == (
         f"connection refused by {url}; is the server running and is url right?")
+
+
+def test_retry_chatter_goes_to_a_debug_logger_not_into_the_items_log(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # urllib3 logs every retry as a WARNING; pytest would show those lines in the captured
+    # log of whichever item runs. Ours go to pytest_rollout_slo.http at DEBUG.
+    with socket.socket() as unused:  # a bound port that never listens refuses connects
+        unused.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}/api"
+        client = HttpClient(timeout=1.0, retries=2, backoff=0.01)
+        with caplog.at_level(logging.WARNING), pytest.raises(requests.ConnectionError):
+            client.request("GET", url, timeout=client.attempt_timeout())
+        assert not [r for r in caplog.records if "Retrying" in r.getMessage()], caplog.text
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="pytest_rollout_slo.http"), \
+                pytest.raises(requests.ConnectionError):
+            client.request("GET", url, timeout=client.attempt_timeout())
+        client.close()
+    retries = [r for r in caplog.records if r.name == "pytest_rollout_slo.http"]
+    assert len(retries) == 2, caplog.text
+    assert all(r.levelno == logging.DEBUG and "Retrying" in r.getMessage() for r in retries)
+
+
+def test_another_librarys_urllib3_warnings_are_left_alone(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from urllib3.util.retry import Retry
+
+    with caplog.at_level(logging.WARNING):
+        logging.getLogger("urllib3.connectionpool").warning(
+            "Retrying (%r) after connection broken by '%r': %s", Retry(2), OSError(), "/x")
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]

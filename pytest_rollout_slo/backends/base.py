@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from pytest_rollout_slo.errors import BackendConfigError
-from pytest_rollout_slo.spec.settings import BackendSchema
+from pytest_rollout_slo.spec.settings import BackendSchema, SettingValues
 
 
 @dataclass(frozen=True)
@@ -169,8 +169,9 @@ def resolve_env(value: Any, backend: str, environ: Mapping[str, str] | None = No
 
         return _ENV_RE.sub(substitute, value)
     if isinstance(value, Mapping):
-        return {k: resolve_env(v, backend, env, key=f"{key}.{k}" if key else str(k))
-                for k, v in value.items()}
+        # A SettingValues: the resolved values (secrets among them) stay out of every repr.
+        return SettingValues({k: resolve_env(v, backend, env, key=f"{key}.{k}" if key else str(k))
+                              for k, v in value.items()})
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
         return [resolve_env(v, backend, env, key=key) for v in value]
     return value

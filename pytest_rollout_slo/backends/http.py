@@ -8,6 +8,7 @@ it names), and the words for a failure on the wire. What an answer means stays w
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Collection, Mapping
 from types import TracebackType
@@ -26,6 +27,9 @@ from pytest_rollout_slo.clock import time_left
 from pytest_rollout_slo.quantity import format_duration
 
 RETRIED_STATUSES = (502, 503, 504)
+
+LOG = logging.getLogger("pytest_rollout_slo.http")
+"""Where our retries are told, at DEBUG: ``--log-level=DEBUG`` shows them."""
 
 
 class _DeadlineRetry(Retry):
@@ -58,6 +62,36 @@ class _DeadlineRetry(Retry):
         retry = super().new(**kw)
         retry.retry_after_cap = self.retry_after_cap
         return retry
+
+
+class _RetryChatter(logging.Filter):
+    """Moves urllib3's "Retrying (...) after connection broken" warnings about *our* retries
+    to LOG at DEBUG.
+
+    urllib3 logs each retry as a WARNING on its module's logger, which pytest captures into
+    whichever item happens to be running (eight lines of ``_DeadlineRetry(total=2, ...)`` in
+    the first item's log). The outcome of the retries reaches the verdict anyway; the
+    attempts are for debugging. Records about another library's retries pass unchanged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if args and isinstance(args[0], _DeadlineRetry):
+            if LOG.isEnabledFor(logging.DEBUG):
+                LOG.debug(record.getMessage())
+            return False
+        return True
+
+
+def _quiet_retries() -> None:
+    logger = logging.getLogger("urllib3.connectionpool")
+    # By name: a module imported again (pytester's in-process runs) brings a class of its own.
+    for old in [f for f in logger.filters if type(f).__qualname__ == "_RetryChatter"]:
+        logger.removeFilter(old)
+    logger.addFilter(_RetryChatter())
+
+
+_quiet_retries()
 
 
 class HttpClient:

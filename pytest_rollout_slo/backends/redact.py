@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
 
 MASK = "***"
@@ -40,8 +41,17 @@ def url_credentials(url: str) -> tuple[str, str] | None:
 
 
 def basic_auth_token(username: str, password: str) -> str:
-    """The base64 text an ``Authorization: Basic`` header carries, itself a secret."""
-    return base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    """The base64 text an ``Authorization: Basic`` header carries, itself a secret.
+
+    Encoded as requests encodes it, in Latin-1 (UTF-8 only for what Latin-1 cannot hold):
+    a password with an accented letter would otherwise give another text than the one sent.
+    """
+    pair = f"{username}:{password}"
+    try:
+        raw = pair.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = pair.encode()
+    return base64.b64encode(raw).decode("ascii")
 
 
 class Redactor:
@@ -49,33 +59,92 @@ class Redactor:
 
     Each secret is also matched in its url-encoded forms, because exception texts quote urls
     the way they were sent. Longer secrets are replaced first so that a secret containing
-    another is not left half visible.
+    another is not left half visible, and the replacing is repeated until no secret is left
+    (a mask next to a secret's first letters can spell it again).
     """
 
     def __init__(self, secrets: Iterable[str]) -> None:
         forms: set[str] = set()
         for secret in secrets:
-            if not secret:
-                continue
+            if not secret or set(secret) <= set(MASK):
+                continue  # a secret of mask characters only could never be masked away
             forms.update({secret, quote(secret, safe=""), quote_plus(secret, safe="")})
         self._secrets = tuple(sorted(forms, key=len, reverse=True))
 
+    @property
+    def active(self) -> bool:
+        """Whether there is any secret to mask (the url-credentials rule applies anyway)."""
+        return bool(self._secrets)
+
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
+        for _ in range(8):
+            before = text
+            for secret in self._secrets:
+                text = text.replace(secret, MASK)
+            if text == before:
+                break
         return _URL_USERINFO.sub(rf"\g<scheme>{MASK}@", text)
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Where secrets (and url credentials) are in ``text``, overlapping ones included."""
+        found = [(m.start(), m.end()) for m in _URL_USERINFO.finditer(text)]
+        for secret in self._secrets:
+            start = text.find(secret)
+            while start >= 0:
+                found.append((start, start + len(secret)))
+                start = text.find(secret, start + 1)
+        return found
+
+    def cut(self, text: str, limit: int) -> str:
+        """The first ``limit`` characters of ``text``, redacted, and never a secret's first
+        letters: a cut that would fall inside a secret falls before it instead.
+
+        Redacting after cutting would leave the head of a secret that the cut divided; so
+        the spans are found in the whole text first.
+        """
+        end = limit
+        for start, stop in sorted(self.spans(text), reverse=True):
+            if start < end < stop:
+                end = start
+        return self(text[:end])
+
+    def deep(self, value: Any) -> Any:
+        """``value`` (JSON-like: dicts, lists, tuples, strings) with every string redacted,
+        keys included."""
+        if isinstance(value, str):
+            return self(value) if self._secrets or "@" in value else value
+        if isinstance(value, dict):
+            return {self.deep(k): self.deep(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.deep(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self.deep(v) for v in value)
+        return value
+
+    @property
+    def longest(self) -> int:
+        """Characters in the longest secret form: how far past a cut a secret may reach."""
+        return len(self._secrets[0]) if self._secrets else 0
 
     def __repr__(self) -> str:
         # Never the secrets themselves: a repr ends up in tracebacks and debug logs.
         return f"Redactor(<{len(self._secrets)} secret forms>)"
 
 
-def printable(data: bytes | str, limit: int = 120) -> str:
-    """The first ``limit`` bytes of a body, quoted, on one line, with ``...`` when cut."""
+def printable(data: bytes | str, limit: int = 120, redact: Redactor | None = None) -> str:
+    """The first ``limit`` bytes of a body, quoted, on one line, with ``...`` when cut.
+
+    With ``redact``, secrets are masked before the cut, so that a cut through a secret
+    cannot show its first characters.
+    """
     raw = data.encode() if isinstance(data, str) else data
     if not raw:
         return "an empty body"
-    text = raw[:limit].decode("utf-8", "replace")
+    cut = len(raw[:limit].decode("utf-8", "replace"))
+    if redact is None:
+        text = raw[:limit].decode("utf-8", "replace")
+    else:  # up to 4 bytes a character: the window holds any secret that starts before the cut
+        text = redact.cut(raw[:limit + 4 * redact.longest + 64].decode("utf-8", "replace"), cut)
     text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     return f'"{text}..."' if len(raw) > limit else f'"{text}"'
 

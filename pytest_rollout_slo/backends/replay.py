@@ -34,6 +34,7 @@ from pytest_rollout_slo.backends.base import (
     Sample,
     Series,
 )
+from pytest_rollout_slo.backends.redact import Redactor
 from pytest_rollout_slo.clock import time_left
 from pytest_rollout_slo.errors import BackendError, SloError
 from pytest_rollout_slo.files import write_text_atomic
@@ -116,16 +117,19 @@ class Recorder:
             entry = [key, query.text, query.at, link]
             self.links[_link_key(entry)] = entry
 
-    def document(self) -> dict[str, Any]:
+    def document(self, redact: Redactor | None = None) -> dict[str, Any]:
+        """The recording; with ``redact``, every string in it (labels, errors, queries) has
+        the run's secrets masked, so an attached recording leaks none."""
         with self._lock:
             answers = [self.answers[k] for k in sorted(self.answers)]
             links = [self.links[k] for k in sorted(self.links)]
             backends = dict(sorted(self.backends.items()))
-        return {"format": FORMAT, "version": VERSION, "stage": self.stage, "at": self.at,
-                "backends": backends, "links": links, "answers": answers}
+        document = {"format": FORMAT, "version": VERSION, "stage": self.stage, "at": self.at,
+                    "backends": backends, "links": links, "answers": answers}
+        return redact.deep(document) if redact is not None and redact.active else document
 
-    def write(self, path: Path) -> None:
-        write_json_atomic(path, self.document())
+    def write(self, path: Path, redact: Redactor | None = None) -> None:
+        write_json_atomic(path, self.document(redact))
 
 
 def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
@@ -183,6 +187,7 @@ class _RecordingBackend:
         self.name = inner.name
         self.type_name = inner.type_name
         self.max_concurrency = getattr(inner, "max_concurrency", 8)
+        self.secrets: tuple[str, ...] = tuple(getattr(inner, "secrets", ()))
 
     def describe(self) -> str:
         return self.inner.describe()

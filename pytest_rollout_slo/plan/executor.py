@@ -11,9 +11,13 @@ not every answer of the run.
 
 The whole run has a deadline. An item never waits past it, a query that has not started by
 then never starts, and an answer that arrives after it is not used: each of these is an
-*error* verdict that names the deadline. The threads are daemons and are never joined, so a
-request stuck in a socket read cannot keep pytest from ending. Backends are created when
-first needed, never at collection.
+*error* verdict that names the deadline and what was still pending. The threads are daemons
+and are never joined, so a request stuck in a socket read cannot keep pytest from ending.
+Backends are created when first needed, never at collection.
+
+A backend that refuses or drops connections for ``DOWN_AFTER`` queries in a row is *down*
+for the rest of the run: the queries still queued for it end at once as errors that say
+since when, rather than each retrying on its own into the deadline.
 """
 
 from __future__ import annotations
@@ -37,12 +41,18 @@ from pytest_rollout_slo.backends.base import (
     RangeBackend,
     resolve_env,
 )
+from pytest_rollout_slo.backends.redact import Redactor
 from pytest_rollout_slo.clock import deadline_at
 from pytest_rollout_slo.errors import BackendError
-from pytest_rollout_slo.quantity import format_duration, parse_duration
+from pytest_rollout_slo.quantity import format_duration, format_time, parse_duration
 from pytest_rollout_slo.spec.load import BackendSpec
 
 DEFAULT_DEADLINE = 300.0
+DOWN_AFTER = 2
+"""Queries in a row whose connection was refused or dropped before a backend counts as down.
+
+Each of them has already been retried (a refused connect is, by the HTTP client), so two is
+"repeatedly"; one would let a single blip fail a whole stage."""
 
 # Backend, text, bound values (by number, see Executor._identity) and times.
 _Identity = tuple[object, ...]
@@ -62,6 +72,39 @@ class DeadlineExceeded(BackendError):
     """The run deadline passed before a query answered: an error verdict, never a pass."""
 
 
+class BackendDown(BackendError):
+    """The backend refused or dropped connections repeatedly; this query was never sent."""
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether ``error`` (or what it was raised from) is a refused, reset or broken connection.
+
+    Such an error says the server is not there, unlike a timeout (slow) or an HTTP status
+    (there, and answering). urllib3 hides the OSError in ``reason`` and in its exceptions'
+    arguments as well as in ``__cause__``, so all three are followed.
+    """
+    seen: set[int] = set()
+    todo: list[object] = [error]
+    while todo:
+        exc = todo.pop()
+        if not isinstance(exc, BaseException) or id(exc) in seen or len(seen) > 50:
+            continue
+        seen.add(id(exc))
+        if isinstance(exc, ConnectionError):  # refused, reset, aborted, broken pipe
+            return True
+        todo += [exc.__cause__, exc.__context__, getattr(exc, "reason", None), *exc.args]
+    return False
+
+
+@dataclass(slots=True)
+class _Outage:
+    """Connections lost in a row for one backend: since when, and the first error's text."""
+
+    since: float
+    message: str
+    count: int = 1
+
+
 @dataclass(frozen=True)
 class BackendKey:
     """A backend is defined by a spec file; two files never share one by accident."""
@@ -77,10 +120,11 @@ class Pending:
     kept for the whole run, and the executor's one condition guards them all.
     """
 
-    __slots__ = ("_error", "_readers", "_state", "_traceback", "_value")
+    __slots__ = ("_error", "_readers", "_started", "_state", "_traceback", "_value")
 
     def __init__(self) -> None:
         self._state = _WAITING
+        self._started = 0.0  # time.monotonic() when a thread began to run it
         # Reads still to come: one per plan that asked for it (shared queries count each).
         self._readers = 0
         self._value: Answer | None = None
@@ -136,6 +180,12 @@ class Executor:
         self._running: dict[BackendKey, int] = {}
         self._order = 0
         self._threads = 0
+        self._outages: dict[BackendKey, _Outage] = {}
+        self._down: set[BackendKey] = set()
+        self._secrets: set[str] = set()
+        self.redact = Redactor(())
+        """Masks the secrets of every backend created so far in this process (each backend's
+        optional ``secrets``), for every text the run writes."""
         self._closed = False
         # Items wait on this one for answers; every finished query notifies it.
         self._answered = threading.Condition(threading.Lock())
@@ -169,12 +219,70 @@ class Executor:
         return self._deadline_at - time.monotonic()
 
     def _late(self, task: _Task, started: bool) -> DeadlineExceeded:
-        where = ("it was still running" if started else
-                 "it had not started: earlier queries held every query slot")
+        """The deadline's error for ``task``, saying what was still pending when it passed.
+
+        Read without the lock (the caller may hold it): the counts are for a person to read,
+        and a copied dict view cannot change while it is summed.
+        """
+        name = task.spec.name
+        if started:
+            ran = format_duration(round(time.monotonic() - task.pending._started, 1))
+            where = f"it had been running for {ran}"
+        else:
+            where = "it had not started"
+        running = list(self._running.items())
+        waiting = [(key, len(tasks)) for key, tasks in list(self._waiting.items())]
+        mine = (sum(n for key, n in running if key == task.key),
+                sum(n for key, n in waiting if key == task.key))
+        others = (sum(n for _, n in running) - mine[0], sum(n for _, n in waiting) - mine[1])
+        limit = self._limits.get(task.key)
+        pending = (f"pending for {name} then: {mine[0]} running, {mine[1]} waiting for a slot"
+                   + (f" (at most {limit} at once)" if limit is not None else ""))
+        if any(others):
+            pending += f"; for other backends: {others[0]} running, {others[1]} waiting"
         return DeadlineExceeded(
             f"the run deadline of {format_duration(self.deadline)} passed before this query "
-            f"answered ({where}); raise --slo-deadline or find out why {task.spec.name} is slow",
-            backend=task.spec.name, query=task.query.text)
+            f"answered: {where}; {pending}", backend=name, query=task.query.text)
+
+    # -- backends that are down -----------------------------------------------------------
+
+    def _down_error(self, task: _Task) -> BackendDown:
+        outage = self._outages[task.key]
+        return BackendDown(
+            f"backend {task.spec.name} is down since {format_time(round(outage.since))}: "
+            f"{outage.count} queries in a row lost their connection, the first with: "
+            f"{outage.message}; this query was not sent", backend=task.spec.name,
+            query=task.query.text)
+
+    def _note(self, task: _Task, error: BaseException | None) -> None:
+        """Count a lost connection for the task's backend, or forget the count on an answer;
+        at ``DOWN_AFTER`` in a row, end every query still waiting for that backend."""
+        key = task.key
+        if error is None and key not in self._outages:
+            return  # the usual answer: no lock taken
+        with self._cond:
+            if error is None or not connection_lost(error):
+                if key not in self._down:
+                    self._outages.pop(key, None)
+                return
+            outage = self._outages.get(key)
+            if outage is None:
+                message = error.message if isinstance(error, BackendError) else str(error)
+                self._outages[key] = outage = _Outage(time.time(), message)
+            elif key not in self._down:
+                outage.count += 1
+            if outage.count < DOWN_AFTER or key in self._down:
+                return
+            self._down.add(key)
+            queued = self._waiting.get(key, deque())
+            ended = list(queued)
+            queued.clear()
+        for waiting in ended:
+            self._finish(waiting, error=self._down_error(waiting))
+
+    def down(self, key: BackendKey) -> bool:
+        """Whether the backend lost its connection too often to be asked again this run."""
+        return key in self._down
 
     # -- backends -------------------------------------------------------------------------
 
@@ -201,6 +309,10 @@ class Executor:
             exc.backend = exc.backend or spec.name
             return exc
         self._limits[key] = max(1, int(getattr(backend, "max_concurrency", self._concurrency)))
+        secrets = {s for s in getattr(backend, "secrets", ()) if isinstance(s, str) and s}
+        if not secrets <= self._secrets:
+            self._secrets |= secrets
+            self.redact = Redactor(self._secrets)
         # Once per backend: a runtime-checkable Protocol's isinstance costs ~40 us on 3.11.
         self._ranged[key] = isinstance(backend, RangeBackend)
         return backend
@@ -236,6 +348,8 @@ class Executor:
                     pending = self._planned[identity] = task.pending
                     if self._closed:
                         self._finish(task, error=self._late(task, started=False))
+                    elif key in self._down:
+                        self._finish(task, error=self._down_error(task))
                     else:
                         self._waiting.setdefault(key, deque()).append(task)
                         queued += 1
@@ -324,14 +438,20 @@ class Executor:
         if self.time_left() <= 0:
             self._finish(task, error=self._late(task, started=False))
             return
+        if task.key in self._down:
+            self._finish(task, error=self._down_error(task))
+            return
+        task.pending._started = time.monotonic()
         task.pending._state = _RUNNING
         try:
             with deadline_at(self._deadline_at):
                 backend = self.backend(task.key, task.spec)
                 result = _ask(backend, task.query)
         except BaseException as exc:  # handed to the item that reads the answer
+            self._note(task, exc)
             self._finish(task, error=exc)
         else:
+            self._note(task, None)
             # An item that waited for this answer has already given up; later ones must agree.
             if self.time_left() <= 0:
                 self._finish(task, error=self._late(task, started=True))
@@ -379,5 +499,5 @@ def parse_deadline(text: str) -> float:
     return seconds
 
 
-__all__ = ["DEFAULT_DEADLINE", "BackendKey", "DeadlineExceeded", "Executor", "Pending",
-           "parse_deadline"]
+__all__ = ["DEFAULT_DEADLINE", "DOWN_AFTER", "BackendDown", "BackendKey", "DeadlineExceeded",
+           "Executor", "Pending", "connection_lost", "parse_deadline"]

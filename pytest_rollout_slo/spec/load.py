@@ -37,7 +37,13 @@ from pytest_rollout_slo.spec.model import (
 )
 from pytest_rollout_slo.spec.objectives import ObjectiveLoader
 from pytest_rollout_slo.spec.reader import SpecReader, kind_of
-from pytest_rollout_slo.spec.settings import BackendSchema, Setting, SettingProblem
+from pytest_rollout_slo.spec.settings import (
+    CONTROL_CHARACTER,
+    BackendSchema,
+    Setting,
+    SettingProblem,
+    has_control_character,
+)
 from pytest_rollout_slo.spec.yamlfast import load_yaml_fast
 from pytest_rollout_slo.spec.yamlload import YamlList, YamlMap, YamlSyntaxError
 
@@ -137,26 +143,32 @@ class _Loader(SpecReader):
             self.setting(values[key], node.line_of(key), f"{where}{key}", setting)
 
     def setting(self, value: Any, line: int, key: str, setting: Setting) -> None:
+        if isinstance(value, str) and has_control_character(value):
+            raise self.error(line, key, CONTROL_CHARACTER)
         if isinstance(value, str) and "${env:" in value:
             return  # checked once resolved, at run time: collection stays offline
         ok = any(_iskind_of(value, kind) for kind in setting.kinds)
         if not ok:
-            # A secret written with the wrong type (an all-digit password reads as a number)
-            # is still a secret: name its type, never its value.
+            # A secret written with the wrong type (an all-digit password reads as a number,
+            # `basic_auth: "u:pass"` as a string) is still a secret: name its type only.
             got = kind_of(value, shown=not setting.secret)
             raise self.error(line, key, f"must be {' or '.join(setting.kinds)}, got {got}")
         if setting.choices and value not in setting.choices:
-            raise self.error(line, key,
-                             f"got {quote(value)}; accepted: {', '.join(setting.choices)}")
+            got = kind_of(value, shown=False) if setting.secret else quote(value)
+            raise self.error(line, key, f"got {got}; accepted: {', '.join(setting.choices)}")
         if isinstance(value, YamlMap):
             if setting.keys is not None:
                 self.settings(value, value, setting.keys, f"{key}.")
             else:
                 for inner, inner_value in value.items():
+                    if isinstance(inner_value, str) and has_control_character(inner_value):
+                        raise self.error(value.line_of(inner), f"{key}.{inner}",
+                                         CONTROL_CHARACTER)
                     if not isinstance(inner_value, (str, int, float)) or isinstance(inner_value,
                                                                                    bool):
+                        got = kind_of(inner_value, shown=not setting.secret)
                         raise self.error(value.line_of(inner), f"{key}.{inner}",
-                                         f"must be a string, got {kind_of(inner_value)}")
+                                         f"must be a string, got {got}")
         if isinstance(value, float) and not math.isfinite(value):
             raise self.error(line, key, f"must be a finite number, got {quote(value)}")
         if "duration" in setting.kinds and not isinstance(value, (bool, YamlMap)):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pytest_rollout_slo.quantity import Unit, format_duration, format_value, parse_duration
+from pytest_rollout_slo.spec.settings import SettingValues
 
 OnNoData = Literal["fail", "skip", "pass"]
 ON_NO_DATA: tuple[OnNoData, ...] = ("fail", "skip", "pass")
@@ -116,7 +117,12 @@ class BackendSpec:
     name: str
     type: str
     settings: Mapping[str, Any]
+    """As written, ``${env:...}`` unresolved; a SettingValues, whose repr hides the values."""
     line: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.settings, SettingValues):
+            object.__setattr__(self, "settings", SettingValues(self.settings))
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ of ``pytest_rollout_slo.backends`` satisfy, so the spec layer never imports a ba
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 SettingKind = Literal["string", "integer", "number", "boolean", "duration", "mapping"]
 
@@ -21,7 +22,9 @@ class Setting:
 
     ``kinds`` lists the accepted YAML types (``tls.verify`` takes a boolean or a path).
     For a ``mapping``, ``keys`` is the nested schema; ``None`` accepts any string keys with
-    string values (``headers``, ``params``).
+    string values (``headers``, ``params``). ``secret`` marks a setting that holds or may
+    hold a credential (a token, a password, ``basic_auth``, ``headers``, a url with a login):
+    its value is never quoted in a message, whatever its type.
     """
 
     kinds: tuple[SettingKind, ...]
@@ -65,4 +68,33 @@ class SettingProblem(Exception):
         self.message = message
 
 
-__all__ = ["BackendSchema", "QueryCheck", "Setting", "SettingKind", "SettingProblem"]
+CONTROL_CHARACTER = ("contains a control character (a line break, a tab or another character "
+                     "that does not print, often the trailing newline of a secret file or "
+                     "variable); remove it (the value is not shown, as it may be a secret)")
+"""The message for :func:`has_control_character`: names the problem, never the value."""
+
+
+_UNPRINTED = frozenset(("Cc", "Cf", "Zl", "Zp"))
+
+
+def has_control_character(text: str) -> bool:
+    """Whether ``text`` holds a character that does not print (Unicode's Cc, Cf, Zl, Zp).
+
+    Such a setting value is refused rather than used: sent in an HTTP header it makes
+    requests raise an error that quotes the whole value, a secret included.
+    """
+    return any(unicodedata.category(c) in _UNPRINTED for c in text)
+
+
+class SettingValues(dict[str, Any]):
+    """A backend's settings as written or resolved: a plain dict whose repr names the keys
+    and hides every value, so a traceback, a log line or ``-l`` never shows a credential."""
+
+    def __repr__(self) -> str:
+        return f"SettingValues({', '.join(f'{k}=***' for k in self)})"
+
+    __str__ = __repr__
+
+
+__all__ = ["CONTROL_CHARACTER", "BackendSchema", "QueryCheck", "Setting", "SettingKind",
+           "SettingProblem", "SettingValues", "has_control_character"]

@@ -60,6 +60,7 @@ class PrometheusBackend:
         self.max_concurrency = config.max_concurrency
         self._retries = retries
         self._redact = Redactor(config.secrets)
+        self.secrets = config.secrets  # the run masks them in every text it writes
         # Queries are read-only, so their POST may be retried like a GET. Retry-After is not
         # honoured, so that a proxy cannot make the gate wait.
         auth_header = ({"Authorization": f"Bearer {config.bearer_token}"}
@@ -160,7 +161,7 @@ class PrometheusBackend:
                 verify=self.config.verify, cert=self.config.cert)
         except requests.RequestException as exc:
             raise self._error(transport_message(exc, endpoint, timeout), query) from exc
-        status, body = response.status_code, printable(response.content)
+        status, body = response.status_code, printable(response.content, redact=self._redact)
         content_type = response.headers.get("Content-Type") or "no content type"
         try:
             payload: object = decode(response.content, response.headers.get("Content-Type"))
@@ -194,7 +195,7 @@ class PrometheusBackend:
             reason = _reason(payload)
         else:
             reason = (f"{response.headers.get('Content-Type') or 'no content type'} body "
-                      f"{printable(response.content)}")
+                      f"{printable(response.content, redact=self._redact)}")
         if status in (400, 422):
             return f"the server rejected the query (HTTP {status} {phrase}): {reason}"
         if 300 <= status < 400:

@@ -22,7 +22,7 @@ from pytest_rollout_slo.backends.redact import (
 )
 from pytest_rollout_slo.errors import BackendConfigError
 from pytest_rollout_slo.quantity import QuantityError, parse_duration
-from pytest_rollout_slo.spec.settings import Setting
+from pytest_rollout_slo.spec.settings import CONTROL_CHARACTER, Setting, has_control_character
 
 UiKind = Literal["prometheus", "vmui", "none"]
 UI_CHOICES: tuple[UiKind, ...] = get_args(UiKind)
@@ -32,11 +32,12 @@ _Choice = TypeVar("_Choice", bound=str)
 
 _PATH = Setting(("string",), help="a file path, relative to the spec file")
 SETTINGS: Mapping[str, Setting] = {
-    "url": Setting(("string",), required=True, help="API root with any path prefix, e.g. "
-                   "http://prometheus:9090 or https://mimir.example/prometheus"),
-    "headers": Setting(("mapping",), help="extra HTTP headers, e.g. X-Scope-OrgID"),
+    # url, headers and basic_auth may hold credentials: `secret` keeps them out of messages.
+    "url": Setting(("string",), required=True, secret=True, help="API root with any path "
+                   "prefix, e.g. http://prometheus:9090 or https://mimir.example/prometheus"),
+    "headers": Setting(("mapping",), secret=True, help="extra HTTP headers, e.g. X-Scope-OrgID"),
     "bearer_token": Setting(("string",), secret=True, help="sent as Authorization: Bearer"),
-    "basic_auth": Setting(("mapping",), help="HTTP basic auth", keys={
+    "basic_auth": Setting(("mapping",), secret=True, help="HTTP basic auth", keys={
         "username": Setting(("string",), required=True),
         "password": Setting(("string",), required=True, secret=True),
     }),
@@ -59,7 +60,8 @@ SETTINGS: Mapping[str, Setting] = {
                             "at collection (false for MetricsQL extensions); default true"),
 }
 
-# Header values that are credentials although no setting declares them secret.
+# Header (and query parameter) values that are credentials although no setting declares
+# them secret.
 _SENSITIVE_HEADER = re.compile(r"auth|token|key|secret|passw|cookie", re.IGNORECASE)
 
 
@@ -74,7 +76,9 @@ class PrometheusConfig:
     verify: bool | str = True
     cert: str | tuple[str, str] | None = None
     timeout: float = 30.0
-    params: Mapping[str, str] = field(default_factory=lambda: {"partial_response": "false"})
+    # May hold an API key although none is declared secret; kept out of the repr too.
+    params: Mapping[str, str] = field(default_factory=lambda: {"partial_response": "false"},
+                                      repr=False)
     on_warnings: _OnWarnings = "fail"
     max_concurrency: int = 8
     ui: UiKind = "prometheus"
@@ -88,6 +92,7 @@ class PrometheusConfig:
         if self.basic_auth:
             found += [self.basic_auth[1], basic_auth_token(*self.basic_auth)]
         found += [v for k, v in self.headers.items() if _SENSITIVE_HEADER.search(k)]
+        found += [v for k, v in self.params.items() if _SENSITIVE_HEADER.search(k)]
         return tuple(s for s in found if s)
 
 
@@ -105,7 +110,8 @@ class _Checker:
     def config(self, raw: Mapping[str, Any]) -> PrometheusConfig:
         self.known(raw, "", (*SETTINGS, "type"))
         url, url_auth = self.url(raw.get("url"))
-        headers = self.strings("headers", raw.get("headers", {}))
+        headers = {name: self.latin1(f"headers.{name}", value)
+                   for name, value in self.strings("headers", raw.get("headers", {})).items()}
         bearer = self.secret("bearer_token", raw["bearer_token"]) if "bearer_token" in raw else None
         given = [what for what, present in (
             ("bearer_token", bearer is not None), ("basic_auth", "basic_auth" in raw),
@@ -157,15 +163,27 @@ class _Checker:
     def string(self, key: str, value: object) -> str:
         if not isinstance(value, str):
             raise self.fail(key, f"must be a string, got {type(value).__name__}")
+        if has_control_character(value):  # e.g. from ${env:...}: refused, never quoted
+            raise self.fail(key, CONTROL_CHARACTER)
         return value
 
     def secret(self, key: str, value: object) -> str:
         """A credential: a line break or control character (a secret file's trailing
         newline, usually) would be quoted back by requests' header check, so refuse it."""
         text = self.string(key, value)
-        if any(ord(c) < 32 or ord(c) == 127 for c in text) or text != text.strip():
-            raise self.fail(key, "contains a line break, a control character or surrounding "
-                                 "spaces (often a trailing newline in the secret); remove them")
+        if text != text.strip():
+            raise self.fail(key, "has surrounding spaces (often a trailing newline in the "
+                                 "secret); remove them")
+        return self.latin1(key, text)
+
+    def latin1(self, key: str, text: str) -> str:
+        """HTTP header values are Latin-1: requests would fail on other characters with an
+        error that is not about the setting."""
+        try:
+            text.encode("latin-1")
+        except UnicodeEncodeError:
+            raise self.fail(key, "has a character outside Latin-1, which an HTTP header "
+                                 "cannot carry (the value is not shown)") from None
         return text
 
     def url(self, value: object) -> tuple[str, tuple[str, str] | None]:
@@ -198,6 +216,9 @@ class _Checker:
                 item = "true" if item else "false"  # what Thanos and VictoriaMetrics parse
             if not isinstance(name, str) or not isinstance(item, (str, int, float)):
                 raise self.fail(f"{key}.{name}", "must be a string")
+            if has_control_character(name) or has_control_character(str(item)):
+                raise self.fail(f"{key}.{name!r}" if has_control_character(name)
+                                else f"{key}.{name}", CONTROL_CHARACTER)
             result[name] = str(item)
         return result
 
@@ -205,7 +226,8 @@ class _Checker:
         if not isinstance(value, Mapping) or "username" not in value or "password" not in value:
             raise self.fail("basic_auth", "must be a mapping with username and password")
         self.known(value, "basic_auth.", ("username", "password"))
-        return (self.string("basic_auth.username", value["username"]),
+        username = self.string("basic_auth.username", value["username"])
+        return (self.latin1("basic_auth.username", username),
                 self.secret("basic_auth.password", value["password"]))
 
     def tls(self, value: object) -> tuple[bool | str, str | tuple[str, str] | None]:
