@@ -118,6 +118,8 @@ class ObjectiveItem(pytest.Item):
     def runtest(self) -> None:
         state = self.config.stash[STATE]
         record = self._judge(state)
+        if self.resolved.objective.track:
+            record = record.tracked()
         verdict = record.verdict
         text = "" if verdict is Verdict.PASS else failure_text(record)
         self.stash[RECORD] = record
@@ -125,7 +127,7 @@ class ObjectiveItem(pytest.Item):
             self.stash[MESSAGE] = text
         self.user_properties.extend(properties(record, text))
         self.config.hook.pytest_slo_verdict(item=self, verdict=verdict.value, record=record)
-        if verdict is Verdict.PASS:
+        if verdict in (Verdict.PASS, Verdict.TRACKED):
             return
         if verdict is Verdict.WARN and not state.strict:
             # Shown three ways: pytest's warnings summary, the captured output (JUnit

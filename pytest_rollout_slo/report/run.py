@@ -17,7 +17,10 @@ from pytest_rollout_slo.verdict.record import VerdictRecord
 
 RunVerdict = Literal["pass", "warn", "fail", "error"]
 # What needs attention first: the order of the Markdown table's rows and its verdict counts.
-VERDICT_ORDER = (Verdict.FAIL, Verdict.ERROR, Verdict.NO_DATA, Verdict.WARN, Verdict.PASS)
+VERDICT_ORDER = (Verdict.FAIL, Verdict.ERROR, Verdict.NO_DATA, Verdict.WARN, Verdict.PASS,
+                 Verdict.TRACKED)
+# Verdicts that leave a run green: a tracked objective is reported, never judged.
+CLEAN = (Verdict.PASS, Verdict.TRACKED)
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,9 @@ def overall_verdict(meta: RunMeta, records: Sequence[VerdictRecord]) -> RunVerdi
         return "error"
     if meta.exit_status == 1 or any(r.outcome == "failed" for r in records):
         return "fail"
-    if any(r.verdict is not Verdict.PASS or r.outcome != "passed" for r in records):
+    if any(r.verdict not in CLEAN or r.outcome != "passed" for r in records):
         return "warn"
     return "pass"
 
 
-__all__ = ["VERDICT_ORDER", "RunMeta", "RunVerdict", "overall_verdict", "run_meta"]
+__all__ = ["CLEAN", "VERDICT_ORDER", "RunMeta", "RunVerdict", "overall_verdict", "run_meta"]
