@@ -1,4 +1,4 @@
-"""The ``pytest-rollout-slo`` command line: check specs offline, print rules, a dashboard, the schema.
+"""The ``pytest-rollout-slo`` command line: check specs offline; rules, dashboard, schema.
 
 Subcommands (``pytest-rollout-slo --help``):
 
