@@ -75,8 +75,10 @@ def test_tracked_objectives_never_decide_the_gate(pytester: pytest.Pytester, err
     assert "no data" in table["nothing_yet"] and table["nothing_yet"].endswith("TRACKED")
     assert "error" in table["broken"] and table["broken"].endswith("TRACKED")
 
-    props = {case.attrib["name"]: {p.attrib["name"]: p.attrib["value"] for p in case.iter("property")}
-             for case in ET.parse(pytester.path / "out" / "junit.xml").getroot().iter("testcase")}
+    root = ET.parse(pytester.path / "out" / "junit.xml").getroot()
+    props = {case.attrib["name"]: {p.attrib["name"]: p.attrib["value"]
+                                   for p in case.iter("property")}
+             for case in root.iter("testcase")}
     assert props["clicks[beta]"]["slo.verdict"] == "tracked"
     assert props["clicks[beta]"]["slo.value"] == "240"
     assert props["click_rate[beta]"]["slo.value"] == "24.00%"
