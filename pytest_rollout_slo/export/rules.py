@@ -17,7 +17,10 @@ For every exportable objective (see :mod:`.exportable`) and matrix combination:
 A ratio whose denominator is below ``min_denominator`` (or 0) records nothing: the gate calls
 that *no data*, which is not a failure, so no alert fires on it. Labels on every rule:
 ``service``, the stage label (``dashboard.stage_label``, default ``stage``), ``objective``
-and the matrix combination. No pytest, no I/O.
+and the matrix combination. Annotations (summary, threshold, the objective's description and
+``runbook_url``) are fixed texts, without ``$value``: a unit test of the rules
+(``promtool test rules``) can then state them, and the value is the alert's own. No pytest,
+no I/O.
 """
 
 from __future__ import annotations
@@ -158,7 +161,6 @@ class _Objective:
         if objective.track:
             return
         severity = objective.alert.labels.get("severity", "critical")
-        shown = _humanize(self.unit)
         title = resolved.title
         if objective.sustained is not None:
             self.sustained(inline, severity)
@@ -177,12 +179,12 @@ class _Objective:
             threshold = ", ".join(p for p in (threshold, f"{limits} against {against}") if p)
         if breach:
             self.alert("Breach", "breach", breach, severity,
-                       f"{title} is {shown}, outside {threshold}", threshold)
+                       f"{title} is outside {threshold}", threshold)
         warn = _warned(recorded, resolved.warn, resolved.bounds)
         if warn:
             level = resolved.warn.text(self.unit)
             self.alert("Warning", "warning", warn, "warning",
-                       f"{title} is {shown}, past the warning level {level} (bounds "
+                       f"{title} is past the warning level {level} (bounds "
                        f"{resolved.bounds.text(self.unit)})", f"warn {level}")
 
     def sustained(self, inline: str, severity: str) -> None:
@@ -194,14 +196,15 @@ class _Objective:
         threshold = (f"{resolved.bounds.text(self.unit)} at each {sustained.step_text} over "
                      f"{sustained.over_text}, at most {sustained.max_violations} points outside")
         self.alert("Breach", "breach", breach, severity,
-                   f"{resolved.title}: {{{{ $value }}}} points outside {threshold}", threshold)
+                   f"{resolved.title}: more than {sustained.max_violations} points outside "
+                   f"{resolved.bounds.text(self.unit)}", threshold)
         warned = _warned(inline, resolved.warn, resolved.bounds)
         if warned:
             level = resolved.warn.text(self.unit)
             self.alert("Warning", "warning",
                        f"(count_over_time(({warned}){window}) > 0) unless ({breach})", "warning",
-                       f"{resolved.title}: {{{{ $value }}}} points past the warning level "
-                       f"{level}", f"warn {level}")
+                       f"{resolved.title}: points past the warning level {level}",
+                       f"warn {level}")
 
     def burn_rate(self) -> None:
         resolved, burn = self.resolved, self.objective.burn_rate
@@ -221,7 +224,7 @@ class _Objective:
                          f"and {alert.short_text} (target {burn.target * 100:g}%)")
             self.alert(f"BurnRate{_camel(alert.long_text)}{_camel(alert.short_text)}",
                        "burn_rate", f"({long_rate}) and ({short_rate})", severity,
-                       f"{resolved.title} burns its error budget {{{{ $value }}}} times too fast",
+                       f"{resolved.title} burns its error budget too fast",
                        threshold, {"long_window": alert.long_text,
                                    "short_window": alert.short_text})
 
@@ -273,11 +276,6 @@ def _number(value: float) -> str:
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
     return repr(float(value))
-
-
-def _humanize(unit: Unit) -> str:
-    return {"percent": "{{ $value | humanizePercentage }}",
-            "seconds": "{{ $value | humanizeDuration }}"}.get(unit, "{{ $value }}")
 
 
 def _camel(name: str) -> str:
