@@ -18,6 +18,7 @@ breach at the two evaluations before 3d as well.
 
 from __future__ import annotations
 
+import math
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -26,16 +27,19 @@ import pytest
 import yaml
 from conftest import BACKFILL_STEP, require_binary
 from servers import parse_openmetrics
-from simulate import Events, write_openmetrics
+from simulate import AT_UNIX, Events, write_openmetrics
 
 from pytest_rollout_slo.cli import TYPES
 from pytest_rollout_slo.export.rules import RuleSet, build_rules
+from pytest_rollout_slo.quantity import parse_duration
 from pytest_rollout_slo.spec.load import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION = ROOT / "slo_specs" / "conflict_resolver.yaml"
 SHIPPED = sorted([*ROOT.glob("slo_specs/*.yaml"), *ROOT.glob("examples/**/*.slo.yaml")])
 BREACH_FACTOR = 4
+EVALUATION = 600.0
+"""promtool's evaluation interval: on the samples' grid, and the error-rate alerts' for:."""
 
 # The seed story: alerts expected to fire at 3d, by stage and traffic.
 HEALTHY = {
@@ -148,28 +152,54 @@ objectives:
 
 # -- promtool test rules ---------------------------------------------------------------------
 
-def input_series(events: Events, directory: Path, errors_factor: int = 1
-                 ) -> list[dict[str, str]]:
-    """The simulator's series as promtool input (one value per 5 minutes from time 0)."""
-    path = directory / "traffic.om.txt"
-    write_openmetrics(events, path, step=BACKFILL_STEP)
-    series: dict[str, list[float]] = {}
+@pytest.fixture(scope="module")
+def traffic(tmp_path_factory: pytest.TempPathFactory, quickstart_events: Events
+            ) -> dict[str, list[tuple[float, float]]]:
+    """The simulator's series on the backfill grid: name with labels -> (time, value)."""
+    path = tmp_path_factory.mktemp("traffic") / "traffic.om.txt"
+    write_openmetrics(quickstart_events, path, step=BACKFILL_STEP)
+    series: dict[str, list[tuple[float, float]]] = {}
     for sample in parse_openmetrics(path.read_text(encoding="utf-8")):
-        series.setdefault(f"{sample.name}{{{sample.labels}}}", []).append(sample.value)
+        assert sample.timestamp is not None
+        series.setdefault(f"{sample.name}{{{sample.labels}}}", []).append(
+            (sample.timestamp, sample.value))
+    return series
+
+
+def input_series(traffic: Mapping[str, list[tuple[float, float]]], stage: str, start: float,
+                 errors_factor: int = 1) -> list[dict[str, str]]:
+    """The stage's series as promtool input: one value per 5 minutes from ``start`` (time 0)."""
     result = []
-    for name, values in series.items():
-        if errors_factor != 1 and name.startswith("agent_errors_total{") and (
-                'cohort="canary"' in name):
-            values = [v * errors_factor for v in values]
-        result.append({"series": name, "values": " ".join(_number(v) for v in values)})
+    for name, points in traffic.items():
+        if f'stage="{stage}"' not in name:
+            continue
+        factor = errors_factor if name.startswith("agent_errors_total{") and (
+            'cohort="canary"' in name) else 1
+        values = " ".join(_number(value * factor) for at, value in points if at >= start)
+        result.append({"series": name, "values": values})
     return result
+
+
+def history(rules: RuleSet) -> float:
+    """Seconds of traffic the alerts read at their last evaluation, plus their ``for:``."""
+    spec, stage = rules.spec, rules.stage
+    needed = 0.0
+    for objective in spec.objectives:
+        if stage not in objective.bounds:
+            continue
+        window = parse_duration(spec.resolve(objective, stage).window_text or "0s")
+        if objective.sustained is not None:
+            window += objective.sustained.over
+        needed = max(needed, window + (objective.alert.for_seconds or 0.0))
+    return needed + EVALUATION
 
 
 def _number(value: float) -> str:
     return str(int(value)) if value == int(value) else repr(value)
 
 
-def alert_tests(rules: RuleSet, firing: set[str]) -> Iterator[dict[str, object]]:
+def alert_tests(rules: RuleSet, firing: set[str], eval_time: str
+                ) -> Iterator[dict[str, object]]:
     """One ``alert_rule_test`` per alert of the file: fired with its labels, or silent."""
     for rule in rules.alerts:
         name = str(rule["alert"])
@@ -177,25 +207,30 @@ def alert_tests(rules: RuleSet, firing: set[str]) -> Iterator[dict[str, object]]
         if name in firing:
             expected.append({"exp_labels": dict(rule["labels"]),
                              "exp_annotations": dict(rule["annotations"])})
-        yield {"eval_time": "3d", "alertname": name, "exp_alerts": expected}
+        yield {"eval_time": eval_time, "alertname": name, "exp_alerts": expected}
 
 
 @pytest.mark.parametrize("stage", ["internal", "beta", "ga"])
 def test_promtool_unit_tests_of_healthy_and_breaching_traffic(
-        tmp_path: Path, promtool: str, quickstart_events: Events, stage: str) -> None:
+        tmp_path: Path, promtool: str, traffic: dict[str, list[tuple[float, float]]],
+        stage: str) -> None:
     rules = rules_of(PRODUCTION, stage)
     rule_file = tmp_path / "rules.yml"
     rule_file.write_text(rules.text(), encoding="utf-8")
     names = {str(rule["alert"]) for rule in rules.alerts}
     assert HEALTHY[stage] <= names and BREACH[stage] <= names
+    # Only the traffic the alerts read: promtool evaluates every rule from time 0 on.
+    span = math.ceil(history(rules) / BACKFILL_STEP) * BACKFILL_STEP
+    eval_time = f"{span // 60}m"
     tests = []
     for factor, firing in ((1, HEALTHY[stage]), (BREACH_FACTOR, BREACH[stage])):
         tests.append({"interval": "5m",
-                      "input_series": input_series(quickstart_events, tmp_path, factor),
-                      "alert_rule_test": list(alert_tests(rules, firing))})
+                      "input_series": input_series(traffic, stage, AT_UNIX - span, factor),
+                      "alert_rule_test": list(alert_tests(rules, firing, eval_time))})
     test_file = tmp_path / "rules.test.yml"
     test_file.write_text(yaml.safe_dump({"rule_files": [rule_file.name],
-                                         "evaluation_interval": "5m", "tests": tests},
+                                         "evaluation_interval": f"{EVALUATION // 60:g}m",
+                                         "tests": tests},
                                         sort_keys=False, width=1_000_000), encoding="utf-8")
     done = subprocess.run([promtool, "test", "rules", str(test_file)], capture_output=True,
                           text=True, timeout=300, check=False, cwd=tmp_path)
