@@ -98,7 +98,9 @@ def test_alerts_follow_the_spec_settings() -> None:
     rules = rules_of(PRODUCTION, "ga")
     by_name = {rule["alert"]: rule for rule in rules.alerts}
     breach = by_name["SloErrorRateBreach"]
-    assert breach["expr"] == "slo:error_rate:ratio_24h > 0.05"
+    own = '{service="conflict-resolver", stage="ga", objective="error_rate"}'
+    # Every stage records under the same names: an alert reads its own stage's series only.
+    assert breach["expr"] == f"slo:error_rate:ratio_24h{own} > 0.05"
     assert breach["for"] == "10m"
     assert breach["labels"] == {"service": "conflict-resolver", "stage": "ga",
                                 "objective": "error_rate", "team": "conflict-resolver",
@@ -108,11 +110,12 @@ def test_alerts_follow_the_spec_settings() -> None:
     assert breach["annotations"]["threshold"] == "max 5.00%"
     warning = by_name["SloErrorRateWarning"]
     assert warning["labels"]["severity"] == "warning"
-    assert warning["expr"] == ("slo:error_rate:ratio_24h > 0.03 and "
-                               "slo:error_rate:ratio_24h <= 0.05")
+    assert warning["expr"] == (f"slo:error_rate:ratio_24h{own} > 0.03 and "
+                               f"slo:error_rate:ratio_24h{own} <= 0.05")
     # A min bound alerts below it; tracked objectives record, never alert.
     assert by_name["SloToolCallSuccessRateBreach"]["expr"] == (
-        "slo:tool_call_success_rate:ratio_24h < 0.8")
+        "slo:tool_call_success_rate:ratio_24h{service=\"conflict-resolver\", stage=\"ga\", "
+        "objective=\"tool_call_success_rate\"} < 0.8")
     assert "for" not in by_name["SloToolCallSuccessRateBreach"]
     recorded = {rule["record"] for rule in rules.recordings}
     assert {"slo:button_click_rate:ratio_24h", "slo:chat_sessions_initiated:value_24h",
@@ -144,9 +147,10 @@ objectives:
         "slo:error_budget_denominator:5m", "slo:error_budget:ratio_5m"]
     [fast, slow] = rules.alerts
     budget = repr(1 - 0.995)
+    own = '{service="svc", stage="ga", objective="error_budget"}'
     assert fast["alert"] == "SloErrorBudgetBurnRate1h5m"
-    assert fast["expr"] == (f"(slo:error_budget:ratio_1h / {budget} > 14.4) and "
-                            f"(slo:error_budget:ratio_5m / {budget} > 14.4)")
+    assert fast["expr"] == (f"(slo:error_budget:ratio_1h{own} / {budget} > 14.4) and "
+                            f"(slo:error_budget:ratio_5m{own} / {budget} > 14.4)")
     assert slow["labels"]["long_window"] == "6h" and slow["labels"]["severity"] == "critical"
 
 

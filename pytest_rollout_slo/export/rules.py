@@ -107,9 +107,13 @@ class _Objective:
     # -- recording rules ------------------------------------------------------------------
 
     def record(self, name: str, expr: str) -> str:
+        """Add a recording rule; return the selector of exactly the series it records."""
         self.rules.recordings.append({"record": name, "expr": expr,
                                       "labels": dict(self.labels)})
-        return name
+        # Other stages, services and matrix combinations record under the same name: an
+        # alert must read its own series only, never another stage's.
+        matchers = ", ".join(f'{key}="{_escape(value)}"' for key, value in self.labels.items())
+        return f"{name}{{{matchers}}}"
 
     def value(self, queries: Mapping[str, str], window: str, prefix: str = "") -> tuple[str, str]:
         """Record the measured value; return its recorded name and an inline expression."""
@@ -264,6 +268,10 @@ def _changes(value: str, before: str, baseline: Any) -> str:
                  else f"{before} - {_number(decrease.amount)}")
         parts.append(f"{value} < {limit}")
     return " or ".join(parts)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _denominator_guard(minimum: float) -> str:
