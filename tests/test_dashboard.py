@@ -28,7 +28,7 @@ from pytest_rollout_slo.spec.load import load_spec
 
 pytest.importorskip("grafana_foundation_sdk")
 
-from pytest_rollout_slo.export.dashboard import dashboard_json  # noqa: E402
+from pytest_rollout_slo.export.dashboard import dashboard_json
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION = ROOT / "slo_specs" / "conflict_resolver.yaml"
