@@ -26,6 +26,7 @@ themselves, feature by feature, by test_integration_gates.py, which reuses ``run
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -360,6 +361,15 @@ def check_tracked(cases: dict[str, Case], events: Events, stage: str) -> None:
         clicks / views, "percent")
     assert cases[f"chat_sessions_initiated[{stage}]"].props["slo.value"] == str(
         counted(events.chat_sessions))
+    ended = [c.turns for c in events.chat_sessions if c.stage == stage and c.completed
+             and c.ended_ts is not None and start <= c.ended_ts < AT_UNIX]
+    assert cases[f"average_conversation_length[{stage}]"].props["slo.value"] == format_value(
+        sum(ended) / len(ended), "number")
+    sessions = Counter(c.user_id for c in events.chat_sessions
+                       if c.stage == stage and start <= c.ts < AT_UNIX)
+    returning = sum(1 for n in sessions.values() if n > 1)
+    assert cases[f"return_usage_rate[{stage}]"].props["slo.value"] == format_value(
+        returning / len(sessions), "percent")
 
 
 def check_against_the_engine(url: str, case: Case, expected: Expected) -> None:
