@@ -13,11 +13,13 @@ numbers; version 1 wrote them as display text). A later version only adds keys::
              "plugin_version": "0.1.0", "backends": ["metrics (prometheus, http://...)"],
              "started": RFC 3339 | null, "finished": RFC 3339 | null,
              "exit_status": int | null, "verdict": "pass" | "warn" | "fail" | "error",
-             "total": 7, "counts": {"fail": 3, "error": 1, "no_data": 1, "warn": 1, "pass": 1}},
+             "total": 7, "counts": {"fail": 3, "error": 1, "no_data": 1, "warn": 1, "pass": 1,
+                                   "tracked": 0}},
      "objectives": [  # sorted by id
        {"id": "slo_specs/x.yaml::error_rate[beta]", "title": "error_rate[beta]",
         "service": "...", "objective": "error_rate", "stage": "beta",
-        "matrix": "region=eu" | null, "verdict": "pass" | "warn" | "fail" | "no_data" | "error",
+        "matrix": "region=eu" | null, "verdict": "pass" | "warn" | "fail" | "no_data" | "error"
+                   | "tracked",
         "outcome": "passed" | "failed" | "skipped",
         "value": 0.062 | "NaN" | "+Inf" | "-Inf" | null  (the one value judged, else null),
         "value_text": "6.20%" (as the tables show it),
