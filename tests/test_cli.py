@@ -112,6 +112,9 @@ MISTAKES = [
     pytest.param("matrix:", 'dashboard: {stage_label: "rollout stage"}\nmatrix:', 9,
                  "dashboard.stage_label", "'rollout stage' is not a Prometheus label name",
                  id="dashboard-stage-label"),
+    pytest.param("matrix:", "dashboard: {stage_label: objective}\nmatrix:", 9,
+                 "dashboard.stage_label", "'objective' is a label the generated rules set",
+                 id="dashboard-stage-label-taken"),
 ]
 
 

@@ -26,8 +26,8 @@ themselves, feature by feature, by test_integration_gates.py, which reuses ``run
 from __future__ import annotations
 
 import shutil
-from collections import Counter
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path

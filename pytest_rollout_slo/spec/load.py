@@ -106,6 +106,10 @@ class _Loader(SpecReader):
             raise self.error(node.line_of("stage_label"), "dashboard.stage_label",
                              f"{label!r} is not a Prometheus label name (letters, digits and "
                              "_, not starting with a digit or __)")
+        if label in ("service", "objective", "severity", "alertname"):
+            raise self.error(node.line_of("stage_label"), "dashboard.stage_label",
+                             f"{label!r} is a label the generated rules set themselves; "
+                             "choose another (default: stage)")
         return DashboardSettings(title, label)
 
     def backends(self, value: Any, line: int) -> dict[str, BackendSpec]:
