@@ -240,3 +240,45 @@ def test_promtool_unit_tests_of_healthy_and_breaching_traffic(
                           text=True, timeout=300, check=False, cwd=tmp_path)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "SUCCESS" in done.stdout
+
+
+BURN_SPEC = """\
+version: 1
+service: svc
+backends: {prom: {type: prometheus, url: "http://p:9090"}}
+stages: {ga: {}}
+objectives:
+  - name: error_budget
+    ratio:
+      numerator: sum(increase(errors_total[${window}])) or vector(0)
+      denominator: sum(increase(requests_total[${window}]))
+    burn_rate:
+      target: 99.5%
+      alerts: [{long: 1h, short: 5m, factor: 14.4}]
+"""
+
+
+@pytest.mark.parametrize(("errors", "fires"), [
+    ("0+10x180", True),              # 10% errors: a burn rate of 20 over both windows
+    ("0+10x170 1700x10", False),     # the errors stopped 10 minutes ago: the short window is calm
+    ("0+0x180", False),              # no errors at all
+])
+def test_promtool_burn_rate_alert_needs_both_windows(tmp_path: Path, promtool: str,
+                                                     errors: str, fires: bool) -> None:
+    spec = tmp_path / "burn.yaml"
+    spec.write_text(BURN_SPEC, encoding="utf-8")
+    rules = rules_of(spec, "ga")
+    (tmp_path / "rules.yml").write_text(rules.text(), encoding="utf-8")
+    [alert] = rules.alerts
+    expected = [{"exp_labels": dict(alert["labels"]),
+                 "exp_annotations": dict(alert["annotations"])}] if fires else []
+    test = {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": "errors_total", "values": errors},
+                         {"series": "requests_total", "values": "0+100x180"}],
+        "alert_rule_test": [{"eval_time": "3h", "alertname": alert["alert"],
+                             "exp_alerts": expected}]}]}
+    (tmp_path / "test.yml").write_text(yaml.safe_dump(test, sort_keys=False), encoding="utf-8")
+    done = subprocess.run([promtool, "test", "rules", "test.yml"], capture_output=True,
+                          text=True, timeout=60, check=False, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
