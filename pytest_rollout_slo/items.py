@@ -137,6 +137,8 @@ class ObjectiveItem(pytest.Item):
                 # JUnit, Markdown, JSON), labels included: a server may echo a header into
                 # its labels.
                 record = VerdictRecord.from_dict(state.executor.redact.deep(record.to_dict()))
+            if self.resolved.objective.track:
+                record = record.tracked()
             state.judged[self.nodeid] = record
         verdict = record.verdict
         text = "" if verdict is Verdict.PASS else failure_text(record)
@@ -149,7 +151,7 @@ class ObjectiveItem(pytest.Item):
         self.user_properties.extend(properties(record, text))
         if fresh:  # once per objective and run, however often it is rerun
             self.config.hook.pytest_slo_verdict(item=self, verdict=verdict.value, record=record)
-        if verdict is Verdict.PASS:
+        if verdict in (Verdict.PASS, Verdict.TRACKED):
             return
         if verdict is Verdict.WARN and not state.strict:
             # Shown three ways: pytest's warnings summary, the captured output (JUnit

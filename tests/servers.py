@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import json
 import math
 import re
 import shutil
@@ -213,11 +214,18 @@ class PrometheusServer(_ServerProcess):
     name = "prometheus"
 
     @classmethod
-    def spawn(cls, data_dir: Path, *, binary: str = "prometheus") -> PrometheusServer:
-        """Start the process without waiting for readiness (see ``wait_ready``)."""
+    def spawn(cls, data_dir: Path, *, binary: str = "prometheus",
+              rule_files: Sequence[Path] = (), evaluation_interval: str = "1m"
+              ) -> PrometheusServer:
+        """Start the process without waiting for readiness (see ``wait_ready``); the rule
+        files, if any, are evaluated every ``evaluation_interval``."""
         data_dir.mkdir(parents=True, exist_ok=True)
         config = data_dir / "prometheus.yml"
-        config.write_text("scrape_configs: []\n", encoding="utf-8")
+        text = "scrape_configs: []\n"
+        if rule_files:
+            text = (f"global: {{evaluation_interval: {evaluation_interval}}}\n"
+                    f"rule_files: {json.dumps([str(p) for p in rule_files])}\n" + text)
+        config.write_text(text, encoding="utf-8")
         port = free_port()
         argv = [
             binary,
@@ -238,6 +246,8 @@ class PrometheusServer(_ServerProcess):
         binary: str = "prometheus",
         promtool: str = "promtool",
         timeout: float = 30.0,
+        rule_files: Sequence[Path] = (),
+        evaluation_interval: str = "1m",
     ) -> PrometheusServer:
         """Backfill ``openmetrics`` into ``data_dir``, start, wait for ``/-/ready``."""
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -247,7 +257,9 @@ class PrometheusServer(_ServerProcess):
             server.wait_ready(timeout)
             server._check_blocks_queryable(blocks)
 
-        return _start_with_retries(lambda: cls.spawn(data_dir, binary=binary), ready)
+        return _start_with_retries(
+            lambda: cls.spawn(data_dir, binary=binary, rule_files=rule_files,
+                              evaluation_interval=evaluation_interval), ready)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         self.wait_until_ok("/-/ready", timeout)

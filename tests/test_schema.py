@@ -448,6 +448,22 @@ INVALID = [
           ("[eu, us]", (), "type"))),
     pytest.param(spec(top="matrix: {region: [eu, eu]}\n"), ("matrix", "region"), "uniqueItems",
                  id="file-matrix-twice"),
+    # tracked objectives, alert settings and the dashboard block (test_cli.py)
+    pytest.param(spec(objective("track: true\n")), (*X, "max"), "not", id="tracked-with-max"),
+    pytest.param(spec(objective("track: yes please\n")), (*X, "track"), "type",
+                 id="track-string"),
+    pytest.param(spec(objective("alert: {for: soon}\n")), (*X, "alert", "for"), "anyOf",
+                 id="alert-for"),
+    pytest.param(spec(objective("alert: {page: true}\n")), (*X, "alert"),
+                 "additionalProperties", id="alert-unknown-key"),
+    pytest.param(spec(objective("alert: {labels: {alertname: x}}\n")),
+                 (*X, "alert", "labels"), "not", id="alert-label-reserved"),
+    pytest.param(spec(objective("alert: {labels: {team: 5}}\n")),
+                 (*X, "alert", "labels", "team"), "type", id="alert-label-number"),
+    pytest.param(spec(top="dashboard: {stage_label: rollout-stage}\n"),
+                 ("dashboard", "stage_label"), "pattern", id="dashboard-stage-label"),
+    pytest.param(spec(top="dashboard: {name: x}\n"), ("dashboard",), "additionalProperties",
+                 id="dashboard-unknown-key"),
 ]
 
 

@@ -587,6 +587,21 @@ def write_openmetrics(events: Events, path: str | os.PathLike[str], *, step: int
                    [({"stage": s, **canary},
                      [(r.ts, r.duration_s) for r in events.agent_responses if r.stage == s])
                     for s in STAGES])
+        # Product counters, tracked rather than gated (the plan's "Success metrics being
+        # tracked"): what the dashboard's tracked row and the tracked objectives read.
+        _counter(out, "conflict_page_views", "Conflict pages shown with the AI button.", grid,
+                 [({"stage": s, **canary}, [v.ts for v in events.page_views if v.stage == s])
+                  for s in STAGES])
+        _counter(out, "button_clicks", "Clicks on the Resolve with AI button.", grid,
+                 [({"stage": s, **canary}, [c.ts for c in events.button_clicks if c.stage == s])
+                  for s in STAGES])
+        _counter(out, "chat_sessions", "Chat sessions initiated.", grid,
+                 [({"stage": s, **canary}, [c.ts for c in events.chat_sessions if c.stage == s])
+                  for s in STAGES])
+        _counter(out, "ratings", "User ratings, thumbs up or down.", grid,
+                 [({"stage": s, **canary, "thumbs": thumbs},
+                   [r.ts for r in events.ratings if r.stage == s and r.thumbs == thumbs])
+                  for s in STAGES for thumbs in ("up", "down")])
         out.write("# EOF\n")
 
 

@@ -18,11 +18,13 @@ numbers; version 1 wrote them as display text). A later version only adds keys::
              "partial": bool, "partial_reason": "2 of 7 objectives not run (-k ...)" | null,
              "not_run": [node ids of the stage's objectives this run did not judge],
              "usage_error": "why the gate did not run" | null,
-             "total": 7, "counts": {"fail": 3, "error": 1, "no_data": 1, "warn": 1, "pass": 1}},
+             "total": 7, "counts": {"fail": 3, "error": 1, "no_data": 1, "warn": 1, "pass": 1,
+                                   "tracked": 0}},
      "objectives": [  # sorted by id
        {"id": "slo_specs/x.yaml::error_rate[beta]", "title": "error_rate[beta]",
         "service": "...", "objective": "error_rate", "stage": "beta",
-        "matrix": "region=eu" | null, "verdict": "pass" | "warn" | "fail" | "no_data" | "error",
+        "matrix": "region=eu" | null, "verdict": "pass" | "warn" | "fail" | "no_data" | "error"
+                   | "tracked",
         "outcome": "passed" | "failed" | "skipped",
         "value": 0.062 | "NaN" | "+Inf" | "-Inf" | null  (the one value judged, else null),
         "value_text": "6.20%" (as the tables show it),

@@ -37,7 +37,7 @@ import tabulate as tabulate_module
 from tabulate import tabulate
 
 from pytest_rollout_slo.quantity import format_time, format_value
-from pytest_rollout_slo.report.run import VERDICT_ORDER, RunMeta, RunVerdict, overall_verdict
+from pytest_rollout_slo.report.run import CLEAN, VERDICT_ORDER, RunMeta, RunVerdict, overall_verdict
 from pytest_rollout_slo.report.table import threshold_text, verdict_label
 from pytest_rollout_slo.report.text import failure_text, value_text
 from pytest_rollout_slo.verdict.instant import Verdict
@@ -61,7 +61,7 @@ def markdown_report(meta: RunMeta, records: Sequence[VerdictRecord]) -> str:
     if rows:
         lines += _table(meta, rows)
     for record in rows:
-        if record.verdict is Verdict.PASS:
+        if record.verdict in CLEAN:
             continue
         message = failure_text(record)
         fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", message)),
@@ -96,7 +96,7 @@ def _headline(meta: RunMeta, records: Sequence[VerdictRecord], verdict: RunVerdi
         detail = f"{failed} of {total} {noun} failed"
     elif verdict == "warn":
         notes = Counter("skipped" if r.outcome == "skipped" else r.verdict.value.replace("_", " ")
-                        for r in records if r.verdict is not Verdict.PASS or r.outcome != "passed")
+                        for r in records if r.verdict not in CLEAN or r.outcome != "passed")
         detail = (f"{total} {noun}, with "
                   + ", ".join(f"{n} {what}" for what, n in sorted(notes.items())))
     else:
@@ -167,6 +167,8 @@ def _icon(record: VerdictRecord) -> str:
         return "❌"
     if record.outcome == "skipped":
         return "⏭️"
+    if record.verdict is Verdict.TRACKED:
+        return "📈"
     return "✅" if record.verdict is Verdict.PASS else "⚠️"
 
 

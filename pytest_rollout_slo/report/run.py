@@ -21,7 +21,10 @@ from pytest_rollout_slo.verdict.record import VerdictRecord
 RunVerdict = Literal["pass", "warn", "partial", "fail", "error"]
 Decision = Literal["PROMOTE", "HOLD", "PARTIAL"]
 # What needs attention first: the order of the Markdown table's rows and its verdict counts.
-VERDICT_ORDER = (Verdict.FAIL, Verdict.ERROR, Verdict.NO_DATA, Verdict.WARN, Verdict.PASS)
+VERDICT_ORDER = (Verdict.FAIL, Verdict.ERROR, Verdict.NO_DATA, Verdict.WARN, Verdict.PASS,
+                 Verdict.TRACKED)
+# Verdicts that leave a run green: a tracked objective is reported, never judged.
+CLEAN = (Verdict.PASS, Verdict.TRACKED)
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ def overall_verdict(meta: RunMeta, records: Sequence[VerdictRecord]) -> RunVerdi
         return "partial"
     if meta.exit_status == 1:
         return "fail"
-    if any(r.verdict is not Verdict.PASS or r.outcome != "passed" for r in records):
+    if any(r.verdict not in CLEAN or r.outcome != "passed" for r in records):
         return "warn"
     return "pass"
 
@@ -82,5 +85,5 @@ def decision(verdict: RunVerdict) -> Decision:
     return "PARTIAL" if verdict == "partial" else "HOLD"
 
 
-__all__ = ["VERDICT_ORDER", "Decision", "RunMeta", "RunVerdict", "decision", "overall_verdict",
-           "run_meta"]
+__all__ = ["CLEAN", "VERDICT_ORDER", "Decision", "RunMeta", "RunVerdict", "decision",
+           "overall_verdict", "run_meta"]

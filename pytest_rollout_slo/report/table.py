@@ -39,6 +39,8 @@ def threshold_text(record: VerdictRecord, *, sustained: bool = True) -> str:
              for name, value in (("min", record.bounds.min), ("max", record.bounds.max),
                                  ("warn min", record.warn.min), ("warn max", record.warn.max))
              if value is not None]
+    if record.verdict is Verdict.TRACKED and not parts:
+        return "tracked"
     limits = record.limit_map
     parts += [f"{name} {limits[name].text}" for name in _LIMITS
               if name in limits and (sustained or name != "sustained")]

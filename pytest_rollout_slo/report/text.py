@@ -47,7 +47,7 @@ def value_text(record: VerdictRecord, *, with_baseline: bool = True) -> str:
 
     Without ``with_baseline``, a baseline's value is left to a column of its own.
     """
-    if record.verdict is Verdict.ERROR:
+    if record.verdict is Verdict.ERROR or (record.verdict is Verdict.TRACKED and record.error):
         return "error"
     if record.gate_value and (with_baseline or record.baseline_value is None
                               or record.value is None):
@@ -70,7 +70,7 @@ def failure_text(record: VerdictRecord) -> str:
     lines = [_headline(record)]
     context = f"window {record.window}, " if record.window else ""
     context += f"at {format_time(record.at)}"
-    judged = record.verdict is not Verdict.ERROR
+    judged = record.verdict is not Verdict.ERROR and not record.error
     if judged and record.details:
         lines.append(f"  ({context})")
         lines.extend(record.details)
@@ -126,6 +126,13 @@ def _headline(record: VerdictRecord) -> str:
         return f"{title} ERROR: {record.error}"
     if record.verdict is Verdict.NO_DATA:
         return f"{title} NO DATA: {record.reason}"
+    if record.verdict is Verdict.TRACKED:
+        # Reported, never judged: the value, or why there is none, and no bound.
+        if record.error:
+            return f"{title} TRACKED (not judged): error: {record.error}"
+        if record.reason or not record.values:
+            return f"{title} TRACKED (not judged): no data ({record.reason or 'no value'})"
+        return f"{title} TRACKED (not judged): {value_text(record)}"
     word = {Verdict.FAIL: "FAILED", Verdict.WARN: "WARN"}.get(record.verdict, "PASSED")
     if record.verdict is Verdict.WARN and record.strict:
         word = "FAILED (warning under --slo-strict)"

@@ -25,6 +25,7 @@ from pytest_rollout_slo.spec.model import (
     ON_NO_DATA,
     BackendSpec,
     Bounds,
+    DashboardSettings,
     Objective,
     OnNoData,
     Ratio,
@@ -53,9 +54,11 @@ __all__ = ["ON_NO_DATA", "BackendSpec", "Bounds", "Objective", "OnNoData", "Rati
 _STAGE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # matched whole: `$` allows a final newline
 
 _TOP_KEYS = ("version", "service", "description", "backends", "variables", "stages", "objectives",
-             "matrix")
+             "matrix", "dashboard")
 _STAGE_KEYS = ("description", "variables", "rollout")
 _ROLLOUT_KEYS = ("flag", "percent", "users", "all", "environment")
+_DASHBOARD_KEYS = ("title", "stage_label")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 def load_spec(path: Path, backend_types: Mapping[str, BackendSchema]) -> Spec:
@@ -103,7 +106,25 @@ class _Loader(SpecReader):
                   if "matrix" in root else ())
         objectives = self.objectives(self.required(root, "objectives", ""),
                                      root.line_of("objectives"), spec, matrix)
-        return Spec(self.path, service, description, backends, variables, stages, objectives)
+        dashboard = (self.dashboard(root["dashboard"], root.line_of("dashboard"))
+                     if "dashboard" in root else DashboardSettings())
+        return Spec(self.path, service, description, backends, variables, stages, objectives,
+                    dashboard)
+
+    def dashboard(self, value: Any, line: int) -> DashboardSettings:
+        node = self.mapping(value, line, "dashboard")
+        self.keys(node, _DASHBOARD_KEYS, "dashboard.")
+        title = self.string(node, "title", "dashboard.", required="title" in node)
+        label = self.string(node, "stage_label", "dashboard.", default="stage")
+        if not _LABEL_NAME.match(label) or label.startswith("__"):
+            raise self.error(node.line_of("stage_label"), "dashboard.stage_label",
+                             f"{label!r} is not a Prometheus label name (letters, digits and "
+                             "_, not starting with a digit or __)")
+        if label in ("service", "objective", "severity", "alertname"):
+            raise self.error(node.line_of("stage_label"), "dashboard.stage_label",
+                             f"{label!r} is a label the generated rules set themselves; "
+                             "choose another (default: stage)")
+        return DashboardSettings(title, label)
 
     def backends(self, value: Any, line: int) -> dict[str, BackendSpec]:
         node = self.mapping(value, line, "backends")

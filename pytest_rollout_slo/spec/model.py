@@ -113,6 +113,31 @@ class BurnRate:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """What the generated alert rules of an objective need and cannot guess (``alert:``)."""
+
+    for_seconds: float | None = None
+    """``for:`` of the alerts; None: derived from ``sustained``, else none."""
+    for_text: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Extra alert labels; a ``severity`` here replaces ``critical`` on the hard-bound alert."""
+    runbook: str = ""
+
+
+NO_ALERT = AlertSettings()
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    """The file's ``dashboard:`` block: what the generated dashboard cannot guess."""
+
+    title: str = ""
+    """Default: ``<service> rollout``."""
+    stage_label: str = "stage"
+    """The metric label that tells stages apart; also put on generated rules."""
+
+
+@dataclass(frozen=True)
 class BackendSpec:
     name: str
     type: str
@@ -166,6 +191,9 @@ class Objective:
     matrix: tuple[tuple[str, tuple[Scalar, ...]], ...] = ()
     variables: Mapping[str, Scalar] = field(default_factory=dict)
     """The objective's own variables: over the stage's and the file's, under the matrix's."""
+    track: bool = False
+    """A tracked objective has no bounds: its value is reported, it never fails a stage."""
+    alert: AlertSettings = NO_ALERT
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -227,6 +255,7 @@ class Spec:
     variables: Mapping[str, Scalar]
     stages: Mapping[str, Stage]
     objectives: tuple[Objective, ...]
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
 
     def variables_for(self, stage: str, combination: Combination = (),
                       objective: Objective | None = None) -> dict[str, Scalar]:

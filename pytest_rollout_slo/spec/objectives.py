@@ -25,8 +25,10 @@ from pytest_rollout_slo.quantity import (
 from pytest_rollout_slo.spec import gates as spec_gates
 from pytest_rollout_slo.spec.gates import Matrix
 from pytest_rollout_slo.spec.model import (
+    NO_ALERT,
     NO_BOUNDS,
     ON_NO_DATA,
+    AlertSettings,
     Baseline,
     Bounds,
     BurnRate,
@@ -51,11 +53,17 @@ _SQL_PARAMETER = re.compile(
 _TIME_PARAMETERS = ("window_start", "window_end")
 OBJECTIVE_KEYS = ("name", "description", "backend", "query", "ratio", "quantile",
                   "histogram_quantile", "min", "max", "warn", "unit", "thresholds", "stages",
-                  "on_no_data", "sustained", "baseline", "burn_rate", "matrix", "variables")
+                  "on_no_data", "sustained", "baseline", "burn_rate", "matrix", "variables",
+                  "track", "alert")
 _MEASURES = ("query", "ratio", "quantile", "histogram_quantile")
 _GATES = ("sustained", "baseline", "burn_rate")
 _RATIO_KEYS = ("numerator", "denominator", "min_denominator")
 _THRESHOLD_KEYS = ("min", "max", "warn")
+_ALERT_KEYS = ("for", "labels", "runbook")
+# What a tracked objective may not have: it is reported, never judged.
+_JUDGING_KEYS = ("min", "max", "warn", "thresholds", "sustained", "baseline", "burn_rate",
+                 "alert", "on_no_data")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 # Bounds found in one mapping: key ("min", "warn.max") -> (value, line, key path) or None.
 _Found = dict[str, tuple[float, int, str] | None]
 # Every bound and absolute change of an objective as written: (text, value, form, line, key).
@@ -97,6 +105,7 @@ class ObjectiveLoader:
         if on_no_data not in ON_NO_DATA:
             raise self.error(node.line_of("on_no_data"), f"{where}on_no_data",
                              f"got {quote(on_no_data)}; accepted: {', '.join(ON_NO_DATA)}")
+        track = self.track(node, where)
         gates = [key for key in _GATES if key in node]
         if len(gates) > 1:
             raise self.error(node.line_of(gates[1]), f"{where}{gates[1]}",
@@ -111,7 +120,8 @@ class ObjectiveLoader:
                                      f"{where}variables")
         stages = self.stages(node, where)
         measures = self.measures(node, ratio, unit)
-        bounds, warn, units = self.thresholds(node, where, stages, baseline, burn_rate, measures)
+        bounds, warn, units = self.thresholds(node, where, stages, baseline, burn_rate, measures,
+                                              track)
         # A ratio with no threshold to take the form from (only a baseline change or burn
         # rates) is a share of events: show it as a percentage; a histogram of seconds, as
         # seconds.
@@ -126,7 +136,8 @@ class ObjectiveLoader:
             query=query, ratio=ratio, bounds=bounds, unit=unit or shown,
             on_no_data=on_no_data, line=node.line, warn=warn,
             quantile=quantile, sustained=sustained, baseline=baseline, burn_rate=burn_rate,
-            matrix=matrix, variables=variables)
+            matrix=matrix, variables=variables, track=track,
+            alert=self.alert(node, where) if "alert" in node else NO_ALERT)
         self.check_placeholders(node, where, objective)
         self.check_queries(node, where, objective)
         return objective
@@ -194,6 +205,48 @@ class ObjectiveLoader:
 
     # -- bounds -----------------------------------------------------------------------------
 
+    def track(self, node: YamlMap, where: str) -> bool:
+        if "track" not in node:
+            return False
+        if node["track"] is not True and node["track"] is not False:
+            raise self.error(node.line_of("track"), f"{where}track",
+                             f"must be true or false, got {kind_of(node['track'])}")
+        if node["track"]:
+            for key in _JUDGING_KEYS:
+                if key in node:
+                    raise self.error(node.line_of(key), f"{where}{key}",
+                                     "a tracked objective (track: true) is reported, never "
+                                     "judged; remove min, max, warn, thresholds, sustained, "
+                                     "baseline, burn_rate, alert and on_no_data, or track: true")
+        return bool(node["track"])
+
+    def alert(self, node: YamlMap, where: str) -> AlertSettings:
+        key = f"{where}alert"
+        loader = self.loader
+        body = loader.mapping(node["alert"], node.line_of("alert"), key)
+        loader.keys(body, _ALERT_KEYS, f"{key}.")
+        for_seconds: float | None = None
+        for_text = ""
+        if "for" in body:
+            for_seconds, for_text = spec_gates.duration(loader, body, "for", f"{key}.")
+        labels: dict[str, str] = {}
+        if "labels" in body:
+            table = loader.mapping(body["labels"], body.line_of("labels"), f"{key}.labels")
+            for name, value in table.items():
+                if not _LABEL_NAME.match(name) or name.startswith("__"):
+                    raise self.error(table.line_of(name), f"{key}.labels.{name}",
+                                     "a Prometheus label name: letters, digits and _, not "
+                                     "starting with a digit or __")
+                if name in ("alertname", "objective", "service"):
+                    raise self.error(table.line_of(name), f"{key}.labels.{name}",
+                                     "set by the generator; choose another label name")
+                if not isinstance(value, str) or not value.strip():
+                    raise self.error(table.line_of(name), f"{key}.labels.{name}",
+                                     f"must be a non-empty string, got {kind_of(value)}")
+                labels[name] = value
+        runbook = loader.string(body, "runbook", f"{key}.", required="runbook" in body)
+        return AlertSettings(for_seconds, for_text, labels, runbook)
+
     @staticmethod
     def measures(node: YamlMap, ratio: Ratio | None, unit: str | None) -> tuple[str | None, str]:
         """What the objective's value is, as far as the spec says, and why we think so:
@@ -243,7 +296,7 @@ class ObjectiveLoader:
 
     def thresholds(self, node: YamlMap, where: str, stages: tuple[str, ...],
                    baseline: Baseline | None, burn_rate: BurnRate | None,
-                   measures: tuple[str | None, str] = (None, "")
+                   measures: tuple[str | None, str] = (None, ""), track: bool = False
                    ) -> tuple[dict[str, Bounds], dict[str, Bounds], list[Unit]]:
         if burn_rate is not None:
             for key in ("min", "max", "warn", "thresholds"):
@@ -283,7 +336,7 @@ class ObjectiveLoader:
                 overrides[stage] = (self.bound_values(body_node, f"{key}.", units), body_node)
         self.check_units(read, measures)
         shown: Unit = next((u for u in units if u != "number"), "number")
-        needs_bound = burn_rate is None and not (
+        needs_bound = burn_rate is None and not track and not (
             baseline is not None and (baseline.max_increase or baseline.max_decrease))
         bounds: dict[str, Bounds] = {}
         warns: dict[str, Bounds] = {}

@@ -36,6 +36,8 @@ class Verdict(enum.Enum):
     FAIL = "fail"
     NO_DATA = "no_data"
     ERROR = "error"
+    TRACKED = "tracked"
+    """A tracked objective (``track: true``): its value is reported, never judged."""
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,11 @@ class VerdictRecord:
             warned=len(evaluation.warnings), flagged=tuple(flagged[:FLAGGED_VALUES]),
             flagged_total=len(flagged), backend_warnings=warnings)
 
+    def tracked(self) -> VerdictRecord:
+        """This record as a tracked objective's: reported, never failing a stage. Its
+        reason or error stays, so a report can say why no value came."""
+        return replace(self, verdict=Verdict.TRACKED)
+
     @property
     def value(self) -> float | None:
         """The one value judged, when there was exactly one; else None."""
