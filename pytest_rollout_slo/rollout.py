@@ -27,7 +27,7 @@ DEFAULT_TOKEN_ENV = "SLO_GITLAB_TOKEN"
 def expectation(rollout: Rollout, stage: str) -> RolloutExpectation:
     return RolloutExpectation(flag=rollout.flag, percent=rollout.percent, users=rollout.users,
                               all_users=rollout.all_users, environment=rollout.environment,
-                              stage=stage)
+                              stage=stage, of=rollout.of)
 
 
 def previous_rollout(spec: Spec, stage: str, flag: str) -> tuple[str, Rollout] | None:

@@ -25,6 +25,8 @@ from pytest_rollout_slo.backends.redact import (
 )
 from pytest_rollout_slo.errors import SloError
 from pytest_rollout_slo.flags.model import (
+    OF_STICKINESS,
+    STICKINESS_OF,
     AnswerError,
     FlagState,
     RolloutExpectation,
@@ -162,13 +164,17 @@ class GitLabFlags:
             kinds = [s for s in old if s.name in ("flexibleRollout", "gradualRolloutUserId")]
             p = kinds[0].parameters if kinds else {}
             group = p.get("groupId", "default")
-            if kinds and kinds[0].name == "gradualRolloutUserId":
+            if kinds and kinds[0].name == "gradualRolloutUserId" and to.of == "users":
                 body.update(name="gradualRolloutUserId",
                             parameters={"groupId": group, "percentage": str(int(percent))})
             else:
+                # The stage's own `of` decides the stickiness; among the ones counting users,
+                # the replaced strategy's is kept.
+                stickiness = p.get("stickiness", "default")
+                if STICKINESS_OF.get(stickiness) != to.of:
+                    stickiness = OF_STICKINESS[to.of]
                 body.update(name="flexibleRollout", parameters={
-                    "groupId": group, "rollout": str(int(percent)),
-                    "stickiness": p.get("stickiness", "default")})
+                    "groupId": group, "rollout": str(int(percent)), "stickiness": stickiness})
         elif audience.kind == "ids":
             body.update(name="userWithId", parameters={
                 "userIds": ",".join(sorted(audience.ids))})
