@@ -432,7 +432,8 @@ def test_stage_finished_runs_once_on_the_xdist_controller(pytester: pytest.Pytes
 @pytest.mark.parametrize(("rollout", "marker", "key", "message"), [
     pytest.param("flag: conflict_resolver\npercent: 10\nstage: beta\n", "stage: beta",
                  "stages.beta-10.rollout.stage",
-                 "unknown key; accepted keys here: flag, percent, users, all, environment",
+                 "unknown key; accepted keys here: api, flag, percent, of, users, all, "
+                 "environment, actors, feature_group",
                  id="unknown-key"),
     pytest.param("flag: conflict_resolver\npercent: 10\nusers: internal\n",
                  "flag: conflict_resolver", "stages.beta-10.rollout",

@@ -265,5 +265,5 @@ def _parse_strategy(data: Any) -> Strategy:
                     data["id"] if isinstance(data.get("id"), int) else None)
 
 
-__all__ = ["OF_STICKINESS", "STICKINESS_OF", "AnswerError", "FlagState", "RolloutExpectation", "Strategy", "UserList", "mismatch",
-           "parse_flag", "percent_text"]
+__all__ = ["OF_STICKINESS", "STICKINESS_OF", "AnswerError", "FlagState", "RolloutExpectation",
+           "Strategy", "UserList", "mismatch", "parse_flag", "percent_text"]
