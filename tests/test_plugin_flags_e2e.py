@@ -311,10 +311,10 @@ def test_red_first_stage_disables_the_flag(pytester: pytest.Pytester,
     gate(pytester, RED)
     gitlab.get(FLAG_URL, json=FLAG_INTERNAL)
     gitlab.put(FLAG_URL, json={**FLAG_INTERNAL, "active": False})
-    result = run(pytester, "internal", "--slo-rollback")
+    result = run(pytester, "internal", "--slo-rollback")  # implies --slo-check-flag
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    assert methods(gitlab) == [f"GET {FLAG_URL}", f"PUT {FLAG_URL}"]
-    assert sent(gitlab, 1) == {"active": False}
+    assert methods(gitlab) == [f"GET {FLAG_URL}", f"GET {FLAG_URL}", f"PUT {FLAG_URL}"]
+    assert sent(gitlab, 2) == {"active": False}
     result.stdout.fnmatch_lines(["*= SLO feature flag =*",
                                  "rollback: Disabled feature flag conflict_resolver in "
                                  "project 42 *"], consecutive=True)
@@ -323,9 +323,10 @@ def test_red_first_stage_disables_the_flag(pytester: pytest.Pytester,
 def test_green_gate_changes_nothing(pytester: pytest.Pytester,
                                     gitlab: responses.RequestsMock) -> None:
     gate(pytester, GREEN)
+    gitlab.get(FLAG_URL, json=FLAG_BETA_25)
     result = run(pytester, "beta-25", "--slo-rollback")
     assert result.ret == pytest.ExitCode.OK
-    assert len(gitlab.calls) == 0
+    assert methods(gitlab) == [f"GET {FLAG_URL}"]  # the check --slo-rollback implies
     result.stdout.fnmatch_lines(["*= SLO feature flag =*",
                                  "rollback: stage beta-25 is green; the flag is left as it is"],
                                 consecutive=True)
@@ -341,7 +342,8 @@ def test_failed_rollback_is_reported_and_the_gate_stays_red(
                json={"message": f"500 Internal Server Error (token {TOKEN})"})
     result = run(pytester, "beta-25", "--slo-rollback")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    assert methods(gitlab) == [f"GET {FLAG_URL}", f"PUT {FLAG_URL}"]  # a PUT is never retried
+    # The check, the rollback's own read, and the PUT, which is never retried.
+    assert methods(gitlab) == [f"GET {FLAG_URL}", f"GET {FLAG_URL}", f"PUT {FLAG_URL}"]
     result.stdout.fnmatch_lines([
         "*= SLO feature flag =*",
         "rollback FAILED, the flag may still be at stage beta-25: GitLab failed on "
