@@ -53,6 +53,10 @@ RECORD = pytest.StashKey[VerdictRecord]()
 """An objective's record, from its call until its call report carries it."""
 MESSAGE = pytest.StashKey[str]()
 """The failure text of a verdict other than pass, for repr_failure."""
+_JUDGED = pytest.StashKey[VerdictRecord]()
+"""An objective's record from its setup, where it is judged, to its call."""
+_BUG = pytest.StashKey[Exception]()
+"""Under --slo-full-trace: an exception of the plugin or a backend, raised again by the call."""
 
 
 class SloCheckFailed(SloError):
@@ -61,6 +65,18 @@ class SloCheckFailed(SloError):
     def __init__(self, text: str) -> None:
         super().__init__(text)
         self.text = text
+
+
+class NotEvaluated(pytest.fail.Exception):
+    """An objective could not be evaluated (an error verdict): raised in setup, so pytest
+    reports an error and JUnit writes ``<error>``. Shown without a traceback."""
+
+    # pytest names an exception by its module and class in the short summary; like its own
+    # Failed, this one reads "NotEvaluated: ..." there.
+    __module__ = "builtins"
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text, pytrace=False)
 
 
 class SpecFile(pytest.File):
@@ -115,9 +131,28 @@ class ObjectiveItem(pytest.Item):
     def needs(self, at: float) -> list[Need]:
         return self.measurement(at)[1]
 
-    def runtest(self) -> None:
+    def setup(self) -> None:
+        """Judge the objective; an error verdict ends here, as an error of the item.
+
+        An objective that could not be evaluated (a backend error, an ambiguous answer) did
+        not fail its threshold: raised in setup, pytest reports it as an error, JUnit writes
+        ``<error>`` and GitLab counts it apart from the failures. The exit code is 1 either way.
+        """
         state = self.config.stash[STATE]
-        record = self._judge(state)
+        try:
+            record = self._judge(state)
+        except Exception as exc:
+            # Only under --slo-full-trace: the bug's traceback is shown by the call, through
+            # repr_failure, which never shows a frame's locals (a setup error would under -l).
+            self.stash[_BUG] = exc
+            return
+        self.stash[_JUDGED] = record
+        if record.verdict is Verdict.ERROR:
+            text = self._publish(record)
+            raise NotEvaluated(text)
+
+    def _publish(self, record: VerdictRecord) -> str:
+        """Record the verdict where every report finds it; its failure text, or '' for a pass."""
         verdict = record.verdict
         text = "" if verdict is Verdict.PASS else failure_text(record)
         self.stash[RECORD] = record
@@ -125,6 +160,16 @@ class ObjectiveItem(pytest.Item):
             self.stash[MESSAGE] = text
         self.user_properties.extend(properties(record, text))
         self.config.hook.pytest_slo_verdict(item=self, verdict=verdict.value, record=record)
+        return text
+
+    def runtest(self) -> None:
+        state = self.config.stash[STATE]
+        bug = self.stash.get(_BUG, None)
+        if bug is not None:
+            raise bug
+        record = self.stash.get(_JUDGED, None) or self._judge(state)
+        verdict = record.verdict
+        text = self._publish(record)
         if verdict is Verdict.PASS:
             return
         if verdict is Verdict.WARN and not state.strict:
@@ -204,9 +249,12 @@ class ObjectiveItem(pytest.Item):
 
 
 def attach_record(item: pytest.Item, report: pytest.TestReport) -> None:
-    """Move an objective item's record onto its call report, with pytest's outcome in it."""
+    """Move an objective item's record onto its call report (or its failed setup report),
+    with pytest's outcome in it."""
     record = item.stash.get(RECORD, None)
-    if record is not None and report.when == "call":
+    # An error verdict ends the item in setup (see ObjectiveItem.setup), with no call report.
+    if record is not None and (report.when == "call"
+                               or (report.when == "setup" and report.failed)):
         del item.stash[RECORD]
         report.slo_record = replace(record, outcome=report.outcome)  # type: ignore[attr-defined]
 
@@ -228,5 +276,5 @@ def serializable(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-__all__ = ["MESSAGE", "RECORD", "STATE", "ObjectiveItem", "RunState", "SloCheckFailed",
-           "SpecFile", "attach_record", "record_of", "serializable"]
+__all__ = ["MESSAGE", "RECORD", "STATE", "NotEvaluated", "ObjectiveItem", "RunState",
+           "SloCheckFailed", "SpecFile", "attach_record", "record_of", "serializable"]
