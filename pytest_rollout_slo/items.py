@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -67,7 +67,13 @@ class SloCheckFailed(SloError):
         self.text = text
 
 
-class NotEvaluated(pytest.fail.Exception):
+if TYPE_CHECKING:  # pytest types fail.Exception as an attribute, not as a class to subclass
+    _Failed = Exception
+else:
+    _Failed = pytest.fail.Exception
+
+
+class NotEvaluated(_Failed):
     """An objective could not be evaluated (an error verdict): raised in setup, so pytest
     reports an error and JUnit writes ``<error>``. Shown without a traceback."""
 
