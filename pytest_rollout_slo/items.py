@@ -68,7 +68,8 @@ class SloCheckFailed(SloError):
 
 
 if TYPE_CHECKING:  # pytest types fail.Exception as an attribute, not as a class to subclass
-    _Failed = Exception
+    class _Failed(Exception):
+        def __init__(self, msg: str | None = None, pytrace: bool = True) -> None: ...
 else:
     _Failed = pytest.fail.Exception
 
