@@ -297,7 +297,8 @@ def write_evidence(config: pytest.Config, state: RunState, records: Sequence[Ver
                     started=state.started, finished=time.time(), exit_status=exit_status)
     base = config.invocation_params.dir
     if md_path:
-        write_markdown(base / md_path, meta, records)
+        guard = config.pluginmanager.get_plugin(_FLAGS)  # its lines, if it ran, go in too
+        write_markdown(base / md_path, meta, records, list(getattr(guard, "lines", ())))
     if json_path:
         write_json(base / json_path, meta, records)
 
