@@ -175,13 +175,15 @@ def test_error_verdict_does_not_roll_back_without_rollback_on(
         pytester: pytest.Pytester, gitlab: responses.RequestsMock) -> None:
     dev_gate(pytester, GREEN, ERROR_RATE, BROKEN)
     gitlab.get(FEATURES, json=[DEV_25])
-    result = run(pytester, "beta-25", "--slo-rollback")
+    result = run(pytester, "beta-25", "--slo-rollback", "--slo-report-md=slo.md")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert posted(gitlab) == []
-    result.stdout.fnmatch_lines([
-        "rollback: not done for flag conflict_resolver: the failed objectives are error (1), "
-        "and flags.yaml rolls back on fail only (rollback_on: [fail]); an outage or missing "
-        "data is not a breach"])
+    why = ("rollback: not done for flag conflict_resolver: the failed objectives are error (1), "
+           "and flags.yaml rolls back on fail only (rollback_on: [fail]); an outage or missing "
+           "data is not a breach")
+    result.stdout.fnmatch_lines([lit(why)])
+    markdown = (pytester.path / "slo.md").read_text(encoding="utf-8")
+    assert "**Feature flag**\n\n- rollback: not done for flag conflict\\_resolver" in markdown
 
 
 def test_rollback_on_error_at_the_stage_rolls_back(pytester: pytest.Pytester,
