@@ -183,7 +183,7 @@ def test_error_verdict_does_not_roll_back_without_rollback_on(
            "data is not a breach")
     result.stdout.fnmatch_lines([lit(why)])
     markdown = (pytester.path / "slo.md").read_text(encoding="utf-8")
-    assert "**Feature flag**\n\n- rollback: not done for flag conflict\\_resolver" in markdown
+    assert "**Feature flag**\n\n- rollback: not done for flag conflict_resolver:" in markdown
 
 
 def test_rollback_on_error_at_the_stage_rolls_back(pytester: pytest.Pytester,
