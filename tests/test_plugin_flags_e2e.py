@@ -447,6 +447,25 @@ def test_stage_finished_runs_once_on_the_xdist_controller(pytester: pytest.Pytes
                  "stages.beta-10.rollout.all", "must be true*", id="all-false"),
     pytest.param("percent: 10\n", "percent: 10", "stages.beta-10.rollout.flag",
                  "is required but missing", id="missing-flag"),
+    pytest.param("api: unleash\nflag: conflict_resolver\npercent: 10\n", "api: unleash",
+                 "stages.beta-10.rollout.api", "got 'unleash'; accepted: features (GitLab's "
+                 "development feature flags*", id="api-unknown"),
+    pytest.param("flag: conflict_resolver\nactors: [User:1]\n", "actors: [User:1]",
+                 "stages.beta-10.rollout.actors", "actors are Flipper gates of GitLab's "
+                 "development feature flags; add api: features*", id="actors-of-project-flag"),
+    pytest.param("api: features\nflag: conflict_resolver\npercent: 10\nenvironment: staging\n",
+                 "environment: staging", "stages.beta-10.rollout.environment",
+                 "the Features API has no environments*", id="features-environment"),
+    pytest.param("api: features\nflag: conflict_resolver\npercent: 10\nof: sessions\n",
+                 "of: sessions", "stages.beta-10.rollout.of",
+                 "got 'sessions'; with api: features a percentage is of users or requests",
+                 id="features-sessions"),
+    pytest.param("api: features\nflag: conflict_resolver\nactors: [alice]\n",
+                 "actors: [alice]", "stages.beta-10.rollout.actors",
+                 "must be a list of Flipper actor ids as GET /features shows them*",
+                 id="actor-not-an-id"),
+    pytest.param("api: features\nflag: conflict_resolver\n", "api: features",
+                 "stages.beta-10.rollout", "with api: features give percent*", id="no-gate"),
 ])
 def test_rollout_spec_error_names_file_line_and_key(
         pytester: pytest.Pytester, rollout: str, marker: str, key: str, message: str) -> None:
