@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,8 @@ from pytest_rollout_slo.spec.load import load_spec
 from pytest_rollout_slo.spec.model import Rollout, Spec
 
 DEFAULT_TOKEN_ENV = "SLO_GITLAB_TOKEN"
+_CHECKED = "slo_flag_checked"
+_SELECTED = "slo_objectives_selected"
 
 
 def expectation(rollout: Rollout, stage: str) -> RolloutExpectation:
@@ -75,6 +78,9 @@ class FlagGuard:
         self.verdicts: dict[Path, list[str]] = {}
         """The verdict of every objective that failed, per spec file."""
         self.ran: set[str] = set()
+        self.selected = 0
+        """The objectives of the stage the collected specs hold (counted where they were
+        collected: here, or on the xdist workers)."""
         self.lines: list[str] = []
         # Settings are checked now: a missing token found only after a red gate would turn
         # its exit code 1 into a usage error and hide the failures.
@@ -160,13 +166,26 @@ class FlagGuard:
             path = self.config.rootpath / report.location[0]
             self.verdicts.setdefault(path, []).append(record.verdict.value)
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """On the xdist controller, which collects nothing: what a worker checked and counted."""
+        output = getattr(node, "workeroutput", {})
+        self.checked = self.checked or bool(output.get(_CHECKED))
+        self.selected = max(self.selected, int(output.get(_SELECTED, 0)))
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         # First among the session-finish hooks, so that the Markdown summary and the merge
         # request note written after it say what the rollback did.
-        if not self.rollback or hasattr(self.config, "workerinput"):
-            return
         state = self.config.stash[STATE]
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput[_CHECKED] = self.checked
+            workeroutput[_SELECTED] = state.selected
+            return
+        if not self.rollback or session.config.option.collectonly:
+            return
+        self.selected = max(self.selected, state.selected)
         if exitstatus == pytest.ExitCode.OK:
             self.lines.append(f"rollback: stage {self.stage} is green; the flag is left as it is")
             return
@@ -178,7 +197,7 @@ class FlagGuard:
             self.lines.append("rollback: not done: the flag was not checked in this run, so it "
                               f"may not be at stage {self.stage}")
             return
-        partial = self._partial(session, state.selected)
+        partial = self._partial(session, self.selected)
         if partial:
             self.lines.append(f"rollback: not done: {partial}")
             return

@@ -8,12 +8,16 @@ the spec rolls back on; every test asserts the writes that were (not) sent.
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 from urllib.parse import parse_qsl
 
 import pytest
 import responses
-from specdata import ERROR_RATE
+from specdata import AT, ERROR_RATE
 from test_plugin_flags_e2e import (
     API,
     FLAG_URL,
@@ -234,3 +238,62 @@ def test_project_rollback_still_needs_the_project(pytester: pytest.Pytester,
     assert len(gitlab.calls) == 0
     result.stderr.fnmatch_lines(["ERROR: feature-flag check and rollback of a project flag need "
                                  "the project (--slo-gitlab-project, *"])
+
+
+# -- under pytest-xdist: the workers collect and check, the controller decides ------------
+
+
+class _FakeFeatures(BaseHTTPRequestHandler):
+    """GitLab's Features API on loopback, for runs in other processes than the test's."""
+
+    posts: ClassVar[list[dict[str, str]]] = []
+
+    def do_GET(self) -> None:
+        self._answer([DEV_25] if self.path == "/api/v4/features" else None)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        type(self).posts.append(dict(parse_qsl(self.rfile.read(length).decode())))
+        self._answer(DEV_10 if self.path == "/api/v4/features/conflict_resolver" else None)
+
+    def _answer(self, body: object) -> None:
+        data = json.dumps(body if body is not None else {"message": "404 Not Found"}).encode()
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def loopback_gitlab() -> Iterator[str]:
+    _FakeFeatures.posts = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeFeatures)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(("narrow", "posts"), [
+    ((), [{"value": "10", "key": "percentage_of_actors"}]),
+    (("-k", "error_rate"), []),
+], ids=["whole", "partial"])
+def test_xdist_run_rolls_back_only_when_whole(pytester: pytest.Pytester, loopback_gitlab: str,
+                                              narrow: tuple[str, ...],
+                                              posts: list[dict[str, str]]) -> None:
+    dev_gate(pytester, RED, ERROR_RATE, LATENCY)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-n", "2",
+        "--slo-stage=beta-25", f"--slo-at={AT}", "--slo-rollback",
+        f"--slo-gitlab-url={loopback_gitlab}", *narrow)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert _FakeFeatures.posts == posts
+    line = "rollback: Rolled *" if posts else "rollback: not done: a partial run: 1 of the 2 *"
+    result.stdout.fnmatch_lines([line])
