@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import requests
 
@@ -39,6 +39,8 @@ from pytest_rollout_slo.flags.model import (
 # The longest Retry-After worth waiting for inside a gate run; GitLab's own limits ask for
 # up to a minute, which a release manager would rather see as an error to retry later.
 _RETRY_AFTER = 30.0
+# A listing with more pages than this is a runaway (or a proxy repeating the first page).
+_MAX_PAGES = 50
 
 
 class GitLabError(SloError):
@@ -141,6 +143,18 @@ class GitLabClient:
             return GitLabError, (f"GitLab failed on {shown} ({head}: {text}); GitLab is down "
                                  "or overloaded, try again later")
         return GitLabError, f"GitLab rejected {shown} ({head}): {text}"
+
+
+def next_page(resp: requests.Response) -> dict[str, str] | None:
+    """The query of the next page: offset pagination's ``X-Next-Page``, else the parameters of
+    keyset pagination's ``Link: rel="next"`` (only its query: the token goes nowhere else)."""
+    page = resp.headers.get("X-Next-Page", "").strip()
+    if page:
+        return {"page": page}
+    link: Any = resp.links.get("next", {}).get("url")
+    if isinstance(link, str) and link:
+        return dict(parse_qsl(urlsplit(link).query))
+    return None
 
 
 def answer_text(resp: requests.Response) -> str:
@@ -267,11 +281,17 @@ class GitLabFlags(GitLabClient):
         for strategy in state.strategies:
             if strategy.user_list is not None and strategy.user_list.name == name:
                 return strategy.user_list.id
-        found = self._request("GET", "/feature_flags_user_lists", f"user list {name}",
-                              params={"search": name, "per_page": "100"})
-        for item in found if isinstance(found, list) else ():
-            if isinstance(item, Mapping) and item.get("name") == name and "id" in item:
-                return int(item["id"])
+        params: dict[str, str] | None = {"search": name, "per_page": "100"}
+        for _ in range(_MAX_PAGES):
+            if params is None:
+                break
+            found, resp = self._call("GET", f"/projects/{self._project}/feature_flags_user_lists",
+                                     f"user list {name}", params=params)
+            for item in found if isinstance(found, list) else ():
+                if isinstance(item, Mapping) and item.get("name") == name and "id" in item:
+                    return int(item["id"])
+            following = next_page(resp)
+            params = {**params, **following} if following is not None else None
         raise self._error(GitLabNotFoundError, f"project {self.project} has no feature flag user "
                           f"list named {name!r}; create it under Deploy > Feature flags > "
                           "User lists, or fix users: in the stage's rollout", status=404)
@@ -322,4 +342,4 @@ class GitLabFlags(GitLabClient):
 
 
 __all__ = ["GitLabClient", "GitLabError", "GitLabFlags", "GitLabNotFoundError",
-           "GitLabPermissionError", "answer_text"]
+           "GitLabPermissionError", "answer_text", "next_page"]

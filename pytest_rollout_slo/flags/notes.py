@@ -8,8 +8,7 @@ one. Imports no pytest; :mod:`pytest_rollout_slo.note` decides what the note say
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import quote
 
 import requests
 
@@ -19,6 +18,7 @@ from pytest_rollout_slo.flags.gitlab import (
     GitLabNotFoundError,
     GitLabPermissionError,
     answer_text,
+    next_page,
 )
 
 # GitLab answers at most 100 notes a page; a merge request with more pages than this is a
@@ -68,7 +68,7 @@ class GitLabNotes(GitLabClient):
                 if isinstance(note, Mapping) and not note.get("system") \
                         and marker in str(note.get("body", "")) and isinstance(note.get("id"), int):
                     return int(note["id"])
-            following = _next_page(resp)
+            following = next_page(resp)
             if following is None:
                 return None
             params = {**params, **following}
@@ -92,18 +92,6 @@ class GitLabNotes(GitLabClient):
                 f"{what} not found ({shown} answered {head}); check CI_MERGE_REQUEST_IID or "
                 "--slo-note-issue and CI_PROJECT_ID")
         return super()._status_problem(resp, method, what, shown)
-
-
-def _next_page(resp: requests.Response) -> dict[str, str] | None:
-    """The query of the next page: offset pagination's ``X-Next-Page``, else the parameters of
-    keyset pagination's ``Link: rel="next"`` (only its query: the token goes nowhere else)."""
-    page = resp.headers.get("X-Next-Page", "").strip()
-    if page:
-        return {"page": page}
-    link: Any = resp.links.get("next", {}).get("url")
-    if isinstance(link, str) and link:
-        return dict(parse_qsl(urlsplit(link).query))
-    return None
 
 
 __all__ = ["GitLabNotes", "note_marker"]
