@@ -508,7 +508,7 @@ def test_user_list_is_found_on_a_later_page(api: responses.RequestsMock) -> None
     api.put(FLAG_URL, json=STAGE_INTERNAL)
     make().rollback("conflict_resolver", expect(users="internal", stage="internal"))
     assert sent(api.calls[4])["strategies"][1]["user_list_id"] == 300
-    assert all(c.request.url.startswith(ROOT) for c in api.calls)
+    assert all(str(c.request.url).startswith(ROOT) for c in api.calls)
 
 
 def test_rollback_to_internal_keeps_the_list_already_there(api: responses.RequestsMock) -> None:
