@@ -116,9 +116,11 @@ def test_answer_without_the_documented_shape_is_an_error(api: responses.Requests
     (BETA_25, STAGE_25),  # the testers' actors and group stay through the beta
     (TIME_10, FeatureExpectation("conflict_resolver", percent=10, of="requests")),
     (GA, STAGE_GA),
+    (feature("on", ("percentage_of_time", 100)), STAGE_GA),
     (BETA_25, FeatureExpectation("conflict_resolver", percent=25,
                                  feature_group="gitlab_team_members")),
-], ids=["group", "actors", "10", "25-with-testers", "time", "ga", "25-and-group"])
+], ids=["group", "actors", "10", "25-with-testers", "time", "ga", "ga-by-time",
+        "25-and-group"])
 def test_flag_at_the_rollout_matches(body: dict[str, Any], expected: FeatureExpectation) -> None:
     assert feature_mismatch(parse_feature(body), expected) is None
 

@@ -134,9 +134,12 @@ def feature_mismatch(state: FeatureState | None, expected: FeatureExpectation) -
     if state is None:
         return ("GET /features does not list it, so no gate was ever set on this instance and "
                 f"it follows the default_enabled of its YAML definition, but {wants}")
+    # Flipper reports `on` for a flag fully on by any gate (the boolean, or a percentage of
+    # time at 100), whatever the gates list shows.
+    full = state.boolean or state.state == "on"
     if expected.all_users:
-        return None if state.boolean else f"{state.describe()}, but {wants}"
-    if state.boolean:
+        return None if full else f"{state.describe()}, but {wants}"
+    if full:
         return f"{state.describe()}, so it reaches more than {wants}"
     if state.state == "off":
         return f"{state.describe()}, so it is off for everyone, but {wants}"
