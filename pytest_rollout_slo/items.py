@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -63,6 +63,10 @@ RECORD = pytest.StashKey[VerdictRecord]()
 """An objective's record, from its call until its call report carries it."""
 MESSAGE = pytest.StashKey[str]()
 """The failure text of a verdict other than pass, for repr_failure."""
+_JUDGED = pytest.StashKey[tuple[VerdictRecord, bool]]()
+"""An objective's record from its setup, where it is judged, to its call."""
+_BUG = pytest.StashKey[Exception]()
+"""Under --slo-full-trace: an exception of the plugin or a backend, raised again by the call."""
 
 
 class SloCheckFailed(SloError):
@@ -71,6 +75,25 @@ class SloCheckFailed(SloError):
     def __init__(self, text: str) -> None:
         super().__init__(text)
         self.text = text
+
+
+if TYPE_CHECKING:  # pytest types fail.Exception as an attribute, not as a class to subclass
+    class _Failed(Exception):
+        def __init__(self, msg: str | None = None, pytrace: bool = True) -> None: ...
+else:
+    _Failed = pytest.fail.Exception
+
+
+class NotEvaluated(_Failed):
+    """An objective could not be evaluated (an error verdict): raised in setup, so pytest
+    reports an error and JUnit writes ``<error>``. Shown without a traceback."""
+
+    # pytest names an exception by its module and class in the short summary; like its own
+    # Failed, this one reads "NotEvaluated: ..." there.
+    __module__ = "builtins"
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text, pytrace=False)
 
 
 class SpecFile(pytest.File):
@@ -126,20 +149,48 @@ class ObjectiveItem(pytest.Item):
     def needs(self, at: float) -> list[Need]:
         return self.measurement(at)[1]
 
-    def runtest(self) -> None:
+    def setup(self) -> None:
+        """Judge the objective; an error verdict ends here, as an error of the item.
+
+        An objective that could not be evaluated (a backend error, an ambiguous answer) did
+        not fail its threshold: raised in setup, pytest reports it as an error, JUnit writes
+        ``<error>`` and GitLab counts it apart from the failures. The exit code is 1 either way.
+        """
         state = self.config.stash[STATE]
+        try:
+            record, fresh = self._record(state)
+        except Exception as exc:
+            # Only under --slo-full-trace: the bug's traceback is shown by the call, through
+            # repr_failure, which never shows a frame's locals (a setup error would under -l).
+            self.stash[_BUG] = exc
+            return
+        self.stash[_JUDGED] = (record, fresh)
+        if record.verdict is Verdict.ERROR:
+            text = self._publish(record, fresh)
+            raise NotEvaluated(text)
+
+    def _record(self, state: RunState) -> tuple[VerdictRecord, bool]:
+        """The objective's record, judged once per run, and whether it was judged just now.
+
+        A rerun (pytest-rerunfailures) gets the record it already has instead of asking the
+        backend until an answer happens to pass.
+        """
         record = state.judged.get(self.nodeid)
-        fresh = record is None
-        if record is None:
-            record = self._judge(state)
-            if state.executor.redact.active:
-                # Every configured secret out of every text made from the record (terminal,
-                # JUnit, Markdown, JSON), labels included: a server may echo a header into
-                # its labels.
-                record = VerdictRecord.from_dict(state.executor.redact.deep(record.to_dict()))
-            if self.resolved.objective.track:
-                record = record.tracked()
-            state.judged[self.nodeid] = record
+        if record is not None:
+            return record, False
+        record = self._judge(state)
+        if state.executor.redact.active:
+            # Every configured secret out of every text made from the record (terminal,
+            # JUnit, Markdown, JSON), labels included: a server may echo a header into its
+            # labels.
+            record = VerdictRecord.from_dict(state.executor.redact.deep(record.to_dict()))
+        if self.resolved.objective.track:
+            record = record.tracked()
+        state.judged[self.nodeid] = record
+        return record, True
+
+    def _publish(self, record: VerdictRecord, fresh: bool) -> str:
+        """Record the verdict where every report finds it; its failure text, or '' for a pass."""
         verdict = record.verdict
         text = "" if verdict is Verdict.PASS else failure_text(record)
         self.stash[RECORD] = record
@@ -151,6 +202,16 @@ class ObjectiveItem(pytest.Item):
         self.user_properties.extend(properties(record, text))
         if fresh:  # once per objective and run, however often it is rerun
             self.config.hook.pytest_slo_verdict(item=self, verdict=verdict.value, record=record)
+        return text
+
+    def runtest(self) -> None:
+        state = self.config.stash[STATE]
+        bug = self.stash.get(_BUG, None)
+        if bug is not None:
+            raise bug
+        record, fresh = self.stash.get(_JUDGED, None) or self._record(state)
+        verdict = record.verdict
+        text = self._publish(record, fresh)
         if verdict in (Verdict.PASS, Verdict.TRACKED):
             return
         if verdict is Verdict.WARN and not state.strict:
@@ -230,9 +291,12 @@ class ObjectiveItem(pytest.Item):
 
 
 def attach_record(item: pytest.Item, report: pytest.TestReport) -> None:
-    """Move an objective item's record onto its call report, with pytest's outcome in it."""
+    """Move an objective item's record onto its call report (or its failed setup report),
+    with pytest's outcome in it."""
     record = item.stash.get(RECORD, None)
-    if record is not None and report.when == "call":
+    # An error verdict ends the item in setup (see ObjectiveItem.setup), with no call report.
+    if record is not None and (report.when == "call"
+                               or (report.when == "setup" and report.failed)):
         del item.stash[RECORD]
         report.slo_record = replace(record, outcome=report.outcome)  # type: ignore[attr-defined]
 
@@ -254,5 +318,5 @@ def serializable(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-__all__ = ["MESSAGE", "RECORD", "STATE", "ObjectiveItem", "RunState", "SloCheckFailed",
-           "SpecFile", "attach_record", "record_of", "serializable"]
+__all__ = ["MESSAGE", "RECORD", "STATE", "NotEvaluated", "ObjectiveItem", "RunState",
+           "SloCheckFailed", "SpecFile", "attach_record", "record_of", "serializable"]

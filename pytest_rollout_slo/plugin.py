@@ -57,8 +57,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "of the stage's rollout is where the stage says (ini: slo_check_flag). "
                          "Default: off.")
     group.addoption("--slo-rollback", dest="slo_rollback", action="store_true", default=False,
-                    help="When the gate fails, set the flag back to the previous stage's "
-                         "rollout, or disable it after the first stage. Default: off.")
+                    help="When the gate fails with a verdict the spec rolls back on "
+                         "(rollback_on, default fail), set the flag back to the previous "
+                         "stage's rollout, or turn it off after the first stage; implies "
+                         "--slo-check-flag, and never acts on a partial run. Default: off.")
+    group.addoption("--slo-mr-note", dest="slo_mr_note", action="store_true", default=None,
+                    help="Create or update one note per merge request and stage holding the "
+                         "Markdown summary, on every outcome, through the GitLab API "
+                         "($CI_MERGE_REQUEST_IID, $CI_PROJECT_ID, the token in "
+                         "$SLO_GITLAB_TOKEN) (ini: slo_mr_note). Default: off.")
+    group.addoption("--slo-note-issue", dest="slo_note_issue", default=None, metavar="IID",
+                    help="With --slo-mr-note: note on this issue of the project instead of "
+                         "the merge request. Default: the pipeline's merge request.")
+    parser.addini("slo_mr_note", "Post the summary as a merge request note.", type="bool",
+                  default=False)
     group.addoption("--slo-gitlab-url", dest="slo_gitlab_url", default=None, metavar="URL",
                     help="GitLab (API) URL for flags (ini: slo_gitlab_url). "
                          "Default: $CI_API_V4_URL.")
@@ -117,10 +129,21 @@ def pytest_configure(config: pytest.Config) -> None:
         # runs do), and would mix an old session module with fresh ones it imports.
         import pytest_rollout_slo.session as session
 
+        note = None
+        if (config.getoption("slo_mr_note") or config.getini("slo_mr_note")) \
+                and not hasattr(config, "workerinput"):
+            import pytest_rollout_slo.note as note_glue
+
+            # Registered before the session's hooks, so that its end-of-run hooks run after
+            # theirs and it sees the whole outcome.
+            note = note_glue.NotePoster(config, stage)
+            config.pluginmanager.register(note, "rollout-slo-note")
         config.pluginmanager.register(session, "rollout-slo-session")
         try:
             session.start(config, stage)
         except pytest.UsageError as exc:
             # Before any session: the report files and JUnit still say the gate did not run.
             session.report_gate_not_run(config, stage, str(exc), at=time.time())
+            if note is not None:
+                note.usage_error = str(exc)  # posted when pytest unconfigures
             raise

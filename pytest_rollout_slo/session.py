@@ -387,7 +387,8 @@ def write_evidence(config: pytest.Config, meta: RunMeta,
     md_path, json_path = option(config, "slo_report_md"), option(config, "slo_report_json")
     base = config.invocation_params.dir
     if md_path:
-        write_markdown(base / md_path, meta, records)
+        guard = config.pluginmanager.get_plugin(_FLAGS)  # its lines, if it ran, go in too
+        write_markdown(base / md_path, meta, records, list(getattr(guard, "lines", ())))
     if json_path:
         write_json(base / json_path, meta, records)
 

@@ -36,7 +36,8 @@ class SummaryTable:
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when == "call" and getattr(report, "slo_record", None) is not None:
+        # The call report, or the setup report of an error verdict (see items.attach_record).
+        if getattr(report, "slo_record", None) is not None:
             self._reports[report.nodeid] = report
 
     def records(self) -> Iterator[VerdictRecord]:

@@ -488,6 +488,29 @@ def test_rollback_from_ga_to_a_user_list_looks_the_list_up(api: responses.Reques
                            "production (stage internal): removed default (all users) in *;")
 
 
+def test_user_list_is_found_on_a_later_page(api: responses.RequestsMock) -> None:
+    api.get(FLAG_URL, json=STAGE_GA)
+    others = [{**INTERNAL, "id": 100 + n, "iid": 10 + n, "name": f"internal-{n}"}
+              for n in range(100)]
+    api.get(LISTS_URL, json=others, headers={"X-Next-Page": "2"},
+            match=[responses.matchers.query_param_matcher(
+                {"search": "internal", "per_page": "100"})])
+    # The third page comes by keyset pagination's Link header: only its query is used, never
+    # its host.
+    api.get(LISTS_URL, json=others[:3], headers={
+        "Link": '<https://elsewhere.example/api/v4/x?search=internal&per_page=100&page=3>; '
+                'rel="next"'},
+            match=[responses.matchers.query_param_matcher(
+                {"search": "internal", "per_page": "100", "page": "2"})])
+    api.get(LISTS_URL, json=[{**INTERNAL, "id": 300}],
+            match=[responses.matchers.query_param_matcher(
+                {"search": "internal", "per_page": "100", "page": "3"})])
+    api.put(FLAG_URL, json=STAGE_INTERNAL)
+    make().rollback("conflict_resolver", expect(users="internal", stage="internal"))
+    assert sent(api.calls[4])["strategies"][1]["user_list_id"] == 300
+    assert all(str(c.request.url).startswith(ROOT) for c in api.calls)
+
+
 def test_rollback_to_internal_keeps_the_list_already_there(api: responses.RequestsMock) -> None:
     api.get(FLAG_URL, json=STAGE_BETA_25)
     api.put(FLAG_URL, json=flag(*STAGE_BETA_25["strategies"][1:]))

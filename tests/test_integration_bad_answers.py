@@ -155,7 +155,7 @@ def test_syntax_error_is_an_error_with_the_servers_reason_and_the_query(
     # own words are what a MetricsQL user, who turns it off, sees.
     run = gate(pytester, engine.url, SYNTAX_ERROR, settings="    parse_promql: false\n")
     case = run.only()
-    assert (run.ret, case.outcome, case.verdict) == (1, "failure", "error")
+    assert (run.ret, case.outcome, case.verdict) == (1, "error", "error")
     if isinstance(engine, PrometheusServer):
         reason = ("the server rejected the query (HTTP 400 Bad Request): bad_data: invalid "
                   'parameter "query": 1:38: parse error: unclosed left parenthesis')
@@ -244,7 +244,7 @@ def test_server_not_ready_yet_is_an_error(
     url = unready_prometheus.url
     run = gate(pytester, url, ANSWERS_NOTHING_GOOD)
     case = run.only()
-    assert (run.ret, case.outcome, case.verdict) == (1, "failure", "error")
+    assert (run.ret, case.outcome, case.verdict) == (1, "error", "error")
     assert headline(case) == (
         f"reachable[s] ERROR: {url}/api/v1/query answered HTTP 503 Service Unavailable after "
         '4 attempts: text/plain; charset=utf-8 body "Service Unavailable"'), case.text
@@ -266,7 +266,7 @@ def test_stopped_server_is_an_error_naming_the_url(
     assert not server.running()
     run = gate(pytester, server.url, ANSWERS_NOTHING_GOOD)
     case = run.only()
-    assert (run.ret, case.outcome, case.verdict) == (1, "failure", "error")
+    assert (run.ret, case.outcome, case.verdict) == (1, "error", "error")
     assert headline(case) == (
         f"reachable[s] ERROR: connection refused by {server.url}/api/v1/query; "
         "is the server running and is url right?"), case.text

@@ -242,7 +242,7 @@ def test_no_data_pass_passes_and_still_says_no_data(pytester: pytest.Pytester) -
     pytest.param("${env:SLO_E2E_MISSING_DB}", "SELECT 1",
                  "ERROR: *environment variable SLO_E2E_MISSING_DB is not set*", id="missing-env"),
 ])
-def test_backend_error_fails_even_with_on_no_data_pass(
+def test_backend_error_is_an_error_even_with_on_no_data_pass(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
         db: str, query: str, message: str) -> None:
     monkeypatch.delenv("SLO_E2E_MISSING_DB", raising=False)
@@ -251,12 +251,17 @@ def test_backend_error_fails_even_with_on_no_data_pass(
                db=db)
     result = run(pytester, "--slo-stage=beta", AT_OPTION, "--junitxml=slo.xml")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    assert result.parseoutcomes() == {"failed": 1}
+    # Not evaluated is not a breach: an error (JUnit <error>), which GitLab counts apart.
+    assert result.parseoutcomes() == {"errors": 1}
     result.stdout.fnmatch_lines([lit("error_rate[beta] ") + message,
                                  "error_rate*beta*error*max 5*ERROR"])
     case = junit_cases(pytester.path / "slo.xml")["error_rate[beta]"]
-    assert kind(case) == "failure"
+    assert kind(case) == "error"
     assert props(case)["slo.verdict"] == "error"
+    # GitLab shows the element's text: the verdict text, with no traceback.
+    text = case.findtext("error") or ""
+    assert text.startswith("error_rate[beta] ERROR: ") and "Traceback" not in text
+    assert "items.py" not in text
 
 
 # -- several values, bounds, stages ------------------------------------------------------

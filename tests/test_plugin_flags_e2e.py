@@ -311,10 +311,10 @@ def test_red_first_stage_disables_the_flag(pytester: pytest.Pytester,
     gate(pytester, RED)
     gitlab.get(FLAG_URL, json=FLAG_INTERNAL)
     gitlab.put(FLAG_URL, json={**FLAG_INTERNAL, "active": False})
-    result = run(pytester, "internal", "--slo-rollback")
+    result = run(pytester, "internal", "--slo-rollback")  # implies --slo-check-flag
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    assert methods(gitlab) == [f"GET {FLAG_URL}", f"PUT {FLAG_URL}"]
-    assert sent(gitlab, 1) == {"active": False}
+    assert methods(gitlab) == [f"GET {FLAG_URL}", f"GET {FLAG_URL}", f"PUT {FLAG_URL}"]
+    assert sent(gitlab, 2) == {"active": False}
     result.stdout.fnmatch_lines(["*= SLO feature flag =*",
                                  "rollback: Disabled feature flag conflict_resolver in "
                                  "project 42 *"], consecutive=True)
@@ -323,9 +323,10 @@ def test_red_first_stage_disables_the_flag(pytester: pytest.Pytester,
 def test_green_gate_changes_nothing(pytester: pytest.Pytester,
                                     gitlab: responses.RequestsMock) -> None:
     gate(pytester, GREEN)
+    gitlab.get(FLAG_URL, json=FLAG_BETA_25)
     result = run(pytester, "beta-25", "--slo-rollback")
     assert result.ret == pytest.ExitCode.OK
-    assert len(gitlab.calls) == 0
+    assert methods(gitlab) == [f"GET {FLAG_URL}"]  # the check --slo-rollback implies
     result.stdout.fnmatch_lines(["*= SLO feature flag =*",
                                  "rollback: stage beta-25 is green; the flag is left as it is"],
                                 consecutive=True)
@@ -341,7 +342,8 @@ def test_failed_rollback_is_reported_and_the_gate_stays_red(
                json={"message": f"500 Internal Server Error (token {TOKEN})"})
     result = run(pytester, "beta-25", "--slo-rollback")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    assert methods(gitlab) == [f"GET {FLAG_URL}", f"PUT {FLAG_URL}"]  # a PUT is never retried
+    # The check, the rollback's own read, and the PUT, which is never retried.
+    assert methods(gitlab) == [f"GET {FLAG_URL}", f"GET {FLAG_URL}", f"PUT {FLAG_URL}"]
     result.stdout.fnmatch_lines([
         "*= SLO feature flag =*",
         "rollback FAILED, the flag may still be at stage beta-25: GitLab failed on "
@@ -432,7 +434,8 @@ def test_stage_finished_runs_once_on_the_xdist_controller(pytester: pytest.Pytes
 @pytest.mark.parametrize(("rollout", "marker", "key", "message"), [
     pytest.param("flag: conflict_resolver\npercent: 10\nstage: beta\n", "stage: beta",
                  "stages.beta-10.rollout.stage",
-                 "unknown key; accepted keys here: flag, percent, users, all, environment",
+                 "unknown key; accepted keys here: api, flag, percent, of, users, all, "
+                 "environment, actors, feature_group",
                  id="unknown-key"),
     pytest.param("flag: conflict_resolver\npercent: 10\nusers: internal\n",
                  "flag: conflict_resolver", "stages.beta-10.rollout",
@@ -444,6 +447,25 @@ def test_stage_finished_runs_once_on_the_xdist_controller(pytester: pytest.Pytes
                  "stages.beta-10.rollout.all", "must be true*", id="all-false"),
     pytest.param("percent: 10\n", "percent: 10", "stages.beta-10.rollout.flag",
                  "is required but missing", id="missing-flag"),
+    pytest.param("api: unleash\nflag: conflict_resolver\npercent: 10\n", "api: unleash",
+                 "stages.beta-10.rollout.api", "got 'unleash'; accepted: features (GitLab's "
+                 "development feature flags*", id="api-unknown"),
+    pytest.param("flag: conflict_resolver\nactors: [User:1]\n", "actors: [User:1]",
+                 "stages.beta-10.rollout.actors", "actors are Flipper gates of GitLab's "
+                 "development feature flags; add api: features*", id="actors-of-project-flag"),
+    pytest.param("api: features\nflag: conflict_resolver\npercent: 10\nenvironment: staging\n",
+                 "environment: staging", "stages.beta-10.rollout.environment",
+                 "the Features API has no environments*", id="features-environment"),
+    pytest.param("api: features\nflag: conflict_resolver\npercent: 10\nof: sessions\n",
+                 "of: sessions", "stages.beta-10.rollout.of",
+                 "got 'sessions'; with api: features a percentage is of users or requests",
+                 id="features-sessions"),
+    pytest.param("api: features\nflag: conflict_resolver\nactors: [alice]\n",
+                 "actors: [alice]", "stages.beta-10.rollout.actors",
+                 "must be a list of Flipper actor ids as GET /features shows them*",
+                 id="actor-not-an-id"),
+    pytest.param("api: features\nflag: conflict_resolver\n", "api: features",
+                 "stages.beta-10.rollout", "with api: features give percent*", id="no-gate"),
 ])
 def test_rollout_spec_error_names_file_line_and_key(
         pytester: pytest.Pytester, rollout: str, marker: str, key: str, message: str) -> None:

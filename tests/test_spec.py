@@ -1005,3 +1005,49 @@ def test_objective_variables_are_checked_like_the_file_s(tmp_path: Path) -> None
             variables: {window: soon}  # <-- here
             max: 5%
         """, "objectives.rate.variables.window", "window is a duration")
+
+
+# -- rollout and rollback_on -------------------------------------------------------------------
+
+ROLLOUT_SPEC = """\
+version: 1
+service: s
+backends: {db: {type: sqlite, path: events.db}}
+rollback_on: [fail, no_data]
+stages:
+  internal:
+    rollout: {api: features, flag: f, actors: [User:15, User:1], feature_group: team}
+  beta:
+    rollout: {api: features, flag: f, percent: 10, of: requests}
+    rollback_on: [fail, error]
+  ga:
+    rollout: {flag: f, percent: 100%, of: sessions}
+objectives:
+  - {name: x, query: SELECT 1, max: 2}
+"""
+
+
+def test_rollout_keys_and_rollback_on(tmp_path: Path) -> None:
+    spec = _load(tmp_path, ROLLOUT_SPEC)
+    internal, beta, ga = (spec.stages[s].rollout for s in ("internal", "beta", "ga"))
+    assert internal is not None and beta is not None and ga is not None
+    assert (internal.api, internal.actors, internal.feature_group, internal.percent) == \
+        ("features", ("User:1", "User:15"), "team", None)
+    assert (beta.api, beta.percent, beta.of) == ("features", 10.0, "requests")
+    assert (ga.api, ga.percent, ga.of, ga.environment) == ("project", 100.0, "sessions",
+                                                           "production")
+    assert spec.rollback_verdicts("internal") == ("fail", "no_data")
+    assert spec.rollback_verdicts("beta") == ("fail", "error")
+
+
+def test_rollback_on_defaults_to_fail(tmp_path: Path) -> None:
+    spec = _load(tmp_path, ROLLOUT_SPEC.replace("rollback_on: [fail, no_data]\n", ""))
+    assert spec.rollback_verdicts("ga") == ("fail",)
+
+
+@pytest.mark.parametrize("value", ["[breach]", "fail", "[]"])
+def test_rollback_on_names_the_accepted_verdicts(tmp_path: Path, value: str) -> None:
+    text = ROLLOUT_SPEC.replace("rollback_on: [fail, error]",
+                                f"rollback_on: {value}  # {MARK}")
+    _assert_error(tmp_path, text, "stages.beta.rollback_on",
+                  "must be a list of verdicts out of fail, error, no_data, warn (default [fail])")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import requests
 
@@ -25,6 +25,8 @@ from pytest_rollout_slo.backends.redact import (
 )
 from pytest_rollout_slo.errors import SloError
 from pytest_rollout_slo.flags.model import (
+    OF_STICKINESS,
+    STICKINESS_OF,
     AnswerError,
     FlagState,
     RolloutExpectation,
@@ -37,6 +39,8 @@ from pytest_rollout_slo.flags.model import (
 # The longest Retry-After worth waiting for inside a gate run; GitLab's own limits ask for
 # up to a minute, which a release manager would rather see as an error to retry later.
 _RETRY_AFTER = 30.0
+# A listing with more pages than this is a runaway (or a proxy repeating the first page).
+_MAX_PAGES = 50
 
 
 class GitLabError(SloError):
@@ -56,33 +60,125 @@ class GitLabNotFoundError(GitLabError):
     """404: the project, the flag or the user list does not exist (or is hidden from the token)."""
 
 
-class GitLabFlags:
-    """The feature flags of one GitLab project, through a project (or personal) access token.
+class GitLabClient:
+    """GitLab's REST API v4 with a token: the request, and the errors every endpoint shares.
 
     ``url`` is GitLab's root (``https://gitlab.example.com``) or its API root (``CI_API_V4_URL``).
+    Subclasses word 401, 403 and 404 for their endpoints in :meth:`_status_problem`.
     """
 
-    def __init__(self, url: str, project: str | int, token: str, *, timeout: float = 10.0,
-                 retries: int = 2) -> None:
+    def __init__(self, url: str, token: str, *, timeout: float = 10.0, retries: int = 2) -> None:
         api = url.rstrip("/")
         self._api = api if api.endswith("/api/v4") else f"{api}/api/v4"
-        self.project = str(project)
-        self._project = quote(self.project, safe="")
         self._token = token
         self._redact = Redactor([token])
-        # Only reads are retried: replaying a rollback PUT whose _destroy ids are already gone
-        # would fail, or worse, apply twice. GitLab's rate limit answers 429 with Retry-After;
-        # a wait up to _RETRY_AFTER is honoured, a longer one ends in the 429's own message.
+        # Only reads are retried: replaying a write (a rollback PUT whose _destroy ids are
+        # already gone, a note POST) would fail, or worse, apply twice. GitLab's rate limit
+        # answers 429 with Retry-After; a wait up to _RETRY_AFTER is honoured, a longer one
+        # ends in the 429's own message.
         self._http = HttpClient(timeout=timeout, retries=retries, retried_methods=("GET",),
                                 retry_after=_RETRY_AFTER, headers={"PRIVATE-TOKEN": token})
 
-    def __repr__(self) -> str:
-        return self._redact(f"GitLabFlags({strip_url_credentials(self._api)!r}, "
-                            f"project={self.project!r})")
+    @property
+    def host(self) -> str:
+        """GitLab's API root, without credentials, for messages."""
+        return strip_url_credentials(self._api)
 
     def close(self) -> None:
         """Close the HTTP session."""
         self._http.close()
+
+    def _error(self, kind: type[GitLabError], message: str,
+               status: int | None = None) -> GitLabError:
+        return kind(self._redact(message), status=status)
+
+    def _call(self, method: str, path: str, what: str, *,
+              json_body: Mapping[str, Any] | None = None,
+              form: Mapping[str, str] | None = None,
+              params: Mapping[str, str] | None = None) -> tuple[Any, requests.Response]:
+        """Send one request to ``path`` under the API root; its JSON answer and the response."""
+        url = f"{self._api}{path}"
+        shown = f"{method} {strip_url_credentials(url)}"
+        timeout = self._http.attempt_timeout()
+        try:
+            resp = self._http.request(method, url, json=json_body, data=form, params=params,
+                                      timeout=timeout)
+        except requests.RequestException as exc:
+            raise self._error(GitLabError, transport_message(exc, f"GitLab ({shown})",
+                                                             timeout)) from exc
+        status = resp.status_code
+        if status >= 300:
+            raise self._error(*self._status_problem(resp, method, what, shown), status=status)
+        try:
+            return resp.json(), resp
+        except ValueError:
+            kind = resp.headers.get("Content-Type", "no content type")
+            raise self._error(GitLabError, f"GitLab answered {shown} with a body that is not "
+                              f"JSON ({kind}): {printable(resp.content)}; check that the url "
+                              "is GitLab's root or its /api/v4 root, not a proxy or login "
+                              "page", status=status) from None
+
+    def _status_problem(self, resp: requests.Response, method: str, what: str,
+                        shown: str) -> tuple[type[GitLabError], str]:
+        status, head = resp.status_code, f"{resp.status_code} {resp.reason}"
+        text = answer_text(resp)
+        if status == 401:
+            return GitLabPermissionError, (
+                f"GitLab refused the token for {shown} ({head}): it is invalid, expired or "
+                "revoked, or it is a CI job token, which this API does not accept")
+        if status == 403:
+            return GitLabPermissionError, f"the token may not {method} {what} ({head}: {text})"
+        if status == 404:
+            return GitLabNotFoundError, f"{what} does not exist ({shown} answered {head})"
+        if 300 <= status < 400:
+            return GitLabError, (f"GitLab answered {shown} with {head}, a redirect to "
+                                 f"{resp.headers.get('Location')}; set the url to GitLab's "
+                                 "final address (https, no trailing path)")
+        if status == 429:
+            wait = resp.headers.get("Retry-After")
+            after = f"; it asks to wait {wait}s" if wait else ""
+            return GitLabError, (f"GitLab rate-limited {shown} ({head}{after}); run the job "
+                                 "again later, or ask the instance's admins about the limit")
+        if status >= 500:
+            return GitLabError, (f"GitLab failed on {shown} ({head}: {text}); GitLab is down "
+                                 "or overloaded, try again later")
+        return GitLabError, f"GitLab rejected {shown} ({head}): {text}"
+
+
+def next_page(resp: requests.Response) -> dict[str, str] | None:
+    """The query of the next page: offset pagination's ``X-Next-Page``, else the parameters of
+    keyset pagination's ``Link: rel="next"`` (only its query: the token goes nowhere else)."""
+    page = resp.headers.get("X-Next-Page", "").strip()
+    if page:
+        return {"page": page}
+    link: Any = resp.links.get("next", {}).get("url")
+    if isinstance(link, str) and link:
+        return dict(parse_qsl(urlsplit(link).query))
+    return None
+
+
+def answer_text(resp: requests.Response) -> str:
+    """GitLab's own words in an error answer: its ``message`` or ``error``, else the body."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    detail = body.get("message") or body.get("error") if isinstance(body, Mapping) else None
+    return str(detail) if detail else printable(resp.content)
+
+
+class GitLabFlags(GitLabClient):
+    """The feature flags of one GitLab project, through a project (or personal) access token."""
+
+    def __init__(self, url: str, project: str | int, token: str, *, timeout: float = 10.0,
+                 retries: int = 2) -> None:
+        super().__init__(url, token, timeout=timeout, retries=retries)
+        self.project = str(project)
+        self._project = quote(self.project, safe="")
+
+    def __repr__(self) -> str:
+        return self._redact(f"GitLabFlags({strip_url_credentials(self._api)!r}, "
+                            f"project={self.project!r})")
 
     def get(self, flag: str) -> FlagState:
         """The flag's current state: ``GET /projects/:id/feature_flags/:name``."""
@@ -162,13 +258,17 @@ class GitLabFlags:
             kinds = [s for s in old if s.name in ("flexibleRollout", "gradualRolloutUserId")]
             p = kinds[0].parameters if kinds else {}
             group = p.get("groupId", "default")
-            if kinds and kinds[0].name == "gradualRolloutUserId":
+            if kinds and kinds[0].name == "gradualRolloutUserId" and to.of == "users":
                 body.update(name="gradualRolloutUserId",
                             parameters={"groupId": group, "percentage": str(int(percent))})
             else:
+                # The stage's own `of` decides the stickiness; among the ones counting users,
+                # the replaced strategy's is kept.
+                stickiness = p.get("stickiness", "default")
+                if STICKINESS_OF.get(stickiness) != to.of:
+                    stickiness = OF_STICKINESS[to.of]
                 body.update(name="flexibleRollout", parameters={
-                    "groupId": group, "rollout": str(int(percent)),
-                    "stickiness": p.get("stickiness", "default")})
+                    "groupId": group, "rollout": str(int(percent)), "stickiness": stickiness})
         elif audience.kind == "ids":
             body.update(name="userWithId", parameters={
                 "userIds": ",".join(sorted(audience.ids))})
@@ -181,11 +281,17 @@ class GitLabFlags:
         for strategy in state.strategies:
             if strategy.user_list is not None and strategy.user_list.name == name:
                 return strategy.user_list.id
-        found = self._request("GET", "/feature_flags_user_lists", f"user list {name}",
-                              params={"search": name, "per_page": "100"})
-        for item in found if isinstance(found, list) else ():
-            if isinstance(item, Mapping) and item.get("name") == name and "id" in item:
-                return int(item["id"])
+        params: dict[str, str] | None = {"search": name, "per_page": "100"}
+        for _ in range(_MAX_PAGES):
+            if params is None:
+                break
+            found, resp = self._call("GET", f"/projects/{self._project}/feature_flags_user_lists",
+                                     f"user list {name}", params=params)
+            for item in found if isinstance(found, list) else ():
+                if isinstance(item, Mapping) and item.get("name") == name and "id" in item:
+                    return int(item["id"])
+            following = next_page(resp)
+            params = {**params, **following} if following is not None else None
         raise self._error(GitLabNotFoundError, f"project {self.project} has no feature flag user "
                           f"list named {name!r}; create it under Deploy > Feature flags > "
                           "User lists, or fix users: in the stage's rollout", status=404)
@@ -199,43 +305,16 @@ class GitLabFlags:
             raise self._error(GitLabError, f"GitLab's answer for feature flag {flag!r} is not "
                               f"the documented feature flag: {exc}") from None
 
-    def _error(self, kind: type[GitLabError], message: str,
-               status: int | None = None) -> GitLabError:
-        return kind(self._redact(message), status=status)
-
     def _request(self, method: str, path: str, what: str, *,
                  json_body: dict[str, Any] | None = None,
                  params: dict[str, str] | None = None) -> Any:
-        url = f"{self._api}/projects/{self._project}{path}"
-        shown = f"{method} {strip_url_credentials(url)}"
-        timeout = self._http.attempt_timeout()
-        try:
-            resp = self._http.request(method, url, json=json_body, params=params,
-                                      timeout=timeout)
-        except requests.RequestException as exc:
-            raise self._error(GitLabError, transport_message(exc, f"GitLab ({shown})",
-                                                             timeout)) from exc
-        status = resp.status_code
-        if status >= 300:
-            raise self._error(*self._status_problem(resp, method, what, shown), status=status)
-        try:
-            return resp.json()
-        except ValueError:
-            kind = resp.headers.get("Content-Type", "no content type")
-            raise self._error(GitLabError, f"GitLab answered {shown} with a body that is not "
-                              f"JSON ({kind}): {printable(resp.content)}; check that the url "
-                              "is GitLab's root or its /api/v4 root, not a proxy or login "
-                              "page", status=status) from None
+        return self._call(method, f"/projects/{self._project}{path}", what,
+                          json_body=json_body, params=params)[0]
 
     def _status_problem(self, resp: requests.Response, method: str, what: str,
                         shown: str) -> tuple[type[GitLabError], str]:
         status, head = resp.status_code, f"{resp.status_code} {resp.reason}"
-        try:
-            body = resp.json()
-        except ValueError:
-            body = None
-        detail = body.get("message") or body.get("error") if isinstance(body, Mapping) else None
-        text = str(detail) if detail else printable(resp.content)
+        text = answer_text(resp)
         write = method != "GET"
         scope = "api" if write else "read_api (or api)"
         if status == 401:
@@ -259,19 +338,8 @@ class GitLabFlags:
             return GitLabNotFoundError, (
                 f"{what} does not exist in project {self.project} ({shown} answered {head}); "
                 "create it under Deploy > Feature flags, or fix the name in the stage's rollout")
-        if 300 <= status < 400:
-            return GitLabError, (f"GitLab answered {shown} with {head}, a redirect to "
-                                 f"{resp.headers.get('Location')}; set the url to GitLab's "
-                                 "final address (https, no trailing path)")
-        if status == 429:
-            wait = resp.headers.get("Retry-After")
-            after = f"; it asks to wait {wait}s" if wait else ""
-            return GitLabError, (f"GitLab rate-limited {shown} ({head}{after}); run the job "
-                                 "again later, or ask the instance's admins about the limit")
-        if status >= 500:
-            return GitLabError, (f"GitLab failed on {shown} ({head}: {text}); GitLab is down "
-                                 "or overloaded, try again later")
-        return GitLabError, f"GitLab rejected {shown} ({head}): {text}"
+        return super()._status_problem(resp, method, what, shown)
 
 
-__all__ = ["GitLabError", "GitLabFlags", "GitLabNotFoundError", "GitLabPermissionError"]
+__all__ = ["GitLabClient", "GitLabError", "GitLabFlags", "GitLabNotFoundError",
+           "GitLabPermissionError", "answer_text", "next_page"]

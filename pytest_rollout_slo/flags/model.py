@@ -30,6 +30,8 @@ class _Audience:
     percent: float = 0.0
     name: str = ""
     ids: frozenset[str] = frozenset()
+    of: str = "users"
+    """What a percentage counts: users, sessions or requests (the strategy's stickiness)."""
 
     def wider_than(self, other: _Audience) -> bool:
         # Unleash enables a flag for a user when ANY strategy matches, so one broader strategy
@@ -39,14 +41,26 @@ class _Audience:
         return self.kind == "all" or self.percent > other.percent
 
 
-def _percent_audience(raw: object) -> _Audience:
+def _percent_audience(raw: object, of: str = "users") -> _Audience:
     try:
         value = round(float(str(raw)), 6)
     except ValueError:
         return _Audience("unknown")
     if not 0 <= value <= 100:
         return _Audience("unknown")
-    return _Audience("all") if value == 100 else _Audience("percent", value)
+    return _Audience("all") if value == 100 else _Audience("percent", value, of=of)
+
+
+# Unleash's stickiness decides what a flexibleRollout percentage hashes
+# (app/models/operations/feature_flags/strategy.rb): only default and userId keep a user in or
+# out across sessions; sessionId is a share of sessions, random a share of requests.
+STICKINESS_OF = {"default": "users", "userId": "users", "sessionId": "sessions",
+                 "random": "requests"}
+OF_STICKINESS = {"users": "default", "sessions": "sessionId", "requests": "random"}
+
+
+def _share(percent: float, of: str) -> str:
+    return percent_text(percent) + ("" if of == "users" else f" of {of}")
 
 
 _SETTINGS = {"default": "default (all users)",
@@ -73,6 +87,7 @@ class RolloutExpectation:
     all_users: bool = False
     environment: str = "production"
     stage: str | None = None
+    of: str = "users"
 
     def __post_init__(self) -> None:
         given = [k for k, on in (("percent", self.percent is not None),
@@ -88,7 +103,7 @@ class RolloutExpectation:
     @property
     def audience(self) -> _Audience:
         if self.percent is not None:
-            return _percent_audience(self.percent)
+            return _percent_audience(self.percent, self.of)
         if self.users is not None:
             if self.users.startswith("ids:"):
                 return _Audience("ids", ids=_ids(self.users[4:]))
@@ -98,7 +113,7 @@ class RolloutExpectation:
     def describe(self) -> str:
         """``10% in production``, ``user list internal in production``, ``all users in *``."""
         audience = self.audience
-        what = {"all": "all users", "percent": percent_text(float(self.percent or 0)),
+        what = {"all": "all users", "percent": _share(float(self.percent or 0), self.of),
                 "list": f"user list {self.users}",
                 "ids": f"user ids {','.join(sorted(audience.ids))}"}[audience.kind]
         where = "every environment" if self.environment == "*" else self.environment
@@ -137,7 +152,9 @@ class Strategy:
         if self.name == "default":
             return _Audience("all")
         if self.name == "flexibleRollout":
-            return _percent_audience(self.parameters.get("rollout"))
+            stickiness = self.parameters.get("stickiness", "default")
+            return _percent_audience(self.parameters.get("rollout"),
+                                     STICKINESS_OF.get(stickiness, f"stickiness {stickiness}"))
         if self.name == "gradualRolloutUserId":
             return _percent_audience(self.parameters.get("percentage"))
         if self.name == "userWithId":
@@ -163,7 +180,10 @@ class Strategy:
         """What the strategy does for a mismatch message: ``at 25% (flexibleRollout in x)``."""
         audience, how = self.audience, f"({self.name} {self.where()})"
         if audience.kind == "percent":
-            return f"at {percent_text(audience.percent)} {how}"
+            if audience.of != "users":
+                how = (f"({self.name}, stickiness {self.parameters.get('stickiness')}, "
+                       f"{self.where()})")
+            return f"at {_share(audience.percent, audience.of)} {how}"
         return {"all": "on for all users", "list": f"on for user list {audience.name}",
                 "ids": f"on for user ids {self.parameters.get('userIds')}",
                 }.get(audience.kind, f"set to {self.setting()}") + f" {how}"
@@ -245,5 +265,5 @@ def _parse_strategy(data: Any) -> Strategy:
                     data["id"] if isinstance(data.get("id"), int) else None)
 
 
-__all__ = ["AnswerError", "FlagState", "RolloutExpectation", "Strategy", "UserList", "mismatch",
-           "parse_flag", "percent_text"]
+__all__ = ["OF_STICKINESS", "STICKINESS_OF", "AnswerError", "FlagState", "RolloutExpectation",
+           "Strategy", "UserList", "mismatch", "parse_flag", "percent_text"]

@@ -135,8 +135,9 @@ def _objective_json(record: VerdictRecord) -> dict[str, Any]:
 
 # -- files ----------------------------------------------------------------------------------
 
-def write_markdown(path: Path | str, meta: RunMeta, records: Sequence[VerdictRecord]) -> None:
-    write_text_atomic(Path(path), markdown_report(meta, records))
+def write_markdown(path: Path | str, meta: RunMeta, records: Sequence[VerdictRecord],
+                   flag_lines: Sequence[str] = ()) -> None:
+    write_text_atomic(Path(path), markdown_report(meta, records, flag_lines))
 
 
 def write_json(path: Path | str, meta: RunMeta, records: Sequence[VerdictRecord]) -> None:

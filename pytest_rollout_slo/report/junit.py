@@ -1,8 +1,10 @@
 """The JUnit face of a verdict: ``slo.*`` testcase properties, and warn texts in system-out.
 
-The properties carry the record's facts for tools that read JUnit; GitLab ignores them and
-reads ``system-out`` only, so after pytest wrote the file, :func:`add_system_out` copies the
-text of objectives that passed with a warning (or without data) where GitLab shows it.
+The properties carry the record's facts for tools that read JUnit; GitLab ignores them. After
+pytest wrote the file, :func:`add_system_out` copies the text of objectives that passed with a
+warning (or without data) into ``system-out``, for the JUnit readers that show it; GitLab shows
+``system-out`` of failed and errored cases only, so there the merge request note
+(``--slo-mr-note``) carries warnings.
 """
 
 from __future__ import annotations
@@ -97,9 +99,8 @@ def _warn_properties(record: VerdictRecord) -> list[tuple[str, object]]:
 def add_system_out(xml_path: Path) -> None:
     """Copy the text of warn and no-data-but-passed testcases into their ``<system-out>``.
 
-    GitLab shows a testcase's system-out but not its properties, and pytest writes captured
-    output only under ``junit_logging``; without this a passed-with-warning objective would
-    look clean in the merge request.
+    Test report viewers that show a passed case's system-out (not GitLab's) then show the
+    warning, and pytest writes captured output only under ``junit_logging``.
     """
     try:
         tree = ElementTree.parse(xml_path)

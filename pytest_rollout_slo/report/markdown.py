@@ -49,8 +49,13 @@ _HEADLINES: dict[RunVerdict, tuple[str, str]] = {
     "error": ("❌", "did not complete")}
 
 
-def markdown_report(meta: RunMeta, records: Sequence[VerdictRecord]) -> str:
-    """The Markdown summary; identical input gives identical text, whatever the order."""
+def markdown_report(meta: RunMeta, records: Sequence[VerdictRecord],
+                    flag_lines: Sequence[str] = ()) -> str:
+    """The Markdown summary; identical input gives identical text, whatever the order.
+
+    ``flag_lines`` say what the feature-flag guard did (a rollback, or why none); they are
+    listed under "Feature flag" before the footer.
+    """
     verdict = overall_verdict(meta, records)
     rows = sorted(records, key=_row_key)
     lines = [_headline(meta, records, verdict), ""]
@@ -69,6 +74,8 @@ def markdown_report(meta: RunMeta, records: Sequence[VerdictRecord]) -> str:
         lines += [f"<details><summary>{_icon(record)} "
                   f"{html.escape(message.splitlines()[0], quote=False)}</summary>", "",
                   f"{fence}text", message, fence, "", "</details>", ""]
+    if flag_lines:
+        lines += ["**Feature flag**", "", *(f"- {_cell(line)}" for line in flag_lines), ""]
     footer = f"pytest-rollout-slo {meta.plugin_version}"
     if meta.backends:
         footer += f" · backends: {'; '.join(meta.backends)}"

@@ -54,11 +54,17 @@ __all__ = ["ON_NO_DATA", "BackendSpec", "Bounds", "Objective", "OnNoData", "Rati
 _STAGE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # matched whole: `$` allows a final newline
 
 _TOP_KEYS = ("version", "service", "description", "backends", "variables", "stages", "objectives",
-             "matrix", "dashboard")
-_STAGE_KEYS = ("description", "variables", "rollout")
-_ROLLOUT_KEYS = ("flag", "percent", "users", "all", "environment")
+             "matrix", "dashboard", "rollback_on")
+_STAGE_KEYS = ("description", "variables", "rollout", "rollback_on")
+_ROLLOUT_KEYS = ("api", "flag", "percent", "of", "users", "all", "environment", "actors",
+                 "feature_group")
 _DASHBOARD_KEYS = ("title", "stage_label")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_APIS = ("project", "features")
+# What a percentage counts, per flag system: Unleash stickiness can hash users, sessions or
+# nothing (random: requests); Flipper has percentage_of_actors and percentage_of_time.
+_OF = {"project": ("users", "sessions", "requests"), "features": ("users", "requests")}
+ROLLBACK_VERDICTS = ("fail", "error", "no_data", "warn")
 
 
 def load_spec(path: Path, backend_types: Mapping[str, BackendSchema]) -> Spec:
@@ -108,8 +114,9 @@ class _Loader(SpecReader):
                                      root.line_of("objectives"), spec, matrix)
         dashboard = (self.dashboard(root["dashboard"], root.line_of("dashboard"))
                      if "dashboard" in root else DashboardSettings())
+        rollback_on = self.rollback_on(root, "") or ("fail",)
         return Spec(self.path, service, description, backends, variables, stages, objectives,
-                    dashboard)
+                    dashboard=dashboard, rollback_on=rollback_on)
 
     def dashboard(self, value: Any, line: int) -> DashboardSettings:
         node = self.mapping(value, line, "dashboard")
@@ -125,6 +132,17 @@ class _Loader(SpecReader):
                              f"{label!r} is a label the generated rules set themselves; "
                              "choose another (default: stage)")
         return DashboardSettings(title, label)
+
+    def rollback_on(self, node: YamlMap, where: str) -> tuple[str, ...] | None:
+        if "rollback_on" not in node:
+            return None
+        value, line, key = node["rollback_on"], node.line_of("rollback_on"), f"{where}rollback_on"
+        if not isinstance(value, YamlList) or not value or not all(
+                isinstance(v, str) and v in ROLLBACK_VERDICTS for v in value):
+            raise self.error(line, key, "must be a list of verdicts out of "
+                             f"{', '.join(ROLLBACK_VERDICTS)} (default [fail]), got "
+                             f"{kind_of(value) if not isinstance(value, YamlList) else value!r}")
+        return tuple(dict.fromkeys(value))
 
     def backends(self, value: Any, line: int) -> dict[str, BackendSpec]:
         node = self.mapping(value, line, "backends")
@@ -222,37 +240,89 @@ class _Loader(SpecReader):
             rollout = (self.rollout(body_node["rollout"], body_node.line_of("rollout"),
                                     f"{where}.rollout") if "rollout" in body_node else None)
             result[name] = Stage(name, self.string(body_node, "description", f"{where}."),
-                                 variables, node.line_of(name), rollout)
+                                 variables, node.line_of(name), rollout,
+                                 self.rollback_on(body_node, f"{where}."))
         return result
 
     def rollout(self, value: Any, line: int, where: str) -> Rollout:
         node = self.mapping(value, line, where)
         self.keys(node, _ROLLOUT_KEYS, f"{where}.")
         flag = self.string(node, "flag", f"{where}.", required=True)
+        api = self.string(node, "api", f"{where}.", default="project")
+        if api not in _APIS:
+            raise self.error(node.line_of("api"), f"{where}.api",
+                             f"got {api!r}; accepted: features (GitLab's development feature "
+                             "flags, instance Features API) or project (a project's feature "
+                             "flags, the default)")
+        percent = self.percent(node, where) if "percent" in node else None
+        of = self.string(node, "of", f"{where}.", default="users")
+        if of not in _OF[api]:
+            raise self.error(node.line_of("of"), f"{where}.of",
+                             f"got {of!r}; with api: {api} a percentage is of "
+                             f"{' or '.join(_OF[api])}")
+        if "of" in node and percent is None:
+            raise self.error(node.line_of("of"), f"{where}.of", "only goes with percent")
+        if "all" in node and node["all"] is not True:
+            raise self.error(node.line_of("all"), f"{where}.all",
+                             "must be true (the flag is on for every user)")
+        if api == "features":
+            return self._features_rollout(node, where, flag, percent, of)
+        for key in ("actors", "feature_group"):
+            if key in node:
+                raise self.error(node.line_of(key), f"{where}.{key}",
+                                 f"{key} are Flipper gates of GitLab's development feature "
+                                 "flags; add api: features, or use users: for a project flag")
         given = [key for key in ("percent", "users", "all") if key in node]
         if len(given) != 1:
             raise self.error(node.line, where,
                              "give exactly one of percent (10 or 10%), users (a GitLab user list "
                              "name, or ids:1,2,3) or all: true")
-        percent: float | None = None
-        if "percent" in node:
-            raw = node["percent"]
-            try:
-                value_, unit = parse_quantity(raw)
-            except QuantityError as exc:
-                raise self.error(node.line_of("percent"), f"{where}.percent", str(exc)) from exc
-            percent = value_ * 100 if unit == "percent" else value_
-            if unit == "seconds" or not 0 <= percent <= 100:
-                raise self.error(node.line_of("percent"), f"{where}.percent",
-                                 "must be a share of users from 0 to 100 (10 or 10%), got "
-                                 f"{quote(raw)}")
-        if "all" in node and node["all"] is not True:
-            raise self.error(node.line_of("all"), f"{where}.all",
-                             "must be true (the flag is on for every user)")
         users = self.string(node, "users", f"{where}.", required="users" in node) or None
         environment = self.string(node, "environment", f"{where}.", default="production",
                                   required="environment" in node)
-        return Rollout(flag, percent, users, "all" in node, environment)
+        return Rollout(flag, percent, users, "all" in node, environment, of=of)
+
+    def percent(self, node: YamlMap, where: str) -> float:
+        raw = node["percent"]
+        try:
+            value_, unit = parse_quantity(raw)
+        except QuantityError as exc:
+            raise self.error(node.line_of("percent"), f"{where}.percent", str(exc)) from exc
+        percent = value_ * 100 if unit == "percent" else value_
+        if unit == "seconds" or not 0 <= percent <= 100:
+            raise self.error(node.line_of("percent"), f"{where}.percent",
+                             f"must be a share of users from 0 to 100 (10 or 10%), got "
+                             f"{quote(raw)}")
+        return percent
+
+    def _features_rollout(self, node: YamlMap, where: str, flag: str, percent: float | None,
+                          of: str) -> Rollout:
+        for key, why in (("users", "Flipper has no user lists; name the users as actors "
+                                   "(User:1) or the team as feature_group"),
+                         ("environment", "the Features API has no environments: staging and "
+                                         "production are separate GitLab instances, so point "
+                                         "--slo-gitlab-url at the instance instead")):
+            if key in node:
+                raise self.error(node.line_of(key), f"{where}.{key}", why)
+        actors: tuple[str, ...] = ()
+        if "actors" in node:
+            raw = node["actors"]
+            if not isinstance(raw, YamlList) or not raw or not all(
+                    isinstance(a, str) and re.fullmatch(r"[A-Za-z:]+:\d+", a) for a in raw):
+                raise self.error(node.line_of("actors"), f"{where}.actors",
+                                 "must be a list of Flipper actor ids as GET /features shows "
+                                 "them (User:1, Project:278964, Group:9970)")
+            actors = tuple(sorted(set(raw)))
+        group = self.string(node, "feature_group", f"{where}.") or None
+        if "all" in node and (percent is not None or actors or group):
+            raise self.error(node.line, where, "all: true is the boolean gate, on for everyone; "
+                             "it takes no percent, actors or feature_group")
+        if "all" not in node and percent is None and not actors and not group:
+            raise self.error(node.line, where,
+                             "with api: features give percent (of users or requests), actors "
+                             "and/or feature_group (the internal stage), or all: true")
+        return Rollout(flag, percent, None, "all" in node, "", api="features", of=of,
+                       actors=actors, feature_group=group)
 
     def objectives(self, value: Any, line: int, spec: Spec, matrix: Matrix
                    ) -> tuple[Objective, ...]:

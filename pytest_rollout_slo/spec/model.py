@@ -152,13 +152,23 @@ class BackendSpec:
 
 @dataclass(frozen=True)
 class Rollout:
-    """The feature-flag rollout a stage gates: exactly one of percent, users or all_users."""
+    """The feature-flag rollout a stage gates, in the words of the flag's system.
+
+    ``api`` is ``project`` (a project's Unleash feature flags: exactly one of percent, users
+    or all_users, in ``environment``) or ``features`` (GitLab's own development flags through
+    the instance Features API: percent and/or actors and feature_group, or all_users).
+    ``of`` says what a percentage counts: users, sessions or requests.
+    """
 
     flag: str
     percent: float | None = None
     users: str | None = None
     all_users: bool = False
     environment: str = "production"
+    api: str = "project"
+    of: str = "users"
+    actors: tuple[str, ...] = ()
+    feature_group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -168,6 +178,8 @@ class Stage:
     variables: Mapping[str, Scalar]
     line: int
     rollout: Rollout | None = None
+    rollback_on: tuple[str, ...] | None = None
+    """Verdicts that roll the stage's flag back; None: the file's ``rollback_on``."""
 
 
 @dataclass(frozen=True)
@@ -256,6 +268,13 @@ class Spec:
     stages: Mapping[str, Stage]
     objectives: tuple[Objective, ...]
     dashboard: DashboardSettings = field(default_factory=DashboardSettings)
+    rollback_on: tuple[str, ...] = ("fail",)
+    """Verdicts that roll a stage's flag back, unless the stage says otherwise."""
+
+    def rollback_verdicts(self, stage: str) -> tuple[str, ...]:
+        """The verdicts on which ``--slo-rollback`` acts at ``stage``."""
+        own = self.stages[stage].rollback_on
+        return self.rollback_on if own is None else own
 
     def variables_for(self, stage: str, combination: Combination = (),
                       objective: Objective | None = None) -> dict[str, Scalar]:
