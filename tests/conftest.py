@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlglot
 from servers import (
     INSTALL_HINT,
     PrometheusServer,
@@ -24,6 +25,10 @@ from servers import (
 # the path a user's pytest takes).
 import pytest_rollout_slo.rollout
 import pytest_rollout_slo.session  # noqa: F401
+
+# sqlglot loads a dialect on first use; loaded here, the SQLite one is not imported again by
+# every in-process run that checks a spec's queries.
+sqlglot.Dialect.get_or_raise("sqlite")
 
 # The quickstart simulator is the servers' traffic; appended (not prepended) so that its
 # conftest.py can never shadow this one.

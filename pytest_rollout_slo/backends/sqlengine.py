@@ -34,9 +34,6 @@ try:
 except ImportError:  # pragma: no cover - the extra is missing; create() says which
     sqlalchemy = None  # type: ignore[assignment]
 
-# The client-side cancel waits this much longer than the engine's own timeout, so that the
-# engine's message (which names the timeout) is what the user sees when the engine answers.
-_CANCEL_GRACE = 1.0
 # Waiting for a free pooled connection is part of the query's time, never longer than this.
 _CONNECT_TIMEOUT = 10.0
 
@@ -51,8 +48,9 @@ class _Session:
     """Runs first in each transaction, with the query's timeout in seconds."""
     connect_args: Callable[[float], dict[str, Any]] = field(default=lambda _timeout: {})
     """Driver options for a connection, from the backend's timeout."""
-    read_only_mode: str = ""
-    """How the session is read-only, as describe() says it."""
+    cancel_grace: float = 0.0
+    """How much later than the timeout the client cancels: an engine that enforces the
+    timeout itself answers first, with a message that names it."""
 
 
 def _postgresql_begin(connection: Connection, timeout: float) -> None:
@@ -67,10 +65,11 @@ _SESSIONS: dict[str, _Session] = {
         on_connect=("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",),
         begin=_postgresql_begin,
         connect_args=lambda timeout: {"connect_timeout": max(1, math.ceil(min(timeout, 10)))},
-        read_only_mode="read-only transactions, statement_timeout"),
-    "duckdb": _Session(connect_args=lambda _timeout: {"read_only": True},
-                       read_only_mode="read_only database, interrupt at the timeout"),
-    "clickhouse": _Session(read_only_mode="readonly=1 from the url's settings (see the docs)"),
+        cancel_grace=1.0),
+    # DuckDB has no statement timeout: the client-side interrupt at the timeout is the one.
+    "duckdb": _Session(connect_args=lambda _timeout: {"read_only": True}),
+    # ClickHouse, Snowflake, BigQuery, Trino: no session mode is set here (untested engines);
+    # the README gives the read-only user settings to use.
 }
 # Postgres-compatible engines whose SQLAlchemy dialects speak the same session statements.
 _SESSIONS["redshift"] = _SESSIONS["postgres"]
@@ -152,7 +151,7 @@ class SqlBackend:
                 try:
                     if self._session.begin is not None:
                         self._session.begin(connection, timeout)
-                    with _cancel_after(connection, timeout + _CANCEL_GRACE):
+                    with _cancel_after(connection, timeout + self._session.cancel_grace):
                         result = connection.execute(sqlalchemy.text(query.text), params)
                         columns = list(result.keys())
                         rows = result.fetchall()
