@@ -302,3 +302,25 @@ def test_sqlite_binds_timestamp_text_and_refuses_infinity(tmp_path: Path) -> Non
     with pytest.raises(BackendError, match="not a finite number"):
         backend.query(Query("SELECT 9e999", AT))
     backend.close()
+
+
+@pytest.mark.parametrize("option", ["", "--slo-record=answers.json"])
+def test_a_destructive_query_is_a_collection_error_also_when_recording(
+        pytester: pytest.Pytester, option: str) -> None:
+    pytester.makefile(".slo.yaml", gates="""
+        version: 1
+        service: s
+        backends:
+          events: {type: sql, url: "duckdb:///never-opened.duckdb"}
+        stages: {ga: {}}
+        objectives:
+          - name: wipe
+            query: WITH d AS (DELETE FROM ratings RETURNING 1) SELECT count(*) FROM d
+            max: 1
+        """)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--slo-stage=ga",
+                                *([option] if option else []))
+    result.stdout.fnmatch_lines(["*gates.slo.yaml:8: objectives.wipe.query: the query "
+                                 "contains DELETE; a gate only reads*"])
+    assert result.ret != 0
+    assert not (pytester.path / "never-opened.duckdb").exists()
