@@ -206,6 +206,9 @@ def test_a_missing_driver_names_the_extra(tmp_path: Path, monkeypatch: pytest.Mo
     assert "pip install 'pytest-rollout-slo[postgres]'" in info.value.message
     with pytest.raises(BackendConfigError, match=r"pytest-rollout-slo\[trino\]"):
         SQL.create("events", {"url": "trino://gate@db:8080/hive"}, tmp_path)
+    with pytest.raises(BackendConfigError, match=r"mysql\+nosuchdriver is not installed.*"
+                                                 r"\[sql\]' and the engine's SQLAlchemy driver"):
+        SQL.create("events", {"url": "mysql+nosuchdriver://gate@db/e"}, tmp_path)
 
 
 def test_missing_sqlalchemy_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch

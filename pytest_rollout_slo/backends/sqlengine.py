@@ -46,8 +46,9 @@ class _Session:
     """Statements run once on each new connection, then committed."""
     begin: Callable[[Connection, float], None] | None = None
     """Runs first in each transaction, with the query's timeout in seconds."""
-    connect_args: Callable[[float], dict[str, Any]] = field(default=lambda _timeout: {})
-    """Driver options for a connection, from the backend's timeout."""
+    connect_args: Callable[[str, float], dict[str, Any]] = field(
+        default=lambda _driver, _timeout: {})
+    """Driver options for a connection, from the driver's name and the backend's timeout."""
     cancel_grace: float = 0.0
     """How much later than the timeout the client cancels: an engine that enforces the
     timeout itself answers first, with a message that names it."""
@@ -64,10 +65,13 @@ _SESSIONS: dict[str, _Session] = {
     "postgres": _Session(
         on_connect=("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",),
         begin=_postgresql_begin,
-        connect_args=lambda timeout: {"connect_timeout": max(1, math.ceil(min(timeout, 10)))},
+        # libpq's connect_timeout, whole seconds; other drivers (pg8000) name it otherwise.
+        connect_args=lambda driver, timeout: (
+            {"connect_timeout": max(1, math.ceil(min(timeout, _CONNECT_TIMEOUT)))}
+            if driver in ("psycopg", "psycopg2") else {}),
         cancel_grace=1.0),
     # DuckDB has no statement timeout: the client-side interrupt at the timeout is the one.
-    "duckdb": _Session(connect_args=lambda _timeout: {"read_only": True}),
+    "duckdb": _Session(connect_args=lambda _driver, _timeout: {"read_only": True}),
     # ClickHouse, Snowflake, BigQuery, Trino: no session mode is set here (untested engines);
     # the README gives the read-only user settings to use.
 }
@@ -99,7 +103,9 @@ class SqlBackend:
 
         No connection is opened here: the first query opens the first one.
         """
-        install = f"install it with: pip install 'pytest-rollout-slo[{extra}]'"
+        install = (f"install it with: pip install 'pytest-rollout-slo[{extra}]'" if extra != "sql"
+                   else "install SQLAlchemy with pip install 'pytest-rollout-slo[sql]' and the "
+                        "engine's SQLAlchemy driver")
         if sqlalchemy is None:
             raise BackendConfigError(f"the sql backend needs SQLAlchemy, which is not "
                                      f"installed; {install}", backend=name)
@@ -122,7 +128,8 @@ class SqlBackend:
             engine = sqlalchemy.create_engine(
                 parsed, poolclass=sqlalchemy.pool.QueuePool, pool_size=max_concurrency,
                 max_overflow=0, pool_timeout=min(timeout, _CONNECT_TIMEOUT),
-                pool_pre_ping=True, connect_args=session.connect_args(timeout))
+                pool_pre_ping=True,
+                connect_args=session.connect_args(parsed.get_driver_name(), timeout))
         except (ImportError, sa_exc.NoSuchModuleError) as exc:
             raise BackendConfigError(
                 f"the driver for {parsed.drivername} is not installed ({redact(str(exc))}); "
