@@ -72,11 +72,9 @@ _SESSIONS: dict[str, _Session] = {
         cancel_grace=1.0),
     # DuckDB has no statement timeout: the client-side interrupt at the timeout is the one.
     "duckdb": _Session(connect_args=lambda _driver, _timeout: {"read_only": True}),
-    # ClickHouse, Snowflake, BigQuery, Trino: no session mode is set here (untested engines);
-    # the README gives the read-only user settings to use.
+    # ClickHouse, Snowflake, BigQuery, Trino, Redshift...: no session mode is set here (no
+    # test runs them); the README gives the read-only user settings to use.
 }
-# Postgres-compatible engines whose SQLAlchemy dialects speak the same session statements.
-_SESSIONS["redshift"] = _SESSIONS["postgres"]
 
 
 class SqlBackend:
