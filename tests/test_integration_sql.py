@@ -8,6 +8,7 @@ password and odd answers become error verdicts that say what happened.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sqlite3
@@ -220,6 +221,23 @@ def test_the_read_only_transaction_stops_writes_the_check_would_have_refused(
             _run(backend, sql)
         assert ("read-only transaction" in info.value.message
                 or "multiple commands" in info.value.message), info.value.message
+    finally:
+        backend.close()
+
+
+@pytest.mark.usefixtures("sentinel")
+def test_every_transaction_is_rolled_back_even_one_that_wrote(
+        postgres_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The last layer alone: no query check, no read-only session, the superuser; the insert
+    # runs and answers, and is gone after, as nothing a gate runs is ever committed.
+    monkeypatch.setattr(sqlengine, "read_only_problem", lambda *_args, **_kw: None)
+    monkeypatch.setitem(sqlengine._SESSIONS, "postgres", dataclasses.replace(
+        sqlengine._SESSIONS["postgres"], on_connect=(), begin=None))
+    backend = _backend(postgres_cluster.url(ADMIN))
+    try:
+        assert _run(backend, "INSERT INTO sentinel VALUES (2, 'added') RETURNING id") == (
+            Sample((), 2.0),)
+        assert _run(backend, "SELECT count(*) FROM sentinel") == (Sample((), 1.0),)
     finally:
         backend.close()
 
