@@ -331,7 +331,7 @@ def test_the_pool_holds_max_concurrency_connections(postgres_cluster: PostgresCl
     def work() -> None:
         try:
             barrier.wait(timeout=10)
-            _run(backend, "SELECT count(*) FROM pg_sleep(0.5)")
+            _run(backend, "SELECT count(*) FROM pg_sleep(1)")
         except BaseException as exc:
             errors.append(exc)
 
@@ -342,7 +342,8 @@ def test_the_pool_holds_max_concurrency_connections(postgres_cluster: PostgresCl
     for thread in threads:
         thread.join(timeout=30)
     assert errors == []
-    assert time.monotonic() - started < 1.4  # side by side, not one after another
+    # Side by side (about 1 s), not one after another (3 s), with room for a loaded machine.
+    assert time.monotonic() - started < 2.5
     assert backend._engine.pool.checkedin() == 3  # type: ignore[attr-defined]
     backend.close()
 
