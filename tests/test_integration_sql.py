@@ -147,6 +147,28 @@ def test_the_postgresql_example_gates_the_product_metrics_as_sqlite_does(
                for r in records)
 
 
+def test_a_timeout_is_an_error_verdict_with_the_engines_message(
+        pytester: pytest.Pytester, postgres_cluster: PostgresCluster) -> None:
+    pytester.makefile(".slo.yaml", rollout=f"""
+        version: 1
+        service: s
+        backends:
+          events: {{type: sql, url: "{postgres_cluster.url()}", timeout: 300ms}}
+        stages: {{ga: {{}}}}
+        objectives:
+          - name: slow
+            query: SELECT count(*) FROM pg_sleep(3)
+            max: 10
+        """)
+    started = time.monotonic()
+    result = pytester.runpytest("-p", "no:cacheprovider", "--slo-stage=ga")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["slow[[]ga[]] ERROR: the query timed out after 300ms "
+                                 "(canceling statement due to statement timeout)*"])
+    assert time.monotonic() - started < 10
+    assert GATE[1] not in result.stdout.str()
+
+
 def test_the_gate_password_never_shows_in_a_run(pytester: pytest.Pytester,
                                                 monkeypatch: pytest.MonkeyPatch,
                                                 postgres_cluster: PostgresCluster) -> None:
