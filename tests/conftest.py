@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlglot
 from hypothesis import settings
 from servers import (
     INSTALL_HINT,
@@ -32,6 +33,10 @@ import pytest_rollout_slo.session  # noqa: F401
 settings.register_profile("ci", max_examples=2000, deadline=None, print_blob=True)
 settings.register_profile("long", parent=settings.get_profile("ci"), max_examples=20_000)
 settings.load_profile("ci")
+
+# sqlglot loads a dialect on first use; loaded here, the SQLite one is not imported again by
+# every in-process run that checks a spec's queries.
+sqlglot.Dialect.get_or_raise("sqlite")
 
 # The quickstart simulator is the servers' traffic; appended (not prepended) so that its
 # conftest.py can never shadow this one.

@@ -102,7 +102,11 @@ class PostgresCluster:
         pwfile = self.root / "pwfile"
         pwfile.write_text(ADMIN[1] + "\n", encoding="utf-8")
         if self._user is not None:
-            record = pwd.getpwnam(self._user)
+            try:
+                record = pwd.getpwnam(self._user)
+            except KeyError as exc:
+                raise ServerError("PostgreSQL will not run as root and there is no postgres "
+                                  f"user to run it as; {PG_INSTALL_HINT}") from exc
             for path in (self.root, pwfile):
                 os.chown(path, record.pw_uid, record.pw_gid)
         result = self._run([str(self.bindir / "initdb"), "-D", str(self.data), "-U", ADMIN[0],

@@ -206,6 +206,9 @@ def test_a_missing_driver_names_the_extra(tmp_path: Path, monkeypatch: pytest.Mo
     assert "pip install 'pytest-rollout-slo[postgres]'" in info.value.message
     with pytest.raises(BackendConfigError, match=r"pytest-rollout-slo\[trino\]"):
         SQL.create("events", {"url": "trino://gate@db:8080/hive"}, tmp_path)
+    with pytest.raises(BackendConfigError, match=r"mysql\+nosuchdriver is not installed.*"
+                                                 r"\[sql\]' and the engine's SQLAlchemy driver"):
+        SQL.create("events", {"url": "mysql+nosuchdriver://gate@db/e"}, tmp_path)
 
 
 def test_missing_sqlalchemy_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -302,3 +305,25 @@ def test_sqlite_binds_timestamp_text_and_refuses_infinity(tmp_path: Path) -> Non
     with pytest.raises(BackendError, match="not a finite number"):
         backend.query(Query("SELECT 9e999", AT))
     backend.close()
+
+
+@pytest.mark.parametrize("option", ["", "--slo-record=answers.json"])
+def test_a_destructive_query_is_a_collection_error_also_when_recording(
+        pytester: pytest.Pytester, option: str) -> None:
+    pytester.makefile(".slo.yaml", gates="""
+        version: 1
+        service: s
+        backends:
+          events: {type: sql, url: "duckdb:///never-opened.duckdb"}
+        stages: {ga: {}}
+        objectives:
+          - name: wipe
+            query: WITH d AS (DELETE FROM ratings RETURNING 1) SELECT count(*) FROM d
+            max: 1
+        """)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--slo-stage=ga",
+                                *([option] if option else []))
+    result.stdout.fnmatch_lines(["*gates.slo.yaml:8: objectives.wipe.query: the query "
+                                 "contains DELETE; a gate only reads*"])
+    assert result.ret != 0
+    assert not (pytester.path / "never-opened.duckdb").exists()

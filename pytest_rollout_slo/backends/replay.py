@@ -157,6 +157,14 @@ def write_json_atomic(path: Path, document: Mapping[str, Any]) -> None:
     write_text_atomic(path, json.dumps(document, indent=1, sort_keys=True) + "\n")
 
 
+def _keep_query_check(wrapper: object, inner: BackendType) -> None:
+    # A recorded or replayed run checks its queries at collection as the real one does: a
+    # destructive query is a spec error whether or not a server would have run it.
+    check = getattr(inner, "query_check", None)
+    if check is not None:
+        wrapper.query_check = check  # type: ignore[attr-defined]
+
+
 class _RecordingType:
     def __init__(self, inner: BackendType, recorder: Recorder) -> None:
         self.inner = inner
@@ -164,6 +172,7 @@ class _RecordingType:
         self.name = inner.name
         self.settings: Mapping[str, Setting] = inner.settings
         self.language = getattr(inner, "language", "")
+        _keep_query_check(self, inner)
 
     def create(self, name: str, settings: Mapping[str, Any], spec_dir: Path) -> Backend:
         backend = self.inner.create(name, settings, spec_dir)
@@ -285,6 +294,7 @@ class _ReplayType:
         self.name = inner.name
         self.settings: Mapping[str, Setting] = inner.settings
         self.language = getattr(inner, "language", "")
+        _keep_query_check(self, inner)
         self.recording = recording
         self.rootdir = rootdir
 

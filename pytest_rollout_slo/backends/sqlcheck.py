@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import TYPE_CHECKING, Any
 
-import sqlglot
-import sqlglot.errors
-from sqlglot import expressions as exp
+if TYPE_CHECKING:
+    from sqlglot import expressions as exp
 
 # SQLAlchemy backend names (the part of a URL's scheme before `+driver`) -> sqlglot dialects.
 DIALECTS = {
@@ -31,19 +31,6 @@ DIALECTS = {
     "bigquery": "bigquery", "trino": "trino", "presto": "presto", "sqlite": "sqlite",
     "mysql": "mysql", "mariadb": "mysql", "mssql": "tsql", "oracle": "oracle",
     "redshift": "redshift", "databricks": "databricks", "awsathena": "athena",
-}
-
-# Statements and clauses that do more than read, wherever they appear in the tree.
-_REFUSED: dict[type[exp.Expression], str] = {
-    exp.Insert: "INSERT", exp.Update: "UPDATE", exp.Delete: "DELETE", exp.Merge: "MERGE",
-    exp.Copy: "COPY", exp.Create: "CREATE", exp.Drop: "DROP", exp.Alter: "ALTER",
-    exp.TruncateTable: "TRUNCATE", exp.Into: "SELECT ... INTO", exp.Lock: "a row lock (FOR ...)",
-    exp.Command: "a command", exp.Set: "SET", exp.Pragma: "PRAGMA", exp.Use: "USE",
-    exp.Transaction: "a transaction statement", exp.Commit: "COMMIT",
-    exp.Rollback: "ROLLBACK", exp.Attach: "ATTACH", exp.Detach: "DETACH", exp.Grant: "GRANT",
-    exp.Revoke: "REVOKE", exp.LoadData: "LOAD DATA", exp.Kill: "KILL", exp.Cache: "CACHE",
-    exp.Uncache: "UNCACHE", exp.Refresh: "REFRESH", exp.Install: "INSTALL",
-    exp.Export: "EXPORT", exp.Analyze: "ANALYZE",
 }
 
 # Functions a SELECT may call that change the server's state, write files or reach another
@@ -77,6 +64,28 @@ _SIDE_EFFECTS = frozenset({
 _BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
 
 
+@functools.cache
+def _refused() -> dict[type[Any], str]:
+    """Statements and clauses that do more than read, wherever they appear in the tree.
+
+    Built on first use: sqlglot is imported only by a run whose spec has SQL queries.
+    """
+    from sqlglot import expressions as exp
+
+    return {
+        exp.Insert: "INSERT", exp.Update: "UPDATE", exp.Delete: "DELETE", exp.Merge: "MERGE",
+        exp.Copy: "COPY", exp.Create: "CREATE", exp.Drop: "DROP", exp.Alter: "ALTER",
+        exp.TruncateTable: "TRUNCATE", exp.Into: "SELECT ... INTO",
+        exp.Lock: "a row lock (FOR ...)", exp.Command: "a command", exp.Set: "SET",
+        exp.Pragma: "PRAGMA", exp.Use: "USE", exp.Transaction: "a transaction statement",
+        exp.Commit: "COMMIT", exp.Rollback: "ROLLBACK", exp.Attach: "ATTACH",
+        exp.Detach: "DETACH", exp.Grant: "GRANT", exp.Revoke: "REVOKE",
+        exp.LoadData: "LOAD DATA", exp.Kill: "KILL", exp.Cache: "CACHE",
+        exp.Uncache: "UNCACHE", exp.Refresh: "REFRESH", exp.Install: "INSTALL",
+        exp.Export: "EXPORT", exp.Analyze: "ANALYZE",
+    }
+
+
 def sqlglot_dialect(backend_name: str) -> str | None:
     """The sqlglot dialect of an SQLAlchemy backend name (``postgresql``), or None."""
     return DIALECTS.get(backend_name.lower())
@@ -91,6 +100,10 @@ def read_only_problem(text: str, dialect: str, *, unparsable: bool = False) -> s
     then comes from the engine, which words it better. Cached: the same resolved text is
     checked at collection and before each query.
     """
+    import sqlglot
+    import sqlglot.errors
+    from sqlglot import expressions as exp
+
     try:
         statements = [s for s in sqlglot.parse(_BIND.sub("0", text), read=dialect)
                       if s is not None]
@@ -107,9 +120,10 @@ def read_only_problem(text: str, dialect: str, *, unparsable: bool = False) -> s
     if not isinstance(statement, (exp.Select, exp.SetOperation, exp.Subquery)):
         return (f"the query is {_name(statement)}; a gate only reads, so only one SELECT "
                 "(or WITH ... SELECT) is allowed")
+    refused_kinds = _refused()
     for node in statement.walk():
-        refused = next((label for kind, label in _REFUSED.items() if isinstance(node, kind)),
-                       None)
+        refused = next((label for kind, label in refused_kinds.items()
+                        if isinstance(node, kind)), None)
         if refused is not None:
             return (f"the query contains {refused}; a gate only reads, so only one SELECT "
                     "(or WITH ... SELECT) without it is allowed")
@@ -125,12 +139,14 @@ def read_only_problem(text: str, dialect: str, *, unparsable: bool = False) -> s
 
 
 def _function_name(node: exp.Func) -> str:
+    from sqlglot import expressions as exp
+
     name = node.name if isinstance(node, exp.Anonymous) else node.sql_name()
     return str(name).lower().rsplit(".", 1)[-1]
 
 
 def _name(statement: exp.Expr) -> str:
-    for kind, label in _REFUSED.items():
+    for kind, label in _refused().items():
         if isinstance(statement, kind):
             return f"{label}, not a SELECT"
     return f"not a SELECT (sqlglot reads it as {type(statement).__name__})"

@@ -34,9 +34,6 @@ try:
 except ImportError:  # pragma: no cover - the extra is missing; create() says which
     sqlalchemy = None  # type: ignore[assignment]
 
-# The client-side cancel waits this much longer than the engine's own timeout, so that the
-# engine's message (which names the timeout) is what the user sees when the engine answers.
-_CANCEL_GRACE = 1.0
 # Waiting for a free pooled connection is part of the query's time, never longer than this.
 _CONNECT_TIMEOUT = 10.0
 
@@ -49,10 +46,12 @@ class _Session:
     """Statements run once on each new connection, then committed."""
     begin: Callable[[Connection, float], None] | None = None
     """Runs first in each transaction, with the query's timeout in seconds."""
-    connect_args: Callable[[float], dict[str, Any]] = field(default=lambda _timeout: {})
-    """Driver options for a connection, from the backend's timeout."""
-    read_only_mode: str = ""
-    """How the session is read-only, as describe() says it."""
+    connect_args: Callable[[str, float], dict[str, Any]] = field(
+        default=lambda _driver, _timeout: {})
+    """Driver options for a connection, from the driver's name and the backend's timeout."""
+    cancel_grace: float = 0.0
+    """How much later than the timeout the client cancels: an engine that enforces the
+    timeout itself answers first, with a message that names it."""
 
 
 def _postgresql_begin(connection: Connection, timeout: float) -> None:
@@ -66,14 +65,16 @@ _SESSIONS: dict[str, _Session] = {
     "postgres": _Session(
         on_connect=("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",),
         begin=_postgresql_begin,
-        connect_args=lambda timeout: {"connect_timeout": max(1, math.ceil(min(timeout, 10)))},
-        read_only_mode="read-only transactions, statement_timeout"),
-    "duckdb": _Session(connect_args=lambda _timeout: {"read_only": True},
-                       read_only_mode="read_only database, interrupt at the timeout"),
-    "clickhouse": _Session(read_only_mode="readonly=1 from the url's settings (see the docs)"),
+        # libpq's connect_timeout, whole seconds; other drivers (pg8000) name it otherwise.
+        connect_args=lambda driver, timeout: (
+            {"connect_timeout": max(1, math.ceil(min(timeout, _CONNECT_TIMEOUT)))}
+            if driver in ("psycopg", "psycopg2") else {}),
+        cancel_grace=1.0),
+    # DuckDB has no statement timeout: the client-side interrupt at the timeout is the one.
+    "duckdb": _Session(connect_args=lambda _driver, _timeout: {"read_only": True}),
+    # ClickHouse, Snowflake, BigQuery, Trino, Redshift...: no session mode is set here (no
+    # test runs them); the README gives the read-only user settings to use.
 }
-# Postgres-compatible engines whose SQLAlchemy dialects speak the same session statements.
-_SESSIONS["redshift"] = _SESSIONS["postgres"]
 
 
 class SqlBackend:
@@ -100,7 +101,9 @@ class SqlBackend:
 
         No connection is opened here: the first query opens the first one.
         """
-        install = f"install it with: pip install 'pytest-rollout-slo[{extra}]'"
+        install = (f"install it with: pip install 'pytest-rollout-slo[{extra}]'" if extra != "sql"
+                   else "install SQLAlchemy with pip install 'pytest-rollout-slo[sql]' and the "
+                        "engine's SQLAlchemy driver")
         if sqlalchemy is None:
             raise BackendConfigError(f"the sql backend needs SQLAlchemy, which is not "
                                      f"installed; {install}", backend=name)
@@ -123,7 +126,8 @@ class SqlBackend:
             engine = sqlalchemy.create_engine(
                 parsed, poolclass=sqlalchemy.pool.QueuePool, pool_size=max_concurrency,
                 max_overflow=0, pool_timeout=min(timeout, _CONNECT_TIMEOUT),
-                pool_pre_ping=True, connect_args=session.connect_args(timeout))
+                pool_pre_ping=True,
+                connect_args=session.connect_args(parsed.get_driver_name(), timeout))
         except (ImportError, sa_exc.NoSuchModuleError) as exc:
             raise BackendConfigError(
                 f"the driver for {parsed.drivername} is not installed ({redact(str(exc))}); "
@@ -152,7 +156,7 @@ class SqlBackend:
                 try:
                     if self._session.begin is not None:
                         self._session.begin(connection, timeout)
-                    with _cancel_after(connection, timeout + _CANCEL_GRACE):
+                    with _cancel_after(connection, timeout + self._session.cancel_grace):
                         result = connection.execute(sqlalchemy.text(query.text), params)
                         columns = list(result.keys())
                         rows = result.fetchall()
