@@ -25,7 +25,7 @@ from pytest_rollout_slo.quantity import format_time
 from pytest_rollout_slo.report.junit import properties
 from pytest_rollout_slo.report.text import failure_text
 from pytest_rollout_slo.spec.load import ResolvedObjective, Spec, load_spec
-from pytest_rollout_slo.verdict.instant import AmbiguousAnswer, Verdict
+from pytest_rollout_slo.verdict.instant import UnjudgeableAnswer, Verdict
 from pytest_rollout_slo.verdict.objective import judge_objective
 from pytest_rollout_slo.verdict.record import VerdictRecord
 
@@ -224,7 +224,7 @@ class ObjectiveItem(pytest.Item):
             evaluation = judge_objective(measurement, answers, format_time)
         except BackendError as exc:
             return replace(record, error=exc.message)
-        except AmbiguousAnswer as exc:
+        except UnjudgeableAnswer as exc:
             return replace(record, error=str(exc))
         except Exception as exc:
             # A bug in a backend or in this plugin: still an error verdict with properties and

@@ -47,7 +47,7 @@ class FaultProxy:
 
     def __init__(self, upstream: str, fault: Fault, *, delay: float = 3.0, failures: int = 1,
                  series: int = 100_000, series_outside: int = 77_777,
-                 outside_value: float = 5000.0, interval: float = 0.2,
+                 outside_value: float = 5000.0, at: float = 1.0, interval: float = 0.2,
                  lifetime: float = 60.0, max_connections: int = 32) -> None:
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
@@ -57,6 +57,7 @@ class FaultProxy:
         self.series = series
         self.series_outside = series_outside
         self.outside_value = outside_value
+        self.at = at  # the samples' time in a huge answer: the gate's evaluation time
         self.interval = interval
         self.lifetime = lifetime
         self.requests: list[float] = []  # time.monotonic() of every request read
@@ -179,7 +180,7 @@ class FaultProxy:
         with self._lock:
             if self._huge_body is None:
                 self._huge_body = huge_vector(self.series, self.series_outside,
-                                              self.outside_value)
+                                              self.outside_value, self.at)
             return self._huge_body
 
 

@@ -98,16 +98,19 @@ def test_string_result_is_an_error_not_a_number(api: responses.RequestsMock) -> 
     assert error.query == '"hello"'
 
 
-@pytest.mark.parametrize(("text", "check"), [
-    ("NaN", math.isnan),
-    ("+Inf", lambda v: v == math.inf),
-    ("-Inf", lambda v: v == -math.inf),
-])
-def test_special_values_become_floats(api: responses.RequestsMock, text: str,
-                                      check: Any) -> None:
-    api.post(QUERY_URL, json=success("vector", [{"metric": {}, "value": [AT, text]}]))
+def test_nan_is_kept_for_the_verdict_to_call_no_data(api: responses.RequestsMock) -> None:
+    api.post(QUERY_URL, json=success("vector", [{"metric": {}, "value": [AT, "NaN"]}]))
     (sample,) = make().query(Query(TEXT, AT)).samples
-    assert sample.value is not None and check(sample.value)
+    assert sample.value is not None and math.isnan(sample.value)
+
+
+@pytest.mark.parametrize("text", ["+Inf", "-Inf", "-1e309", "1e999"])
+def test_an_infinity_is_an_error_never_a_value(api: responses.RequestsMock, text: str) -> None:
+    # -Inf would pass every max: bound, and 0/+Inf reads 0 %: no bound can judge either.
+    api.post(QUERY_URL, json=success("vector", [{"metric": {}, "value": [AT, text]}]))
+    assert str(failure(make())).startswith(
+        f"the query produced the non-finite value {text} at 2023-11-14T22:13:20Z, which no "
+        "bound can judge")
 
 
 def test_empty_vector_has_no_samples(api: responses.RequestsMock) -> None:
@@ -117,7 +120,8 @@ def test_empty_vector_has_no_samples(api: responses.RequestsMock) -> None:
 
 @pytest.mark.parametrize(("result", "expected"), [
     ([{"metric": {}, "value": [AT, "many"]}], "the value 'many', which is not a number"),
-    ([{"metric": {}, "value": [AT, None]}], "the value None, which is not a number"),
+    ([{"metric": {}, "value": [AT, None]}], "the value null as a JSON null; Prometheus writes "
+                                            "sample values as strings"),
     ([{"metric": {}, "histogram": [AT, {}]}], "native histogram, not a number"),
     ([{"metric": {}}], "a series without 'value'"),
     ({"oops": 1}, "malformed result"),

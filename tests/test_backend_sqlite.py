@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pytest_rollout_slo.backends.base import Query, Sample, resolve_env
 from pytest_rollout_slo.backends.sqlite import SQLITE, SqliteBackend
@@ -110,6 +113,55 @@ def test_text_value_names_the_row_and_column(backend: SqliteBackend) -> None:
 def test_blob_value_is_refused(backend: SqliteBackend) -> None:
     with pytest.raises(BackendError, match="row 1 column 'v' holds bytes"):
         _run(backend, "SELECT x'00ff' AS v")
+
+
+@pytest.mark.parametrize("sql", ["SELECT 9e999", "SELECT -9e999", "SELECT 'x', -9e999"])
+def test_an_infinity_is_refused(backend: SqliteBackend, sql: str) -> None:
+    with pytest.raises(BackendError, match=r"holds the non-finite value -?inf, which no bound"):
+        _run(backend, sql)
+
+
+def test_a_number_written_as_text_is_refused(backend: SqliteBackend) -> None:
+    # '0.01' compares and sums like a number in SQLite, but a column of text is a schema
+    # mistake the gate must show, not read.
+    with pytest.raises(BackendError, match=r"holds str '0\.01', not a number"):
+        _run(backend, "SELECT '0.01'")
+
+
+def test_a_huge_text_value_is_shown_short(backend: SqliteBackend) -> None:
+    with pytest.raises(BackendError) as info:
+        _run(backend, "SELECT printf('%.*c', 100000, 'x')")
+    assert len(info.value.message) < 300
+
+
+sqlite_values = st.one_of(st.none(), st.floats(), st.integers(-2**63, 2**63 - 1),
+                          st.text(max_size=5), st.binary(max_size=4), st.booleans())
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(st.text(max_size=3), sqlite_values), max_size=4))
+def test_generated_columns_give_finite_numbers_or_an_error(tmp_path: Path,
+                                                           rows: list[tuple[str, object]]) -> None:
+    path = tmp_path / "generated.db"
+    path.unlink(missing_ok=True)
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.execute("CREATE TABLE t (label TEXT, v)")
+        connection.executemany("INSERT INTO t VALUES (?, ?)", rows)
+    connection.close()
+    backend = SqliteBackend("events", path, timeout=5.0)
+    try:
+        samples = _run(backend, "SELECT label, v FROM t ORDER BY rowid")
+    except BackendError as exc:
+        assert "not a number" in exc.message or "non-finite" in exc.message
+        return
+    finally:
+        backend.close()
+    assert len(samples) == len(rows)
+    for sample, (_, stored) in zip(samples, rows, strict=True):
+        assert sample.value is None or math.isfinite(sample.value)
+        assert isinstance(stored, (int, float, type(None)))
 
 
 def test_three_columns_lists_the_columns(backend: SqliteBackend) -> None:

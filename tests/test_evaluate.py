@@ -11,6 +11,7 @@ from pytest_rollout_slo.spec.load import Bounds
 from pytest_rollout_slo.verdict.instant import (
     AmbiguousAnswer,
     Observation,
+    UnjudgeableAnswer,
     Verdict,
     judge,
     observe_ratio,
@@ -85,16 +86,21 @@ def test_empty_is_no_data_with_the_given_reason() -> None:
     assert judge([], BOTH).reason == "no series returned"
 
 
-@pytest.mark.parametrize(("value", "bounds"), [
-    (math.inf, Bounds(None, 10.0)),
-    (math.inf, BOTH),
-    (-math.inf, Bounds(0.0, None)),
-    (-math.inf, BOTH),
-])
-def test_infinity_beyond_a_bound_fails(value: float, bounds: Bounds) -> None:
-    evaluation = judge(_one(value), bounds)
-    assert evaluation.verdict is Verdict.FAIL
-    assert [o.value for o in evaluation.violations] == [value]
+@pytest.mark.parametrize("value", [math.inf, -math.inf])
+@pytest.mark.parametrize("bounds", [Bounds(None, 10.0), Bounds(0.0, None), BOTH])
+def test_an_infinity_is_never_judged(value: float, bounds: Bounds) -> None:
+    # -Inf passes every max: an infinity that got past a backend is an error, never a verdict.
+    with pytest.raises(UnjudgeableAnswer, match=r"non-finite value -?inf, which no bound"):
+        judge(_one(value), bounds)
+
+
+@pytest.mark.parametrize(("numerator", "denominator"), [
+    (1.0, math.inf), (math.inf, 10.0), (-3.0, 100.0), (3.0, -100.0), (0.0, -math.inf)])
+def test_a_ratio_part_that_is_infinite_or_negative_is_never_judged(
+        numerator: float, denominator: float) -> None:
+    # 0/+Inf reads 0 %, -3/100 reads -3 %: both would pass max: 5%.
+    with pytest.raises(UnjudgeableAnswer, match="finite and never negative"):
+        observe_ratio([Sample((), numerator)], [Sample((), denominator)], 0.0)
 
 
 def test_a_value_outside_fails_even_if_another_is_nan() -> None:

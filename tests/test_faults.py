@@ -217,7 +217,8 @@ def test_no_retry_starts_after_the_deadline(upstream: str) -> None:
 
 
 def test_a_very_large_answer_is_judged_in_full(pytester: pytest.Pytester, upstream: str) -> None:
-    with FaultProxy(upstream, "huge", series=100_000, series_outside=77_777) as proxy:
+    with FaultProxy(upstream, "huge", series=100_000, series_outside=77_777,
+                    at=FIXTURE_END) as proxy:
         run = run_gate(pytester, "huge", proxy.url, deadline=30, objectives=PER_INSTANCE)
     assert run.elapsed < run.deadline + SLACK
     assert run.verdicts == {"per_instance": "fail"}

@@ -8,6 +8,7 @@ name becomes the label's name); anything else is an error that says what came ba
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 import time
@@ -117,8 +118,15 @@ class SqliteBackend:
                                       or not isinstance(value, (int, float))):
                 raise BackendError(
                     f"row {number} column {columns[-1]!r} holds {type(value).__name__} "
-                    f"{value!r}, not a number; the value column must be numeric (or NULL)",
+                    f"{_shown(value)}, not a number; the value column must be numeric (or NULL)",
                     backend=self.name, query=query.text)
+            if isinstance(value, float) and math.isinf(value):
+                # SQLite writes 9e999 and 1/0.0-style overflows as infinities; -Inf would
+                # pass every max: bound.
+                raise BackendError(
+                    f"row {number} column {columns[-1]!r} holds the non-finite value {value}, "
+                    "which no bound can judge; make the query return a finite number, or "
+                    "NULL when there is nothing to judge", backend=self.name, query=query.text)
             label = "NULL" if len(columns) == 2 and row[0] is None else str(row[0])
             labels = ((columns[0], label),) if len(columns) == 2 else ()
             samples.append(Sample(labels, None if value is None else float(value)))
@@ -133,6 +141,12 @@ class SqliteBackend:
 
 _READ_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
                            getattr(sqlite3, "SQLITE_RECURSIVE", 33)})
+
+
+def _shown(value: object) -> str:
+    """A value from the database in a message: its repr, never longer than 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _read_only(action: int, *_: object) -> int:

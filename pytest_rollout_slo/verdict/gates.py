@@ -20,6 +20,7 @@ from pytest_rollout_slo.verdict.instant import (
     Observation,
     Verdict,
     judge,
+    refuse_infinities,
     violation,
 )
 
@@ -70,6 +71,8 @@ def judge_sustained(points: Sequence[tuple[float, Sequence[Observation]]], bound
     When no point at all has data, the verdict is no data.
     """
     per_series: dict[Labels, list[tuple[float, Observation]]] = {}
+    for _, observed in points:
+        refuse_infinities(observed)
     for at, observations in points:
         for observation in observations:
             per_series.setdefault(observation.labels, []).append((at, observation))

@@ -11,7 +11,10 @@ Rules (SPEC-V1.md, "Evaluation and outcomes"):
 * otherwise every value lies within the bounds: pass.
 
 A ratio's numerator that returns nothing while its denominator has data is *no data*, not
-zero: a typo in the numerator's metric name must never read as a 0 % error rate.
+zero: a typo in the numerator's metric name must never read as a 0 % error rate. A value no
+bound can judge (an infinity; a negative part of a ratio, which makes ``-3/100`` pass every
+``max``) raises UnjudgeableAnswer, an error verdict: backends refuse such answers already,
+and this is the last line for any that gets through (a replayed recording, a new backend).
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ def judge(observations: Sequence[Observation], bounds: Bounds, *, warn: Bounds =
           empty_reason: str = "no series returned") -> Evaluation:
     """The verdict for a set of observations, each of which must lie within ``bounds``."""
     items = tuple(observations)
+    refuse_infinities(items)
     if not items:
         return Evaluation(Verdict.NO_DATA, bounds, items, empty_reason, warn)
     evaluation = Evaluation(Verdict.FAIL, bounds, items, warn=warn)
@@ -114,6 +118,14 @@ def judge(observations: Sequence[Observation], bounds: Bounds, *, warn: Bounds =
     if evaluation.warnings:
         return Evaluation(Verdict.WARN, bounds, items, warn=warn)
     return Evaluation(Verdict.PASS, bounds, items, warn=warn)
+
+
+def refuse_infinities(observations: Sequence[Observation]) -> None:
+    """Raise UnjudgeableAnswer for an infinite value: ``-Inf`` would pass every ``max``."""
+    for o in observations:
+        if o.value is not None and math.isinf(o.value):
+            raise UnjudgeableAnswer(f"the query produced the non-finite value {o.value}"
+                                    f"{_where(o.labels)}, which no bound can judge")
 
 
 def observe_values(samples: Sequence[Sample]) -> list[Observation]:
@@ -150,6 +162,10 @@ def _ratio(labels: Labels, numerator: Sample | None,
     n = numerator.value if numerator is not None else None
     d = denominator.value if denominator is not None else None
     parts = (n, d)
+    for side, value in (("numerator", n), ("denominator", d)):
+        if value is not None and (math.isinf(value) or value < 0):
+            raise UnjudgeableAnswer(f"the ratio's {side} is {value}{_where(labels)}; a ratio's "
+                                    "parts are counts or rates, finite and never negative")
     if denominator is None or d is None or math.isnan(d):
         return Observation(labels, None, "denominator returned no data", parts)
     if d == 0 and (n is None or n == 0 or math.isnan(n)):
@@ -166,7 +182,11 @@ def _ratio(labels: Labels, numerator: Sample | None,
     return Observation(labels, n / d, "", parts)
 
 
-class AmbiguousAnswer(ValueError):
+class UnjudgeableAnswer(ValueError):
+    """The answer holds values no verdict may rest on; the text says which (an error verdict)."""
+
+
+class AmbiguousAnswer(UnjudgeableAnswer):
     """Several series of one side of a ratio share labels, so they cannot be paired."""
 
 
@@ -187,6 +207,11 @@ def _by_labels(samples: Sequence[Sample], side: str) -> dict[Labels, Sample]:
 
 def _match_key(sample: Sample) -> Labels:
     return tuple((k, v) for k, v in sample.labels if k != "__name__")
+
+
+def _where(labels: Labels) -> str:
+    shown = Sample(labels, None).label_text()
+    return f" for {shown}" if shown else ""
 
 
 def _missing_reason(value: float | None) -> str:

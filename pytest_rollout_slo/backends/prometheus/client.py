@@ -1,15 +1,14 @@
 """The ``prometheus`` backend: PromQL over the HTTP API of Prometheus and compatible engines.
 
-Owns one HTTP session per backend, the exact mapping of API answers to samples, and the
-link to the query in a graph UI; the settings live in ``prometheus_config``. Anything that is
-not a clean, complete answer becomes a BackendError, because a false pass is the worst thing
-a gate can do. Thanos, Mimir, Cortex and VictoriaMetrics answer the same API under a path
-prefix, which ``url`` carries.
+Owns one HTTP client per backend, the requests it sends, and the link to the query in a
+graph UI; what an answer must be to count lives in ``answer``, the settings in ``config``.
+Anything that is not a clean, complete answer becomes a BackendError, because a false pass
+is the worst thing a gate can do. Thanos, Mimir, Cortex and VictoriaMetrics answer the same
+API under a path prefix, which ``url`` carries.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -18,8 +17,15 @@ from urllib.parse import quote, urlencode
 
 import requests
 
-from pytest_rollout_slo.backends.base import Labels, Query, QueryResult, RangeQuery, Sample, Series
+from pytest_rollout_slo.backends.base import Query, QueryResult, RangeQuery, Series
 from pytest_rollout_slo.backends.http import RETRIED_STATUSES, HttpClient, transport_message
+from pytest_rollout_slo.backends.prometheus.answer import (
+    AnswerError,
+    decode,
+    envelope_problem,
+    instant_samples,
+    range_series,
+)
 from pytest_rollout_slo.backends.prometheus.config import PrometheusConfig
 from pytest_rollout_slo.backends.redact import Redactor, printable
 from pytest_rollout_slo.errors import BackendError
@@ -29,10 +35,6 @@ _HINTS = {401: "; check bearer_token, basic_auth or headers",
           404: "; check that url is the API root, with any prefix such as /prometheus"}
 # vmui shows the hour before the evaluation time as a graph whose last point is the value.
 _VMUI_RANGE = "1h"
-
-
-class _AnswerError(Exception):
-    """The answer cannot be trusted; the text is the whole BackendError message."""
 
 
 class PrometheusBackend:
@@ -63,8 +65,8 @@ class PrometheusBackend:
         form = {"query": query.text, "time": _unix(query.at)}
         data, warnings = self._post("/api/v1/query", form, query.text)
         try:
-            return QueryResult(_instant_samples(data), warnings)
-        except _AnswerError as exc:
+            return QueryResult(instant_samples(data, query.at), warnings)
+        except AnswerError as exc:
             raise self._error(str(exc), query.text) from None
 
     def query_range(self, query: RangeQuery) -> tuple[Series, ...]:
@@ -72,11 +74,8 @@ class PrometheusBackend:
                 "step": _unix(query.step)}
         data, _ = self._post("/api/v1/query_range", form, query.text)
         try:
-            if data["resultType"] != "matrix":
-                raise _AnswerError(f"a range query returned a {data['resultType']!r} result, "
-                                   "not a matrix")
-            return tuple(Series(_labels(s), _points(s)) for s in _items(data["result"]))
-        except _AnswerError as exc:
+            return range_series(data, query.start, query.end, query.step)
+        except AnswerError as exc:
             raise self._error(str(exc), query.text) from None
 
     def graph_url(self, query: Query) -> str | None:
@@ -109,25 +108,28 @@ class PrometheusBackend:
                 verify=self.config.verify, cert=self.config.cert)
         except requests.RequestException as exc:
             raise self._error(transport_message(exc, endpoint, timeout), query) from exc
-        try:
-            payload = json.loads(response.content)
-        except ValueError:
-            payload = None
         status, body = response.status_code, printable(response.content)
         content_type = response.headers.get("Content-Type") or "no content type"
-        if not 200 <= status < 300:
+        try:
+            payload: object = decode(response.content, response.headers.get("Content-Type"))
+            problem: str | None = None
+        except AnswerError as exc:
+            payload, problem = None, str(exc)
+        if status != 200:
+            # The API answers a success with 200 only; a 201, 203 or 206 with a success body
+            # comes from something in between (a cache, a proxy) and is not trusted.
             raise self._error(self._http_message(response, payload, endpoint), query)
-        if payload is None:
+        if problem is not None:
+            why = f"; {problem}" if problem else ""
             raise self._error(f"{endpoint} answered HTTP {status} with a body that is not valid "
-                              f"JSON ({content_type}): {body}", query)
-        problem = _envelope_problem(payload)
-        if problem:
+                              f"JSON ({content_type}{why}): {body}", query)
+        shape = envelope_problem(payload)
+        if shape or not isinstance(payload, dict):
             raise self._error(f"{endpoint} answered HTTP {status} with JSON that is not a "
-                              f"Prometheus API answer ({problem}): {body}", query)
+                              f"Prometheus API answer ({shape}): {body}", query)
         if payload["status"] == "error":
             raise self._error(f"the server answered with an error: {_reason(payload)}", query)
-        warnings = payload.get("warnings") or ()
-        warnings = tuple(str(w) for w in ([warnings] if isinstance(warnings, str) else warnings))
+        warnings = tuple(payload.get("warnings") or ())
         if warnings and self.config.on_warnings == "fail":
             raise self._error("the server answered with warnings, so the answer may be partial: "
                               f"{'; '.join(warnings)} (on_warnings: ignore accepts such answers)",
@@ -176,90 +178,9 @@ def _unix(seconds: float) -> str:
     return f"{seconds:.3f}".rstrip("0").rstrip(".")
 
 
-def _rfc3339(seconds: float) -> str:
-    moment = datetime.fromtimestamp(seconds, timezone.utc)
-    spec = "seconds" if seconds == int(seconds) else "milliseconds"
-    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
-
-
 def _reason(payload: Mapping[str, Any]) -> str:
     error = str(payload.get("error") or "no error message")
     return f"{payload['errorType']}: {error}" if payload.get("errorType") else error
-
-
-def _envelope_problem(payload: object) -> str:
-    if not isinstance(payload, dict) or payload.get("status") not in ("success", "error"):
-        return 'no "status" of success or error'
-    data = payload.get("data")
-    if payload["status"] == "success" and not (
-            isinstance(data, dict) and isinstance(data.get("resultType"), str)
-            and "result" in data):
-        return 'no "data" with "resultType" and "result"'
-    return ""
-
-
-def _instant_samples(data: Mapping[str, Any]) -> tuple[Sample, ...]:
-    kind, result = data["resultType"], data["result"]
-    if kind == "vector":
-        return tuple(Sample(_labels(item), _pair(_field(item, "value"))[1])
-                     for item in _items(result))
-    if kind == "scalar":
-        return (Sample((), _pair(result)[1]),)
-    if kind == "matrix":
-        # An instant query over a range selector: every point must hold, so each one is a
-        # sample whose "@" label says when it was taken.
-        return tuple(Sample(tuple(sorted((*_labels(item), ("@", _rfc3339(t))))), value)
-                     for item in _items(result) for t, value in _points(item))
-    if kind == "string":
-        shown = _pair(result, number=False)[1]
-        raise _AnswerError(f"the query returned a string ({shown!r}), not a number")
-    raise _AnswerError(f"the server returned an unknown result type {kind!r}")
-
-
-def _items(result: object) -> list[Mapping[str, Any]]:
-    if not isinstance(result, list) or not all(isinstance(i, dict) for i in result):
-        raise _AnswerError(f"the server returned a malformed result: {str(result)[:120]}")
-    return result
-
-
-def _labels(item: Mapping[str, Any]) -> Labels:
-    metric = item.get("metric", {})
-    if not isinstance(metric, dict) or not all(isinstance(v, str) for v in metric.values()):
-        raise _AnswerError(f"the server returned malformed labels: {str(metric)[:120]}")
-    return tuple(sorted(metric.items()))
-
-
-def _field(item: Mapping[str, Any], key: str) -> Any:
-    if "histogram" in item or "histograms" in item:
-        raise _AnswerError("the query returned a native histogram, not a number; wrap it in "
-                           "histogram_quantile(), histogram_count() or histogram_sum()")
-    if key not in item:
-        raise _AnswerError(f"the server returned a series without {key!r}: {str(item)[:120]}")
-    return item[key]
-
-
-def _points(item: Mapping[str, Any]) -> tuple[tuple[float, float], ...]:
-    values = _field(item, "values")
-    if not isinstance(values, list):
-        raise _AnswerError(f"the server returned malformed values: {str(values)[:120]}")
-    return tuple(_pair(point) for point in values)
-
-
-def _pair(point: object, *, number: bool = True) -> tuple[float, Any]:
-    """``[1700000000.5, "0.25"]`` -> ``(1700000000.5, 0.25)``; ``"NaN"`` and ``"+Inf"`` kept."""
-    if (not isinstance(point, list) or len(point) != 2 or isinstance(point[0], bool)
-            or not isinstance(point[0], (int, float))):
-        raise _AnswerError(f"the server returned a malformed [time, value] pair: "
-                           f"{str(point)[:120]}")
-    raw = point[1]
-    if not number:
-        return float(point[0]), raw
-    if isinstance(raw, str) or (isinstance(raw, (int, float)) and not isinstance(raw, bool)):
-        try:
-            return float(point[0]), float(raw)
-        except ValueError:
-            pass
-    raise _AnswerError(f"the server returned the value {raw!r}, which is not a number")
 
 
 __all__ = ["PrometheusBackend"]
