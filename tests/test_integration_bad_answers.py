@@ -175,7 +175,7 @@ def test_a_metric_without_series_is_an_error_naming_it(
     # Under on_no_data: pass a typo used to pass the gate as "no data"; it is an error now.
     run = gate(pytester, engine.url, MISSING_METRIC.format(on_no_data=on_no_data))
     case = run.only()
-    assert (run.ret, case.outcome, case.verdict) == (1, "failure", "error")
+    assert (run.ret, case.outcome, case.verdict) == (1, "error", "error")
     assert headline(case) == (
         "missing_metric[s] ERROR: the query selects the metric slo_test_no_such_metric_total, "
         "which had no series on this backend in the 1w before the evaluation time: a typo, or "

@@ -459,6 +459,7 @@ def test_recording_holds_no_secret(pytester: pytest.Pytester,
           userinfo:
             type: prometheus
             url: http://user:pa55@127.0.0.1:{port}
+            parse_promql: false  # its broken query must reach the server
           down:
             type: prometheus
             url: http://user:pa55@127.0.0.1:{free_port()}
