@@ -371,6 +371,16 @@ def test_objective_of_other_stages_is_not_collected(pytester: pytest.Pytester) -
                  id="unknown-backend"),
     pytest.param(LATENCY.replace("max: 1s", "max: 10ms"), 19, "*min*greater than max*",
                  id="min-above-max"),
+    pytest.param(LATENCY.replace("max: 1s", "max: !!float abc"), 20,
+                 "objectives?0?.max: explicit YAML tags (!!float) are not accepted*",
+                 id="explicit-tag"),
+    pytest.param(ERROR_RATE.replace("max: 5%", "max: 5"), 25,
+                 "objectives.error_rate.max: a ratio lies in 0..1, so 5 would be 500.00%; "
+                 "write 5%*", id="ratio-unit"),
+    pytest.param(LATENCY.replace("SELECT 0.25", "SELECT :nope"), 18,
+                 "objectives.latency_p95.query: the query uses :nope, which is not bound at "
+                 "stage 'internal'; bound: :at, :feature, :service, :stage, :window*",
+                 id="unbound-sql-parameter"),
 ])
 def test_spec_error_is_a_collection_error_naming_file_line_and_key(
         pytester: pytest.Pytester, objective: str, line: int, message: str) -> None:
@@ -380,6 +390,7 @@ def test_spec_error_is_a_collection_error_naming_file_line_and_key(
     result.stdout.fnmatch_lines(["*ERROR collecting slo_specs/x.yaml*",
                                  f"*slo_specs/x.yaml:{line}: {message}"])
     assert result.parseoutcomes() == {"errors": 1}
+    assert "Traceback" not in result.stdout.str()
 
 
 def test_unknown_stage_is_a_usage_error_listing_the_stages(pytester: pytest.Pytester) -> None:
