@@ -321,8 +321,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                     exit_status=int(session.exitstatus), not_run=not_run, partial=partial)
     state.decision = decision_line(meta, records)
     state.decision_word = decision(overall_verdict(meta, records))
+    # Written whatever the outcome: after an interruption or a spec error the files say what
+    # was judged, what was not, and that the run ended early (verdict error, decision HOLD).
+    write_evidence(config, meta, records)
     if judged:
-        write_evidence(config, meta, records)
         verdicts = {record.nodeid: record.verdict.value for record in records}
         config.hook.pytest_slo_stage_finished(
             session=session, stage=state.stage, verdicts=verdicts,

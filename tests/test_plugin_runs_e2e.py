@@ -251,3 +251,26 @@ def test_a_bad_option_at_start_still_writes_every_report(pytester: pytest.Pytest
     assert "--slo-at 'yesterday' is not a time" in str(evidence(pytester)["usage_error"])
     case = gate_error_case(pytester.path / "junit.xml")
     assert case.get("name") == "gate[beta]"
+
+
+def test_an_interrupted_run_keeps_what_it_judged_and_holds(pytester: pytest.Pytester) -> None:
+    green(pytester)
+    pytester.makeconftest(HOOK_CONFTEST + """
+import pytest
+
+def pytest_runtest_setup(item):
+    if "latency" in item.nodeid:
+        pytest.exit("stopped by the operator", returncode=2)
+""")
+    result = run(pytester, "--slo-stage=beta", AT_OPTION, *REPORTS)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    run_part = evidence(pytester)
+    assert (run_part["verdict"], run_part["decision"]) == ("error", "HOLD")
+    assert run_part["not_run"] == ["slo_specs/x.yaml::latency_p95[beta]"]
+    objectives = json.loads((pytester.path / "gate.json").read_text())["objectives"]
+    assert [(o["objective"], o["verdict"]) for o in objectives] == [("error_rate", "pass")]
+    first = (pytester.path / "gate.md").read_text().splitlines()[0]
+    assert "did not complete" in first and "the run ended early (exit status 2)" in first
+    # The stage hook fires only for a judged run: nothing may act on an interrupted one.
+    assert not (pytester.path / "stage-finished.json").exists()
+    assert result.outlines[-1].startswith("SLO gate beta: HOLD (1 objective: 1 pass")
