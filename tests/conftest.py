@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from typing import NoReturn
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,15 +67,18 @@ VictoriaMetrics subtracts the last samples before each edge (whole counts).
 """
 
 
-def require_binary(name: str) -> str:
-    """Path of ``name``; skip without it, but fail under ``CI=true`` (CI must never skip)."""
-    path = find_binary(name)
-    if path is not None:
-        return path
-    message = f"{name} is not on PATH; {INSTALL_HINT}"
+def missing(message: str) -> NoReturn:
+    """Skip for a missing server or tool, but fail under ``CI=true`` (CI must never skip);
+    ``scripts/test.sh`` sets it, since it installs every server first."""
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{message} (CI=true: a missing server is a failure)", pytrace=False)
     pytest.skip(message)
+
+
+def require_binary(name: str) -> str:
+    """Path of ``name``, or :func:`missing`."""
+    path = find_binary(name)
+    return path if path is not None else missing(f"{name} is not on PATH; {INSTALL_HINT}")
 
 
 def build_backfill(directory: Path, events: Events) -> Path:
@@ -194,14 +198,10 @@ def _release_fifo(block: Path) -> None:
 # -- SQL engines: a throwaway PostgreSQL cluster and a DuckDB file, both holding the quickstart
 
 def require_pg_binary(name: str) -> str:
-    """Path of ``initdb`` / ``pg_ctl``; skip without it, but fail under ``CI=true``."""
+    """Path of ``initdb`` / ``pg_ctl``, or :func:`missing`."""
     path = find_pg_binary(name)
-    if path is not None:
-        return path
-    message = f"{name} (PostgreSQL) is not installed; {PG_INSTALL_HINT}"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{message} (CI=true: a missing server is a failure)", pytrace=False)
-    pytest.skip(message)
+    return path if path is not None else missing(
+        f"{name} (PostgreSQL) is not installed; {PG_INSTALL_HINT}")
 
 
 @pytest.fixture(scope="session")
