@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from typing import NoReturn
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import sqlglot

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
-
-import sys
 
 import pytest
 import requests
