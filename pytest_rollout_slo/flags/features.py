@@ -167,10 +167,11 @@ def parse_features(data: Any, name: str) -> FeatureState | None:
     """
     if not isinstance(data, list):
         raise AnswerError("not a list of features")
-    for item in data:
-        if isinstance(item, Mapping) and item.get("name") == name:
-            return parse_feature(item)
-    return None
+    found = [item for item in data if isinstance(item, Mapping) and item.get("name") == name]
+    if len(found) > 1:
+        # Which one GitLab applies is unknown here: a check must not pick one.
+        raise AnswerError(f"the feature {name!r} is listed {len(found)} times")
+    return parse_feature(found[0]) if found else None
 
 
 def parse_feature(data: Any) -> FeatureState:
@@ -184,6 +185,8 @@ def parse_feature(data: Any) -> FeatureState:
     for gate in data["gates"]:
         if not isinstance(gate, Mapping) or not isinstance(gate.get("key"), str):
             raise AnswerError('a gate without a "key"')
+        if gate["key"] in gates:
+            raise AnswerError(f"the gate {gate['key']!r} is listed twice")
         gates[gate["key"]] = gate.get("value")
     return FeatureState(
         data["name"], data["state"], gates.get("boolean") is True,

@@ -1,0 +1,79 @@
+"""Generated API replies: every parser of outside JSON either reads it or says why, with its
+own error; none lets a Python exception through, and none reads an ambiguous reply.
+
+The Prometheus answers have their own property test (test_prometheus_answers.py); these are
+the other replies the plugin trusts: GitLab's Features API and the metric-name listing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_rollout_slo.backends.prometheus.answer import AnswerError as PromAnswerError
+from pytest_rollout_slo.backends.prometheus.answer import label_values
+from pytest_rollout_slo.flags.features import parse_features
+from pytest_rollout_slo.flags.model import AnswerError
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(),
+                    st.text(max_size=8), st.sampled_from(["on", "off", "conditional"]))
+gate_values = st.one_of(scalars, st.lists(st.one_of(st.text(max_size=6), st.integers()),
+                                          max_size=3))
+gates = st.lists(st.one_of(
+    st.fixed_dictionaries({"key": st.sampled_from(
+        ["boolean", "actors", "groups", "percentage_of_actors", "percentage_of_time", "x"]),
+        "value": gate_values}),
+    scalars, st.dictionaries(st.text(max_size=4), scalars, max_size=2)), max_size=4)
+features = st.one_of(
+    st.fixed_dictionaries({"name": st.sampled_from(["conflict_resolver", "other"]),
+                           "state": st.sampled_from(["on", "off", "conditional", "maybe"]),
+                           "gates": gates}),
+    scalars)
+replies = st.one_of(st.lists(features, max_size=4), scalars,
+                    st.dictionaries(st.text(max_size=4), scalars, max_size=2))
+
+
+@settings(max_examples=500, deadline=None)
+@given(reply=replies)
+def test_features_replies_are_read_or_refused(reply: Any) -> None:
+    try:
+        state = parse_features(reply, "conflict_resolver")
+    except AnswerError:
+        return
+    if state is None:
+        return
+    # Read: one entry of that name, every percentage a real percentage.
+    assert len([f for f in reply if isinstance(f, dict)
+                and f.get("name") == "conflict_resolver"]) == 1
+    for percent in (state.percentage_of_actors, state.percentage_of_time):
+        assert math.isfinite(percent) and 0 <= percent <= 100
+
+
+def test_a_feature_listed_twice_or_a_gate_twice_is_refused() -> None:
+    one = {"name": "conflict_resolver", "state": "conditional",
+           "gates": [{"key": "percentage_of_actors", "value": 10}]}
+    with pytest.raises(AnswerError, match="listed 2 times"):
+        parse_features([one, {**one, "gates": []}], "conflict_resolver")
+    twice = {**one, "gates": [*one["gates"], {"key": "percentage_of_actors", "value": 100}]}
+    with pytest.raises(AnswerError, match="'percentage_of_actors' is listed twice"):
+        parse_features([twice], "conflict_resolver")
+
+
+@settings(max_examples=500, deadline=None)
+@given(payload=st.one_of(
+    st.fixed_dictionaries({"status": st.sampled_from(["success", "error", 1]),
+                           "data": st.one_of(st.lists(st.one_of(st.text(max_size=6), scalars),
+                                                      max_size=4), scalars)}),
+    scalars), status=st.sampled_from([200, 200, 404, 500]))
+def test_metric_name_listings_are_read_or_refused(payload: Any, status: int) -> None:
+    try:
+        names = label_values(status, json.dumps(payload).encode(), "application/json")
+    except PromAnswerError:
+        return
+    assert status == 200 and payload["status"] == "success"
+    assert names == payload["data"] and all(isinstance(n, str) for n in names)
