@@ -43,6 +43,8 @@ class RunState:
     specs: dict[Path, Spec] = field(default_factory=dict)
     stages_seen: dict[str, list[Path]] = field(default_factory=dict)
     selected: int = 0
+    gated: int = 0
+    """How many of ``selected`` judge the stage (not ``track: true``)."""
     stage_ids: set[str] = field(default_factory=set)
     """Every objective of the stage that was collected, before any deselection: what a whole
     run judges, so that a run judging fewer is known to be partial."""
@@ -114,6 +116,7 @@ class SpecFile(pytest.File):
             for combination in objective.combinations():
                 resolved = spec.resolve(objective, state.stage, combination)
                 state.selected += 1
+                state.gated += not objective.track
                 title = resolved.title
                 state.stage_ids.add(f"{self.nodeid}::{title}")
                 # The node id is given as text: pytest >= 9.2 would otherwise build a

@@ -203,6 +203,12 @@ def _check_selection(state: RunState) -> None:
         raise pytest.UsageError(
             f"stage {state.stage!r} selects no objective in {files}; a stage with nothing to "
             "check is never a green gate")
+    if state.gated == 0:
+        files = ", ".join(str(p) for p in state.stages_seen[state.stage])
+        raise pytest.UsageError(
+            f"stage {state.stage!r} has only tracked objectives (track: true) in {files}; they "
+            "are reported, never judged, so nothing would decide the stage: give it at least "
+            "one objective with bounds")
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -274,3 +274,13 @@ def pytest_runtest_setup(item):
     # The stage hook fires only for a judged run: nothing may act on an interrupted one.
     assert not (pytester.path / "stage-finished.json").exists()
     assert result.outlines[-1].startswith("SLO gate beta: HOLD (1 objective: 1 pass")
+
+
+def test_a_stage_of_tracked_objectives_only_is_never_a_green_gate(
+        pytester: pytest.Pytester) -> None:
+    make_db(pytester.path / "events.db", {"eu": (10, 1000)})
+    write_spec(pytester, "- name: requests\n  track: true\n  query: SELECT count(*) FROM req\n")
+    result = run(pytester, "--slo-stage=beta", AT_OPTION, *REPORTS)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert evidence(pytester)["decision"] == "HOLD"
+    result.stderr.fnmatch_lines(["*stage 'beta' has only tracked objectives (track: true)*"])
