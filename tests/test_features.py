@@ -254,7 +254,8 @@ def test_rollback_lowers_the_percentage_in_place(api: responses.RequestsMock) ->
                       ("groups", ["gitlab_team_members"]), ("percentage_of_actors", 10))
     api.post(SET_URL, json=lowered)
     message = make().rollback("conflict_resolver", STAGE_10)
-    assert [form(c) for c in api.calls[1:]] == [{"value": "10", "key": "percentage_of_actors"}]
+    assert [form(c) for c in list(api.calls)[1:]] == [
+        {"value": "10", "key": "percentage_of_actors"}]
     assert message.startswith(
         "Rolled development feature flag conflict_resolver back to 10% of users "
         f"(percentage_of_actors) (stage beta-10) on {ROOT}/api/v4: it was: conflict_resolver is "
@@ -269,7 +270,7 @@ def test_rollback_from_ga_clears_then_sets_the_previous_percentage(
     api.post(SET_URL, json=OFF)
     api.post(SET_URL, json=feature("conditional", ("percentage_of_actors", 50)))
     make().rollback("conflict_resolver", STAGE_50)
-    assert [form(c) for c in api.calls[1:]] == [
+    assert [form(c) for c in list(api.calls)[1:]] == [
         {"value": "false"}, {"value": "50", "key": "percentage_of_actors"}]
 
 
@@ -286,7 +287,7 @@ def test_rollback_to_internal_sets_the_group_and_users_again(api: responses.Requ
     make().rollback("conflict_resolver", to)
     # The user is looked up before value=false clears the flag.
     assert [c.request.method for c in api.calls] == ["GET", "GET", "POST", "POST", "POST"]
-    assert [form(c) for c in api.calls[2:]] == [
+    assert [form(c) for c in list(api.calls)[2:]] == [
         {"value": "false"}, {"value": "true", "feature_group": "gitlab_team_members"},
         {"value": "true", "user": "root"}]
 
