@@ -36,7 +36,7 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import text as text_model
 
-from pytest_rollout_slo.export.exportable import NotExportable, resolve_all, why_not
+from pytest_rollout_slo.export.exportable import NotExportable, eligible, resolve_all
 from pytest_rollout_slo.quantity import Unit
 from pytest_rollout_slo.spec.model import Bounds, ResolvedObjective, Scalar, Spec
 from pytest_rollout_slo.spec.settings import BackendSchema
@@ -82,14 +82,8 @@ def build_dashboard(spec: Spec, stage: str, types: Mapping[str, BackendSchema]
     overrides = grafana_variables(spec)
     gated: list[ResolvedObjective] = []
     tracked: list[ResolvedObjective] = []
-    skipped: list[NotExportable] = []
-    for objective in spec.objectives:
-        if stage not in objective.bounds:
-            continue
-        reason = why_not(spec, objective, types)
-        if reason:
-            skipped.append(NotExportable(objective.name, reason))
-            continue
+    objectives, skipped = eligible(spec, stage, types)
+    for objective in objectives:
         # One panel per objective: the matrix names are Grafana variables.
         first = next(resolve_all(spec, objective, stage, overrides))
         (tracked if objective.track else gated).append(first)

@@ -41,7 +41,16 @@ def split(spec: Spec, stage: str, types: Mapping[str, BackendSchema],
           overrides: Mapping[str, Scalar] | None = None
           ) -> tuple[list[ResolvedObjective], list[NotExportable]]:
     """The exportable objectives of ``stage`` (every matrix combination) and the others."""
-    kept: list[ResolvedObjective] = []
+    objectives, skipped = eligible(spec, stage, types)
+    kept = [resolved for objective in objectives
+            for resolved in resolve_all(spec, objective, stage, overrides)]
+    return kept, skipped
+
+
+def eligible(spec: Spec, stage: str, types: Mapping[str, BackendSchema]
+             ) -> tuple[list[Objective], list[NotExportable]]:
+    """The objectives of ``stage`` a PromQL export can carry, and why each other one cannot."""
+    kept: list[Objective] = []
     skipped: list[NotExportable] = []
     for objective in spec.objectives:
         if stage not in objective.bounds:
@@ -49,8 +58,8 @@ def split(spec: Spec, stage: str, types: Mapping[str, BackendSchema],
         reason = why_not(spec, objective, types)
         if reason:
             skipped.append(NotExportable(objective.name, reason))
-            continue
-        kept.extend(resolve_all(spec, objective, stage, overrides))
+        else:
+            kept.append(objective)
     return kept, skipped
 
 
