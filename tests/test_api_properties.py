@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pytest_rollout_slo.backends.prometheus.answer import AnswerError as PromAnswerError
 from pytest_rollout_slo.backends.prometheus.answer import label_values
 from pytest_rollout_slo.flags.features import parse_features
-from pytest_rollout_slo.flags.model import AnswerError
+from pytest_rollout_slo.flags.model import AnswerError, RolloutExpectation, mismatch, parse_flag
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(),
                     st.text(max_size=8), st.sampled_from(["on", "off", "conditional"]))
@@ -77,3 +77,69 @@ def test_metric_name_listings_are_read_or_refused(payload: Any, status: int) -> 
         return
     assert status == 200 and payload["status"] == "success"
     assert names == payload["data"] and all(isinstance(n, str) for n in names)
+
+
+# Project (Unleash) feature flags as GET /projects/:id/feature_flags/:name may answer them.
+flag_numbers = st.one_of(st.sampled_from(["0", "10", "25", "50", "100", "10.5", "-5", "1e999",
+                                          "nan", "abc", ""]), st.integers(-5, 105),
+                         st.floats(allow_nan=True))
+strategies_json = st.fixed_dictionaries(
+    {"name": st.sampled_from(["default", "flexibleRollout", "gradualRolloutUserId",
+                              "userWithId", "gitlabUserList", "unknownStrategy", 3])},
+    optional={"parameters": st.one_of(st.fixed_dictionaries({}, optional={
+        "rollout": flag_numbers, "percentage": flag_numbers,
+        "stickiness": st.sampled_from(["default", "userId", "sessionId", "random", "odd"]),
+        "groupId": st.just("default"), "userIds": st.sampled_from(["1,2", "", "1, 15"])}),
+        scalars),
+        "scopes": st.one_of(st.lists(st.one_of(st.fixed_dictionaries({
+            "environment_scope": st.sampled_from(["production", "*", "prod*", "staging"])}),
+            scalars), max_size=3), scalars),
+        "user_list": st.one_of(st.fixed_dictionaries({"id": st.one_of(
+            st.integers(), st.floats(), st.text(max_size=3)), "name": scalars}), scalars),
+        "id": scalars})
+flags_json = st.one_of(st.fixed_dictionaries(
+    {"name": st.sampled_from(["conflict_resolver", 7]), "active": st.one_of(st.booleans(),
+                                                                            scalars)},
+    optional={"version": st.sampled_from(["new_version_flag", "legacy_flag"]),
+              "strategies": st.one_of(st.lists(strategies_json, max_size=3), scalars)}),
+    scalars)
+expectations = st.builds(
+    RolloutExpectation, flag=st.just("conflict_resolver"),
+    percent=st.sampled_from([10.0, 25.0, 50.0]),
+    environment=st.sampled_from(["production", "staging", "*"]),
+    of=st.sampled_from(["users", "sessions", "requests"]))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(reply=flags_json, expected=expectations)
+def test_project_flag_replies_are_read_or_refused_and_never_match_by_accident(
+        reply: Any, expected: RolloutExpectation) -> None:
+    try:
+        state = parse_flag(reply)
+    except (AnswerError, KeyError, TypeError, ValueError):
+        # The errors GitLabFlags turns into a message naming the flag; anything else would be
+        # a traceback in the middle of a rollout.
+        return
+    problem = mismatch(state, expected)
+    if problem is not None:
+        assert isinstance(problem, str) and problem
+        return
+    # A match: the flag is on, one strategy for the environment gives exactly the expected
+    # share of the expected unit, and none gives more.
+    assert state.active
+    here = state.strategies_for(expected.environment)
+    assert any(s.audience == expected.audience for s in here)
+    assert not any(s.audience.wider_than(expected.audience) for s in here)
+    share = next(s for s in here if s.audience == expected.audience).audience
+    assert share.kind == "percent" and share.percent == expected.percent
+    assert share.of == expected.of
+
+
+@pytest.mark.parametrize("list_id", [float("inf"), 1.5, "7", True, None])
+def test_a_user_list_id_that_is_not_an_integer_is_refused(list_id: Any) -> None:
+    reply = {"name": "conflict_resolver", "active": True, "strategies": [
+        {"name": "gitlabUserList", "parameters": {}, "scopes": [
+            {"environment_scope": "production"}], "user_list": {"id": list_id, "name": "team"}}]}
+    with pytest.raises(AnswerError, match=r"user list 'team' of strategy gitlabUserList has the "
+                       r"id .*, not an integer"):
+        parse_flag(reply)

@@ -257,9 +257,16 @@ def _parse_strategy(data: Any) -> Strategy:
             or not all(isinstance(s, Mapping) and "environment_scope" in s for s in scopes):
         raise AnswerError(f'strategy {data["name"]} without "parameters" and "scopes"')
     lst = data.get("user_list")
-    user_list = UserList(int(lst["id"]), str(lst["name"]), lst.get("iid"),
-                         str(lst.get("user_xids") or "")) \
-        if isinstance(lst, Mapping) and "id" in lst and "name" in lst else None
+    user_list = None
+    if isinstance(lst, Mapping) and "id" in lst and "name" in lst:
+        # GitLab's ids are JSON integers; a float (1e999 is infinity), a string or a boolean
+        # is not an answer GitLab sends, so it is refused rather than converted.
+        if type(lst["id"]) is not int:
+            raise AnswerError(f"user list {lst['name']!r} of strategy {data['name']} has the "
+                              f"id {lst['id']!r}, not an integer")
+        iid = lst.get("iid")
+        user_list = UserList(lst["id"], str(lst["name"]), iid if type(iid) is int else None,
+                             str(lst.get("user_xids") or ""))
     return Strategy(data["name"], {str(k): str(v) for k, v in params.items()},
                     tuple(str(s["environment_scope"]) for s in scopes), user_list,
                     data["id"] if isinstance(data.get("id"), int) else None)
