@@ -25,6 +25,7 @@ from pytest_rollout_slo.quantity import format_time
 from pytest_rollout_slo.report.junit import properties
 from pytest_rollout_slo.report.text import failure_text
 from pytest_rollout_slo.spec.load import ResolvedObjective, Spec, load_spec
+from pytest_rollout_slo.verdict.exposure import ExposureResult, check_stage
 from pytest_rollout_slo.verdict.instant import UnjudgeableAnswer, Verdict
 from pytest_rollout_slo.verdict.objective import judge_objective
 from pytest_rollout_slo.verdict.record import VerdictRecord
@@ -58,6 +59,8 @@ class RunState:
     """The run's last terminal line, ``SLO gate beta: PROMOTE (...)``."""
     decision_word: str = ""
     """``PROMOTE``, ``HOLD`` or ``PARTIAL``: the colour of that line."""
+    exposures: dict[tuple[Path, str], ExposureResult | None] = field(default_factory=dict)
+    """Each spec file's exposure check at the stage, made once per run (verdict.exposure)."""
 
 
 STATE = pytest.StashKey[RunState]()
@@ -250,6 +253,9 @@ class ObjectiveItem(pytest.Item):
                         main.params if isinstance(main, Query) and main.at == state.at
                         else query_params(self.resolved.variables, state.at)))
         try:
+            exposure = self._exposure(state)
+            if exposure is not None and exposure.problem:
+                return replace(record, error=exposure.problem)
             backend = executor.backend(self.backend_key, self.backend_spec)
             # The link shows the objective's own query at the evaluation time.
             shown = Query(next(iter(queries.values())), state.at)
@@ -274,6 +280,14 @@ class ObjectiveItem(pytest.Item):
         warned = tuple(w for answer in answers.values() if not isinstance(answer, tuple)
                        for w in answer.warnings)
         return record.judged(evaluation, warned)
+
+    def _exposure(self, state: RunState) -> ExposureResult | None:
+        """The stage's exposure check, made once per spec file and run, before any objective."""
+        key = (self.spec.path, self.resolved.stage)
+        if key not in state.exposures:
+            state.exposures[key] = check_stage(state.executor, self.spec,
+                                               self.spec.stages[self.resolved.stage], state.at)
+        return state.exposures[key]
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str | Any:

@@ -1,4 +1,4 @@
-"""The checks made before an objective is judged, end to end on SQLite: freshness.
+"""The checks made before an objective is judged, end to end on SQLite: freshness, exposure.
 
 Each test writes the ``req`` events table of test_plugin_e2e.py (its rows a minute before
 AT, unless moved) and a spec whose backend carries the check, then asserts outcomes, the
@@ -12,6 +12,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+
+# Imported here, before any in-process run: pytester unloads what a run imported, and SciPy's
+# extension modules cannot be loaded twice in one process.
+import scipy.stats  # noqa: F401
 from specdata import AT, ERROR_RATE
 from test_plugin_e2e import junit_cases, kind, lit, make_db, run, write_spec
 
@@ -85,3 +89,92 @@ def test_a_freshness_query_that_writes_is_a_spec_error(pytester: pytest.Pytester
     result = run(pytester, "--slo-stage=beta", f"--slo-at={AT}")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines([f"*{spec.relative_to(pytester.path)}:*freshness.query*"])
+
+
+ROLLOUT = """\
+stages:
+  beta:
+    variables: {window: 6h}
+    rollout: {flag: conflict_resolver, percent: 10%}
+  ga:
+    rollout: {flag: conflict_resolver, all: true}
+"""
+EXPOSURE = """\
+exposure:
+  backend: events
+  canary: SELECT count(*) FROM req WHERE region = 'canary' AND ts >= :window_start
+  all: SELECT count(*) FROM req WHERE ts >= :window_start
+  units: requests
+"""
+
+
+def exposure_spec(pytester: pytest.Pytester, exposure: str = EXPOSURE) -> Path:
+    spec = write_spec(pytester, ERROR_RATE, ERROR_RATE.replace("error_rate", "errors_again"),
+                      stages=ROLLOUT)
+    text = spec.read_text(encoding="utf-8")
+    spec.write_text(text.replace("objectives:\n", f"{exposure}objectives:\n"), encoding="utf-8")
+    return spec
+
+
+def test_a_share_that_matches_the_flag_is_judged(pytester: pytest.Pytester) -> None:
+    make_db(pytester.path / "events.db", {"canary": (0, 104), "eu": (10, 896)})
+    exposure_spec(pytester)
+    result = run(pytester, "--slo-stage=beta", f"--slo-at={AT}")
+    assert result.ret == pytest.ExitCode.OK
+    assert result.parseoutcomes() == {"passed": 2}
+
+
+def test_a_sample_ratio_mismatch_errors_every_objective_of_the_stage(
+        pytester: pytest.Pytester) -> None:
+    make_db(pytester.path / "events.db", {"canary": (0, 21), "eu": (10, 979)})
+    exposure_spec(pytester)
+    junit = pytester.path / "junit.xml"
+    result = run(pytester, "--slo-stage=beta", f"--slo-at={AT}", f"--junitxml={junit}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert result.parseoutcomes() == {"errors": 2}
+    # p: the exact two-sided binomial tail, 5.07e-23 by math.comb (test_exposure.py).
+    message = ("the canary carried 2.1% of 1,000 requests; the flag promises 10% (sample ratio "
+               "mismatch, p = 5.1e-23): the stage did not get its share, so its objectives "
+               "cannot be judged")
+    result.stdout.fnmatch_lines([lit(f"error_rate[beta] ERROR: {message}"),
+                                 lit(f"errors_again[beta] ERROR: {message}")],
+                                consecutive=False)
+    assert {name: kind(case) for name, case in junit_cases(junit).items()} == {
+        "error_rate[beta]": "error", "errors_again[beta]": "error"}
+
+
+def test_too_few_units_to_test_is_not_a_pass(pytester: pytest.Pytester) -> None:
+    make_db(pytester.path / "events.db", {"canary": (0, 4), "eu": (1, 36)})
+    exposure_spec(pytester)
+    result = run(pytester, "--slo-stage=beta", f"--slo-at={AT}")
+    assert result.parseoutcomes() == {"errors": 2}
+    result.stdout.fnmatch_lines([lit(
+        "error_rate[beta] ERROR: exposure check: 40 requests are too few to tell the canary's "
+        "share from the flag's 10% at p < 0.001: about 73 are needed; the stage's objectives "
+        "cannot be judged")])
+
+
+def test_a_stage_without_a_percentage_is_not_checked(pytester: pytest.Pytester) -> None:
+    make_db(pytester.path / "events.db", {"canary": (0, 21), "eu": (10, 979)})
+    exposure_spec(pytester)
+    assert run(pytester, "--slo-stage=ga", f"--slo-at={AT}").ret == pytest.ExitCode.OK
+
+
+@pytest.mark.parametrize(("exposure", "key", "message"), [
+    (EXPOSURE.replace("backend: events", "backend: nowhere"), "exposure.backend",
+     "unknown backend 'nowhere'"),
+    (EXPOSURE.replace("  units: requests\n", "  units: clicks\n"), "exposure.units",
+     "got 'clicks'; accepted: users, sessions, requests"),
+    (EXPOSURE + "  threshold: 5\n", "exposure.threshold", "must be a p-value above 0"),
+    (EXPOSURE.replace(":window_start", ":since"), "exposure.canary",
+     "the query uses :since, which is not bound at stage 'beta'"),
+    (EXPOSURE.replace("SELECT count(*) FROM req WHERE ts", "DELETE FROM req WHERE ts"),
+     "exposure.all", "SELECT"),
+])
+def test_exposure_mistakes_are_spec_errors(pytester: pytest.Pytester, exposure: str, key: str,
+                                           message: str) -> None:
+    make_db(pytester.path / "events.db")
+    spec = exposure_spec(pytester, exposure)
+    result = run(pytester, "--slo-stage=beta", f"--slo-at={AT}")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines([f"*{spec.name}:*: {key}: *{lit(message)}*"])
