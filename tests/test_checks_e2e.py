@@ -8,7 +8,9 @@ output and the parsed JUnit XML.
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ import pytest
 # extension modules cannot be loaded twice in one process.
 import scipy.stats  # noqa: F401
 from specdata import AT, ERROR_RATE
+from test_exposure import reference_p
 from test_plugin_e2e import junit_cases, kind, lit, make_db, run, write_spec
 
 pytest_plugins = ["pytester"]
@@ -178,3 +181,32 @@ def test_exposure_mistakes_are_spec_errors(pytester: pytest.Pytester, exposure: 
     result = run(pytester, "--slo-stage=beta", f"--slo-at={AT}")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines([f"*{spec.name}:*: {key}: *{lit(message)}*"])
+
+
+def test_the_evidence_carries_both_checks(pytester: pytest.Pytester) -> None:
+    # With -n 2 the records cross from the workers as plain values, checks included.
+    make_db(pytester.path / "events.db", {"canary": (0, 104), "eu": (10, 896)})
+    with_backend_settings(exposure_spec(pytester), FRESHNESS)
+    result = run(pytester, "--slo-stage=beta", f"--slo-at={AT}", "-n", "2",
+                 "--slo-report-json=evidence.json", "--slo-report-md=summary.md")
+    assert result.ret == pytest.ExitCode.OK
+    document = json.loads((pytester.path / "evidence.json").read_text(encoding="utf-8"))
+    checks = [objective["checks"] for objective in document["objectives"]]
+    assert len(checks) == 2 and checks[0] == checks[1]
+    exposure = checks[0]["exposure"]
+    assert {key: exposure[key] for key in ("canary", "total", "share", "promised", "threshold",
+                                           "units", "problem", "rounded")} == {
+        "canary": 104, "total": 1000, "share": 0.104, "promised": 0.1, "threshold": 0.001,
+        "units": "requests", "problem": "", "rounded": False}
+    assert exposure["p_value"] == pytest.approx(reference_p(104, 1000, Fraction(1, 10)))
+    assert checks[0]["freshness"] == [{
+        "what": "the freshness query", "at": AT, "newest": "2026-11-26T11:59:00Z",
+        "age_seconds": 60.0, "max_age_seconds": 300.0, "searched_seconds": None,
+        "fresh": True}]
+    summary = (pytester.path / "summary.md").read_text(encoding="utf-8")
+    p = f"{exposure['p_value']:.2g}"
+    assert ("- Exposure at beta: the canary carried 10.4% of 1,000 requests; the flag promises "
+            f"10% (exact binomial test, p = {p}, a mismatch below 0.001): as promised"
+            in summary)
+    assert ("- Freshness: the freshness query: newest sample 2026-11-26T11:59:00Z, 1m before the "
+            "evaluation time (bound 5m): fresh" in summary)

@@ -9,6 +9,7 @@ the check's query (metrics.newest_sample_query).
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -78,3 +79,15 @@ def test_a_longer_bound_or_no_check_judges_the_old_data(
         pytester: pytest.Pytester, prometheus_server: PrometheusServer, settings: str) -> None:
     assert not passes(pytester, prometheus_server.url, FIXTURE_END + 20 * 60)
     assert passes(pytester, prometheus_server.url, FIXTURE_END + 20 * 60, settings)
+
+
+def test_the_evidence_carries_each_metric_age_and_bound(
+        pytester: pytest.Pytester, prometheus_server: PrometheusServer) -> None:
+    at = FIXTURE_END + 3 * 60
+    assert passes(pytester, prometheus_server.url, at, "    freshness: {max_age: 4m}\n")
+    pytester.runpytest(*QUIET, "--slo-stage=s", f"--slo-at={at}", "--slo-report-json=e.json")
+    [objective] = json.loads((pytester.path / "e.json").read_text(encoding="utf-8"))["objectives"]
+    assert objective["checks"]["freshness"] == [{
+        "what": "the metric slo_test_requests_total", "at": format_time(at),
+        "newest": format_time(FIXTURE_END), "age_seconds": 180.0, "max_age_seconds": 240.0,
+        "searched_seconds": 3600.0, "fresh": True}]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +52,15 @@ class Freshness:
         age = self.age
         return age is not None and math.isfinite(age) and 0 <= age <= self.max_age
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for the evidence: times as RFC 3339, ages and bounds in seconds."""
+        age = self.age
+        return {"what": self.what, "at": _when(self.at),
+                "newest": None if self.newest is None else _when(self.newest),
+                "age_seconds": age if age is not None and math.isfinite(age) else None,
+                "max_age_seconds": self.max_age, "searched_seconds": self.searched,
+                "fresh": self.fresh}
+
     def problem(self, hint: str) -> str | None:
         """The error text for stale (or unreadable) data, or None when fresh."""
         if self.fresh:
@@ -73,6 +82,19 @@ class Freshness:
                     f"so its freshness cannot be told")
         return (f"the newest sample of {self.what} is {age_text(age)} older than the "
                 f"evaluation time {when} ({bound}); {hint}")
+
+
+def freshness_summary(data: Mapping[str, Any]) -> str:
+    """One line for a report from :meth:`Freshness.to_dict`."""
+    bound = f"bound {format_duration(data['max_age_seconds'])}"
+    if data["newest"] is None:
+        return f"{data['what']}: no sample found ({bound})"
+    age = data["age_seconds"]
+    shown = "not a time" if age is None else (
+        f"{age_text(age)} before the evaluation time" if age >= 0
+        else f"{age_text(-age)} after the evaluation time")
+    verdict = "fresh" if data["fresh"] else "stale"
+    return f"{data['what']}: newest sample {data['newest']}, {shown} ({bound}): {verdict}"
 
 
 def _when(at: float) -> str:
@@ -125,6 +147,24 @@ class OncePerKey:
     def results(self) -> list[Freshness]:
         """Every check made so far, for the evidence."""
         return [value for value in list(self._done.values()) if isinstance(value, Freshness)]
+
+    def found(self, key: Hashable) -> Freshness | None:
+        """The check made for ``key``, if one was made and answered."""
+        value = self._done.get(key)
+        return value if isinstance(value, Freshness) else None
+
+
+def freshness_evidence(backend: object, queries: Iterable[tuple[str, float]]) -> list[Freshness]:
+    """The freshness checks behind ``queries`` (text, evaluation time) on ``backend``, for the
+    evidence: what a backend with such a check (``freshness_for``) found, each once."""
+    lookup = getattr(backend, "freshness_for", None)
+    if lookup is None:
+        return []
+    found: dict[tuple[str, float], Freshness] = {}
+    for text, at in queries:
+        for item in lookup(text, at):
+            found.setdefault((item.what, item.at), item)
+    return list(found.values())
 
 
 SQL_SETTING = Setting(("mapping",), help="check before judging that the events are recent",
@@ -202,6 +242,11 @@ class SqlFreshness:
         """The freshness checked so far in this run, for the evidence."""
         return self._once.results()
 
+    def freshness_for(self, text: str, at: float) -> list[Freshness]:
+        """The freshness check behind a query at ``at``, once made."""
+        found = self._once.found(at)
+        return [found] if found is not None else []
+
     def _newest(self, at: float) -> Freshness:
         try:
             samples = self.backend.query(Query(self.query_text, at, {"at": at})).samples
@@ -217,4 +262,5 @@ class SqlFreshness:
 
 
 __all__ = ["DEFAULT_MAX_AGE", "SQL_SETTING", "Freshness", "OncePerKey", "SqlFreshness",
-           "age_text", "check_sql_freshness", "with_sql_freshness"]
+           "age_text", "check_sql_freshness", "freshness_evidence", "freshness_summary",
+           "with_sql_freshness"]

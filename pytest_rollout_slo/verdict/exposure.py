@@ -17,6 +17,7 @@ no I/O of its own: the backends are asked through the run's executor.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -86,12 +87,12 @@ def _count(part: str, answer: Answer) -> tuple[int, bool]:
     return whole, whole != value
 
 
-def _percent(share: float) -> str:
+def percent_text(share: float) -> str:
     """``2.1%``, ``10%``, ``0.5%``: three significant digits, no trailing zeros."""
     return f"{share * 100:.3g}%"
 
 
-def _p_text(p: float) -> str:
+def p_text(p: float) -> str:
     return "p < 1e-300" if p < 1e-300 else f"p = {p:.2g}"
 
 
@@ -115,15 +116,15 @@ def judge_exposure(exposure: Exposure, percent: float, canary: Answer,
         more = (f"about {needed:,} are needed" if needed is not None
                 else f"more than {srm.MOST_UNITS:,} would be needed")
         return _failed(result, f"{whole:,} {units} are too few to tell the canary's share from "
-                               f"the flag's {_percent(promised)} at p < {exposure.threshold:g}: "
-                               f"{more}")
+                               f"the flag's {percent_text(promised)} at p < "
+                               f"{exposure.threshold:g}: {more}")
     p = srm.p_value(seen, whole, promised)
     result = replace(result, p_value=p)
     if p >= exposure.threshold:
         return result
     return replace(result, problem=(
-        f"the canary carried {_percent(seen / whole)} of {whole:,} {units}; the flag promises "
-        f"{_percent(promised)} (sample ratio mismatch, {_p_text(p)}): the stage did not get its "
+        f"the canary carried {percent_text(seen / whole)} of {whole:,} {units}; the flag promises "
+        f"{percent_text(promised)} (sample ratio mismatch, {p_text(p)}): the stage did not get its "
         "share, so its objectives cannot be judged"))
 
 
@@ -151,4 +152,15 @@ def _failed(result: ExposureResult, problem: str) -> ExposureResult:
                                    "be judged")
 
 
-__all__ = ["ExposureResult", "check_stage", "exposure_queries", "judge_exposure"]
+def exposure_summary(data: Mapping[str, Any]) -> str:
+    """One line for a report from :meth:`ExposureResult.to_dict`: the problem, or the match."""
+    if data.get("problem"):
+        return str(data["problem"])
+    return (f"the canary carried {percent_text(data['share'])} of {data['total']:,} "
+            f"{data['units']}; the flag promises {percent_text(data['promised'])} (exact binomial "
+            f"test, {p_text(data['p_value'])}, a mismatch below {data['threshold']:g}): "
+            "as promised")
+
+
+__all__ = ["ExposureResult", "check_stage", "exposure_queries", "exposure_summary",
+           "judge_exposure", "p_text", "percent_text"]

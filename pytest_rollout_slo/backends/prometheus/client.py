@@ -152,6 +152,11 @@ class PrometheusBackend:
         """The freshness of every metric checked so far in this run, for the evidence."""
         return self._freshness.results()
 
+    def freshness_for(self, text: str, at: float) -> list[Freshness]:
+        """The freshness of the metrics ``text`` selects at ``at``, as far as checked."""
+        found = (self._freshness.found((name, at)) for name in sorted(selected_metrics(text) or ()))
+        return [item for item in found if item is not None]
+
     def _newest(self, name: str, at: float) -> Freshness:
         """The newest sample of any series of ``name`` at or before ``at``: one query."""
         searched = max(_FRESHNESS_SEARCH, 2 * self.config.max_age)
