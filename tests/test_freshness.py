@@ -220,3 +220,36 @@ def test_without_the_setting_the_backend_is_unchanged() -> None:
 def test_bad_sql_freshness_settings_are_errors(freshness: object) -> None:
     with pytest.raises(BackendConfigError, match="setting freshness: "):
         with_sql_freshness(Events(), {"freshness": freshness})
+
+
+SETTING_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(),
+                           st.text(max_size=10), st.dictionaries(st.text(max_size=8),
+                                                                 st.text(max_size=8), max_size=2))
+
+
+@given(check=SETTING_VALUES, max_age=SETTING_VALUES)
+def test_generated_settings_are_a_bound_or_an_error_naming_the_key(check: object,
+                                                                   max_age: object) -> None:
+    try:
+        config = PROMETHEUS.config("metrics", {"url": URL, "check_freshness": check,
+                                               "freshness": {"max_age": max_age}}, Path("."))
+    except BackendConfigError as exc:
+        assert "setting check_freshness " in exc.message or "setting freshness" in exc.message
+        return
+    assert isinstance(config.check_freshness, bool)
+    assert math.isfinite(config.max_age) and config.max_age > 0
+
+
+@given(freshness=st.one_of(SETTING_VALUES, st.fixed_dictionaries(
+    {"query": st.text(max_size=10)}, optional={"max_age": SETTING_VALUES})))
+def test_generated_sql_settings_are_a_check_or_an_error(freshness: object) -> None:
+    try:
+        backend = with_sql_freshness(Events(AT), {"freshness": freshness})
+    except BackendConfigError as exc:
+        assert exc.message.startswith("setting freshness: ")
+        return
+    if freshness is None:
+        assert isinstance(backend, Events)
+    else:
+        assert isinstance(backend, SqlFreshness)
+        assert math.isfinite(backend.max_age) and backend.max_age > 0
