@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_rollout_slo.backends.base import Answer, BackendType, Query
+from pytest_rollout_slo.backends.freshness import freshness_evidence
 from pytest_rollout_slo.errors import BackendError, SloError, SloWarning, SpecError
 from pytest_rollout_slo.plan.executor import BackendKey, Executor
 from pytest_rollout_slo.plan.needs import Measurement, Need, query_params
@@ -25,6 +26,7 @@ from pytest_rollout_slo.quantity import format_time
 from pytest_rollout_slo.report.junit import properties
 from pytest_rollout_slo.report.text import failure_text
 from pytest_rollout_slo.spec.load import ResolvedObjective, Spec, load_spec
+from pytest_rollout_slo.verdict.exposure import ExposureResult, check_stage
 from pytest_rollout_slo.verdict.instant import UnjudgeableAnswer, Verdict
 from pytest_rollout_slo.verdict.objective import judge_objective
 from pytest_rollout_slo.verdict.record import VerdictRecord
@@ -58,6 +60,8 @@ class RunState:
     """The run's last terminal line, ``SLO gate beta: PROMOTE (...)``."""
     decision_word: str = ""
     """``PROMOTE``, ``HOLD`` or ``PARTIAL``: the colour of that line."""
+    exposures: dict[tuple[Path, str], ExposureResult | None] = field(default_factory=dict)
+    """Each spec file's exposure check at the stage, made once per run (verdict.exposure)."""
 
 
 STATE = pytest.StashKey[RunState]()
@@ -249,8 +253,12 @@ class ObjectiveItem(pytest.Item):
             parameters=({} if objective.burn_rate else
                         main.params if isinstance(main, Query) and main.at == state.at
                         else query_params(self.resolved.variables, state.at)))
+        exposure, asked = None, None  # the backend, once there is one
         try:
-            backend = executor.backend(self.backend_key, self.backend_spec)
+            exposure = self._exposure(state)
+            if exposure is not None and exposure.problem:
+                return replace(record, error=exposure.problem, checks=_checks(exposure))
+            backend = asked = executor.backend(self.backend_key, self.backend_spec)
             # The link shows the objective's own query at the evaluation time.
             shown = Query(next(iter(queries.values())), state.at)
             # A burn-rate objective's queries take each alert's window: no single link.
@@ -261,7 +269,7 @@ class ObjectiveItem(pytest.Item):
                 for need in needs}
             evaluation = judge_objective(measurement, answers, format_time)
         except BackendError as exc:
-            return replace(record, error=exc.message)
+            return replace(record, error=exc.message, checks=_checks(exposure, asked, needs))
         except UnjudgeableAnswer as exc:
             return replace(record, error=str(exc))
         except Exception as exc:
@@ -273,7 +281,16 @@ class ObjectiveItem(pytest.Item):
                                          "run with --slo-full-trace for the traceback")
         warned = tuple(w for answer in answers.values() if not isinstance(answer, tuple)
                        for w in answer.warnings)
-        return record.judged(evaluation, warned)
+        return replace(record.judged(evaluation, warned),
+                       checks=_checks(exposure, backend, needs))
+
+    def _exposure(self, state: RunState) -> ExposureResult | None:
+        """The stage's exposure check, made once per spec file and run, before any objective."""
+        key = (self.spec.path, self.resolved.stage)
+        if key not in state.exposures:
+            state.exposures[key] = check_stage(state.executor, self.spec,
+                                               self.spec.stages[self.resolved.stage], state.at)
+        return state.exposures[key]
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str | Any:
@@ -291,6 +308,20 @@ class ObjectiveItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.resolved.objective.line - 1, self.name
+
+
+def _checks(exposure: ExposureResult | None, backend: object = None,
+            needs: Sequence[Need] = ()) -> dict[str, Any]:
+    """What the checks before judging found, for the evidence (``VerdictRecord.checks``)."""
+    checks: dict[str, Any] = {}
+    if exposure is not None:
+        checks["exposure"] = exposure.to_dict()
+    queries = [(n.query.text, n.query.at if isinstance(n.query, Query) else n.query.end)
+               for n in needs]
+    fresh = freshness_evidence(backend, queries) if backend is not None else []
+    if fresh:
+        checks["freshness"] = [item.to_dict() for item in fresh]
+    return checks
 
 
 def attach_record(item: pytest.Item, report: pytest.TestReport) -> None:

@@ -26,6 +26,7 @@ from pytest_rollout_slo.backends.redact import Redactor, strip_url_credentials
 from pytest_rollout_slo.errors import BackendConfigError, BackendError, SpecError
 from pytest_rollout_slo.spec.load import load_spec
 
+CHECKS_OFF = {"check_metrics": False, "check_freshness": False}
 URL = "http://prometheus:9090"
 QUERY_URL = f"{URL}/api/v1/query"
 AT = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
@@ -34,10 +35,11 @@ TEXT = 'sum(rate(agent_errors_total{feature="x"}[5m]))'
 
 def make(settings: dict[str, Any] | None = None, *, spec_dir: Path = Path("."),
          retries: int = 3) -> PrometheusBackend:
-    # The metric check has its own tests (test_prometheus_metrics.py); off here, so that
-    # each test's fake API answers only the request under test.
-    config = PROMETHEUS.config("metrics", {"url": URL, "check_metrics": False,
-                                           **(settings or {})}, spec_dir)
+    # The metric and freshness checks have their own tests (test_prometheus_metrics.py,
+    # test_freshness.py); off here, so that each test's fake API answers only the request
+    # under test.
+    config = PROMETHEUS.config("metrics", {"url": URL, **CHECKS_OFF, **(settings or {})},
+                               spec_dir)
     return PrometheusBackend("metrics", config, retries=retries, retry_backoff=0.0)
 
 
@@ -217,7 +219,7 @@ def test_refused_connection_to_a_real_closed_port() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     backend = PrometheusBackend("metrics", PROMETHEUS.config(
-        "metrics", {"url": f"http://127.0.0.1:{port}", "check_metrics": False}, Path(".")),
+        "metrics", {"url": f"http://127.0.0.1:{port}", **CHECKS_OFF}, Path(".")),
         retry_backoff=0.0)
     message = str(failure(backend))
     assert message == (f"connection refused by http://127.0.0.1:{port}/api/v1/query; "
@@ -230,7 +232,7 @@ def test_real_server_that_never_answers_times_out_without_retrying() -> None:
         server.listen(4)
         url = f"http://127.0.0.1:{server.getsockname()[1]}"
         backend = PrometheusBackend("metrics", PROMETHEUS.config(
-            "metrics", {"url": url, "timeout": 0.2, "check_metrics": False}, Path(".")),
+            "metrics", {"url": url, "timeout": 0.2, **CHECKS_OFF}, Path(".")),
             retry_backoff=0.0)
         assert str(failure(backend)) == f"timed out after 200ms waiting for {url}/api/v1/query"
         backend.close()

@@ -44,6 +44,7 @@ backends:
     timeout: {timeout}
     # Each fault plays on every request; the metric check's one lookup has its own tests.
     check_metrics: false
+    check_freshness: false
 stages:
   s: {{}}
 objectives:

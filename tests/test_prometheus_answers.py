@@ -26,6 +26,7 @@ from pytest_rollout_slo.backends.prometheus import PROMETHEUS
 from pytest_rollout_slo.backends.prometheus.client import PrometheusBackend
 from pytest_rollout_slo.errors import BackendError
 
+CHECKS_OFF = {"check_metrics": False, "check_freshness": False}
 URL = "http://prometheus:9090"
 QUERY_URL = f"{URL}/api/v1/query"
 RANGE_URL = f"{URL}/api/v1/query_range"
@@ -34,7 +35,7 @@ TEXT = "sum(rate(errors_total[5m])) / sum(rate(requests_total[5m]))"
 
 
 def make() -> PrometheusBackend:
-    config = PROMETHEUS.config("metrics", {"url": URL, "check_metrics": False}, Path("."))
+    config = PROMETHEUS.config("metrics", {"url": URL, **CHECKS_OFF}, Path("."))
     return PrometheusBackend("metrics", config, retries=0, retry_backoff=0.0)
 
 

@@ -62,7 +62,8 @@ def api() -> Iterator[responses.RequestsMock]:
 
 
 def make(**settings: object) -> PrometheusBackend:
-    config = PROMETHEUS.config("metrics", {"url": URL, **settings}, Path("."))
+    config = PROMETHEUS.config("metrics", {"url": URL, "check_freshness": False, **settings},
+                               Path("."))
     return PrometheusBackend("metrics", config, retries=0, retry_backoff=0.0)
 
 

@@ -22,6 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from pytest_rollout_slo.backends.base import Backend
+from pytest_rollout_slo.backends.freshness import (
+    SQL_SETTING,
+    check_sql_freshness,
+    with_sql_freshness,
+)
 from pytest_rollout_slo.backends.sqlcheck import DIALECTS, read_only_problem
 from pytest_rollout_slo.backends.sqlite import SqliteBackend
 from pytest_rollout_slo.errors import BackendConfigError
@@ -56,6 +61,7 @@ class SqlType:
         "timeout": Setting(("duration",), help="per query, enforced by the engine; default 30s"),
         "max_concurrency": Setting(("integer",),
                                    help="queries in flight at once, the pool's size; default 4"),
+        "freshness": SQL_SETTING,
     }
 
     def query_check(self, settings: Mapping[str, Any]) -> QueryCheck:
@@ -64,6 +70,7 @@ class SqlType:
         def check(text: str) -> str | None:
             return read_only_problem(text, dialect)
 
+        check_sql_freshness(settings, check)
         return check
 
     def create(self, name: str, settings: Mapping[str, Any], spec_dir: Path) -> Backend:
@@ -81,13 +88,14 @@ class SqlType:
         except SettingProblem as exc:
             raise BackendConfigError(f"setting {exc.key}: {exc.message}", backend=name) from exc
         if engine == "sqlite":
-            return _sqlite(name, url, timeout, spec_dir)
+            return with_sql_freshness(_sqlite(name, url, timeout, spec_dir), settings)
         # Imported here: SQLAlchemy is an extra, and collection never needs it.
         from pytest_rollout_slo.backends.sqlengine import SqlBackend
 
-        return SqlBackend.connect(name, url, settings.get("password"), timeout=timeout,
-                                  max_concurrency=concurrency, dialect=DIALECTS[engine],
-                                  extra=EXTRAS.get(engine, "sql"), spec_dir=spec_dir)
+        return with_sql_freshness(SqlBackend.connect(
+            name, url, settings.get("password"), timeout=timeout, max_concurrency=concurrency,
+            dialect=DIALECTS[engine], extra=EXTRAS.get(engine, "sql"), spec_dir=spec_dir),
+            settings)
 
 
 def _engine_name(settings: Mapping[str, Any]) -> str:

@@ -18,6 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from pytest_rollout_slo.backends.base import Backend, Query, QueryResult
+from pytest_rollout_slo.backends.freshness import (
+    SQL_SETTING,
+    check_sql_freshness,
+    with_sql_freshness,
+)
 from pytest_rollout_slo.backends.sqlanswer import bind_params, samples_from_rows
 from pytest_rollout_slo.backends.sqlcheck import read_only_problem
 from pytest_rollout_slo.errors import BackendConfigError, BackendError
@@ -38,9 +43,11 @@ class SqliteType:
         "path": Setting(("string",), required=True,
                         help="database file, relative to the spec file"),
         "timeout": Setting(("duration",), help="per query; default 30s"),
+        "freshness": SQL_SETTING,
     }
 
     def query_check(self, settings: Mapping[str, Any]) -> QueryCheck:
+        check_sql_freshness(settings, _check_sqlite)
         return _check_sqlite
 
     def create(self, name: str, settings: Mapping[str, Any], spec_dir: Path) -> Backend:
@@ -51,7 +58,7 @@ class SqliteType:
             timeout = parse_duration(settings.get("timeout", _DEFAULT_TIMEOUT))
         except QuantityError as exc:
             raise BackendConfigError(f"setting timeout: {exc}", backend=name) from exc
-        return SqliteBackend(name, path.resolve(), timeout)
+        return with_sql_freshness(SqliteBackend(name, path.resolve(), timeout), settings)
 
 
 class SqliteBackend:

@@ -41,7 +41,15 @@ numbers; version 1 wrote them as display text). A later version only adds keys::
         "observations": [{"labels": {...}, "value": float | "NaN" | "+Inf" | "-Inf" | null,
                           "numerator"?, "denominator"?, "reason"?}] (at most 1000),
         "message": failure text | null, "link": graph URL | null,
-        "window": "6h" | null, "at": "2026-11-20T12:00:00Z", "backend": "metrics (...)"}]}
+        "window": "6h" | null, "at": "2026-11-20T12:00:00Z", "backend": "metrics (...)",
+        "checks": {  # what was checked before judging
+          "exposure": null | {"units": "users", "canary": 104, "total": 1000, "share": 0.104,
+                              "promised": 0.1, "p_value": 0.68, "threshold": 0.001,
+                              "rounded": false, "problem": ""},
+          "freshness": [{"what": "the metric http_requests_total", "at": RFC 3339,
+                         "newest": RFC 3339 | null, "age_seconds": 60.0 | null,
+                         "max_age_seconds": 300.0, "searched_seconds": 3600.0 | null,
+                         "fresh": true}]}}]}
 """
 
 from __future__ import annotations
@@ -130,6 +138,8 @@ def _objective_json(record: VerdictRecord) -> dict[str, Any]:
         "window": record.window or None,
         "at": format_time(record.at),
         "backend": record.backend or None,
+        "checks": {"exposure": record.checks.get("exposure"),
+                   "freshness": list(record.checks.get("freshness", ()))},
     }
 
 

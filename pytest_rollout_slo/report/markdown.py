@@ -10,6 +10,10 @@ gives the same text, whatever the order of the records. The layout::
     | Objective | Value | Threshold | Change vs baseline | Verdict |
     ...one row per objective: fail, then error, no data, warn, pass; by name within each
 
+    **Checks before judging**
+    - Exposure at beta: the canary carried 10.4% of 1,000 users; the flag promises 10% ...
+    - Freshness: the metric http_requests_total: newest sample ..., 1m before ... (bound 5m)
+
     <details><summary>❌ tool_success[beta-tool=read_file] FAILED: 91.85% < min 93.00%</summary>
     ...the full failure text, as in the JUnit report, for every objective that did not pass
     </details>
@@ -36,10 +40,12 @@ from urllib.parse import quote
 import tabulate as tabulate_module
 from tabulate import tabulate
 
+from pytest_rollout_slo.backends.freshness import freshness_summary
 from pytest_rollout_slo.quantity import format_time, format_value
 from pytest_rollout_slo.report.run import CLEAN, VERDICT_ORDER, RunMeta, RunVerdict, overall_verdict
 from pytest_rollout_slo.report.table import threshold_text, verdict_label
 from pytest_rollout_slo.report.text import failure_text, value_text
+from pytest_rollout_slo.verdict.exposure import exposure_summary
 from pytest_rollout_slo.verdict.instant import Verdict
 from pytest_rollout_slo.verdict.record import VerdictRecord
 
@@ -65,6 +71,7 @@ def markdown_report(meta: RunMeta, records: Sequence[VerdictRecord],
         lines += [f"Verdicts: {', '.join(shown)}.", ""]
     if rows:
         lines += _table(meta, rows)
+    lines += _check_lines(rows)
     for record in rows:
         if record.verdict in CLEAN:
             continue
@@ -128,6 +135,20 @@ def _table(meta: RunMeta, rows: Sequence[VerdictRecord]) -> list[str]:
         lines += ["Objective names link to the backend's graph of the query at the evaluation "
                   "time.", ""]
     return lines
+
+
+def _check_lines(rows: Sequence[VerdictRecord]) -> list[str]:
+    """The checks made before judging (exposure, freshness), each said once."""
+    said: dict[str, None] = {}
+    for record in rows:
+        exposure = record.checks.get("exposure")
+        if exposure is not None:
+            said[f"Exposure at {record.stage}: {exposure_summary(exposure)}"] = None
+        for item in record.checks.get("freshness", ()):
+            said[f"Freshness: {freshness_summary(item)}"] = None
+    if not said:
+        return []
+    return ["**Checks before judging**", "", *(f"- {_cell(line)}" for line in said), ""]
 
 
 def _github_table(cells: list[list[str]], headers: list[str]) -> str:

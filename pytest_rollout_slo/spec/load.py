@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,14 @@ from pytest_rollout_slo.quantity import (
     parse_quantity,
     quote,
 )
+from pytest_rollout_slo.spec.exposure import parse_exposure, stage_exposure
 from pytest_rollout_slo.spec.gates import Matrix, parse_matrix
 from pytest_rollout_slo.spec.model import (
     ON_NO_DATA,
     BackendSpec,
     Bounds,
     DashboardSettings,
+    Exposure,
     Objective,
     OnNoData,
     Ratio,
@@ -54,8 +57,8 @@ __all__ = ["ON_NO_DATA", "BackendSpec", "Bounds", "Objective", "OnNoData", "Rati
 _STAGE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # matched whole: `$` allows a final newline
 
 _TOP_KEYS = ("version", "service", "description", "backends", "variables", "stages", "objectives",
-             "matrix", "dashboard", "rollback_on")
-_STAGE_KEYS = ("description", "variables", "rollout", "rollback_on")
+             "matrix", "dashboard", "rollback_on", "exposure")
+_STAGE_KEYS = ("description", "variables", "rollout", "rollback_on", "exposure")
 _ROLLOUT_KEYS = ("api", "flag", "percent", "of", "users", "all", "environment", "actors",
                  "feature_group")
 _DASHBOARD_KEYS = ("title", "stage_label")
@@ -105,7 +108,10 @@ class _Loader(SpecReader):
         description = self.string(root, "description", "")
         backends = self.backends(self.required(root, "backends", ""), root.line_of("backends"))
         variables = self.variables(root.get("variables"), root.line_of("variables"), "variables")
-        stages = self.stages(self.required(root, "stages", ""), root.line_of("stages"))
+        exposure = (parse_exposure(self, root["exposure"], root.line_of("exposure"), "exposure",
+                                   backends) if "exposure" in root else None)
+        stages = self.stages(self.required(root, "stages", ""), root.line_of("stages"),
+                             _Context(service, variables, backends, exposure))
         names = dict(variables)
         spec = Spec(self.path, service, description, backends, names, stages, ())
         matrix = (parse_matrix(self, root["matrix"], root.line_of("matrix"), "matrix")
@@ -221,7 +227,7 @@ class _Loader(SpecReader):
               and not isinstance(value, bool) and value < setting.minimum):
             raise self.error(line, key, f"must be at least {setting.minimum}, got {quote(value)}")
 
-    def stages(self, value: Any, line: int) -> dict[str, Stage]:
+    def stages(self, value: Any, line: int, context: _Context) -> dict[str, Stage]:
         node = self.mapping(value, line, "stages")
         if not node:
             raise self.error(line, "stages", "needs at least one stage, in promotion order")
@@ -241,8 +247,28 @@ class _Loader(SpecReader):
                                     f"{where}.rollout") if "rollout" in body_node else None)
             result[name] = Stage(name, self.string(body_node, "description", f"{where}."),
                                  variables, node.line_of(name), rollout,
-                                 self.rollback_on(body_node, f"{where}."))
+                                 self.rollback_on(body_node, f"{where}."),
+                                 self.exposure(body_node, where, name, rollout, variables,
+                                               context))
         return result
+
+    def exposure(self, node: YamlMap, where: str, stage: str, rollout: Rollout | None,
+                 variables: dict[str, Scalar], context: _Context) -> Exposure | None:
+        """The stage's own ``exposure`` or the file's, when its rollout states a percent."""
+        source, key = context.exposure, "exposure"
+        if "exposure" in node:
+            key = f"{where}.exposure"
+            source = parse_exposure(self, node["exposure"], node.line_of("exposure"), key,
+                                    context.backends)
+            if rollout is None or rollout.percent is None:
+                raise self.error(node.line_of("exposure"), key,
+                                 "needs rollout.percent: the share the canary is promised")
+        if source is None or rollout is None or rollout.percent is None:
+            return None
+        backend = context.backends[str(source["backend"])]
+        language = getattr(self.backend_types.get(backend.type), "language", "")
+        merged = {"stage": stage, "service": context.service, **context.variables, **variables}
+        return stage_exposure(self, source, key, rollout, stage, merged, language == "sql")
 
     def rollout(self, value: Any, line: int, where: str) -> Rollout:
         node = self.mapping(value, line, where)
@@ -341,6 +367,16 @@ class _Loader(SpecReader):
             seen[objective.name] = objective.line
             result.append(objective)
         return tuple(result)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What a stage's ``exposure`` is checked against: the file's settings around it."""
+
+    service: str
+    variables: Mapping[str, Scalar]
+    backends: Mapping[str, BackendSpec]
+    exposure: YamlMap | None
 
 
 def _iskind_of(value: Any, kind: str) -> bool:

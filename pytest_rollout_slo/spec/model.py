@@ -172,6 +172,24 @@ class Rollout:
 
 
 @dataclass(frozen=True)
+class Exposure:
+    """How to count the canary's share of a stage (``exposure:``), for the sample-ratio test.
+
+    ``canary`` and ``all`` are query templates counting units (users, else requests) on
+    ``backend``; a share whose p-value against the flag's percentage is below ``threshold``
+    is a sample ratio mismatch.
+    """
+
+    backend: str
+    canary: str
+    all: str
+    units: str
+    """What the counts count, for the message: the rollout's ``of`` unless given."""
+    threshold: float = 0.001
+    line: int = 0
+
+
+@dataclass(frozen=True)
 class Stage:
     name: str
     description: str
@@ -180,6 +198,8 @@ class Stage:
     rollout: Rollout | None = None
     rollback_on: tuple[str, ...] | None = None
     """Verdicts that roll the stage's flag back; None: the file's ``rollback_on``."""
+    exposure: Exposure | None = None
+    """The stage's exposure check (its own or the file's); only with ``rollout.percent``."""
 
 
 @dataclass(frozen=True)

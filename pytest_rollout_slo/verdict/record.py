@@ -90,6 +90,9 @@ class VerdictRecord:
     backend_warnings: tuple[str, ...] = ()
     outcome: str = ""
     """pytest's outcome of the call, once known: ``passed``, ``failed`` or ``skipped``."""
+    checks: Mapping[str, Any] = field(default_factory=dict)
+    """What the checks made before judging found, as plain values: ``exposure`` (the stage's
+    sample-ratio test) and ``freshness`` (the newest sample behind each query)."""
 
     @classmethod
     def planned(cls, resolved: ResolvedObjective, *, nodeid: str, service: str, at: float,

@@ -9,6 +9,7 @@ API under a path prefix, which ``url`` carries.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from urllib.parse import quote, urlencode
 import requests
 
 from pytest_rollout_slo.backends.base import Query, QueryResult, RangeQuery, Series
+from pytest_rollout_slo.backends.freshness import Freshness, OncePerKey
 from pytest_rollout_slo.backends.http import RETRIED_STATUSES, HttpClient, transport_message
 from pytest_rollout_slo.backends.prometheus.answer import (
     AnswerError,
@@ -29,7 +31,11 @@ from pytest_rollout_slo.backends.prometheus.answer import (
     range_series,
 )
 from pytest_rollout_slo.backends.prometheus.config import PrometheusConfig
-from pytest_rollout_slo.backends.prometheus.metrics import unknown_metrics
+from pytest_rollout_slo.backends.prometheus.metrics import (
+    newest_sample_query,
+    selected_metrics,
+    unknown_metrics,
+)
 from pytest_rollout_slo.backends.redact import Redactor, printable
 from pytest_rollout_slo.errors import BackendError
 from pytest_rollout_slo.quantity import format_duration
@@ -39,6 +45,10 @@ _HINTS = {401: "; check bearer_token, basic_auth or headers",
           404: "; check that url is the API root, with any prefix such as /prometheus"}
 # vmui shows the hour before the evaluation time as a graph whose last point is the value.
 _VMUI_RANGE = "1h"
+# How far back the freshness check looks for a metric's newest sample, at least: far enough
+# to say how old a stopped scrape is, near enough to stay cheap.
+_FRESHNESS_SEARCH = 3600.0
+_FRESHNESS_HINT = "; set check_freshness: false on the backend to judge without this check"
 
 
 class _NamesError(Exception):
@@ -57,6 +67,7 @@ class PrometheusBackend:
         # The metric names of the lookback window, or why they could not be listed.
         self._names: frozenset[str] | str | None = None
         self._names_lock = threading.Lock()
+        self._freshness = OncePerKey()
         self.max_concurrency = config.max_concurrency
         self._retries = retries
         self._redact = Redactor(config.secrets)
@@ -82,6 +93,7 @@ class PrometheusBackend:
             raise self._error(str(exc), query.text) from None
         # After the answer, so that a server that is down is reported as such, by the query.
         self._check_metrics(query.text, query.at)
+        self._check_freshness(query.text, query.at)
         return result
 
     def query_range(self, query: RangeQuery) -> tuple[Series, ...]:
@@ -93,6 +105,7 @@ class PrometheusBackend:
         except AnswerError as exc:
             raise self._error(str(exc), query.text) from None
         self._check_metrics(query.text, query.end)
+        self._check_freshness(query.text, query.end)
         return series
 
     def graph_url(self, query: Query) -> str | None:
@@ -124,6 +137,43 @@ class PrometheusBackend:
         problem = unknown_metrics(text, self._names, format_duration(self.config.metric_lookback))
         if problem:
             raise self._error(problem, text)
+
+    def _check_freshness(self, text: str, at: float) -> None:
+        """BackendError when the newest sample of a metric ``text`` selects is too old."""
+        if not self.config.check_freshness:
+            return
+        for name in sorted(selected_metrics(text) or ()):
+            found = self._freshness.get((name, at), functools.partial(self._newest, name, at))
+            problem = found.problem(f"scraping may have stopped{_FRESHNESS_HINT}")
+            if problem:
+                raise self._error(problem, text)
+
+    def freshness(self) -> list[Freshness]:
+        """The freshness of every metric checked so far in this run, for the evidence."""
+        return self._freshness.results()
+
+    def freshness_for(self, text: str, at: float) -> list[Freshness]:
+        """The freshness of the metrics ``text`` selects at ``at``, as far as checked."""
+        found = (self._freshness.found((name, at)) for name in sorted(selected_metrics(text) or ()))
+        return [item for item in found if item is not None]
+
+    def _newest(self, name: str, at: float) -> Freshness:
+        """The newest sample of any series of ``name`` at or before ``at``: one query."""
+        searched = max(_FRESHNESS_SEARCH, 2 * self.config.max_age)
+        text = newest_sample_query(name, searched)
+        try:
+            data, _ = self._post("/api/v1/query", {"query": text, "time": _unix(at)}, text)
+            samples = instant_samples(data, at)
+        except (BackendError, AnswerError) as exc:
+            message = exc.message if isinstance(exc, BackendError) else str(exc)
+            raise self._error(f"checking that the metric {name} is recent failed: "
+                              f"{message}{_FRESHNESS_HINT}", text) from None
+        values = [sample.value for sample in samples if sample.value is not None]
+        if len(samples) > 1 or len(values) != len(samples):
+            raise self._error(f"checking that the metric {name} is recent returned "
+                              f"{len(samples)} samples, not one timestamp{_FRESHNESS_HINT}", text)
+        return Freshness(f"the metric {name}", values[0] if values else None, at,
+                         self.config.max_age, searched)
 
     def _metric_names(self, at: float) -> frozenset[str]:
         endpoint = f"{self.config.url}/api/v1/label/__name__/values"

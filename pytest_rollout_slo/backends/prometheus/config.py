@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
+from pytest_rollout_slo.backends.freshness import DEFAULT_MAX_AGE
 from pytest_rollout_slo.backends.redact import (
     basic_auth_token,
     strip_url_credentials,
@@ -58,6 +59,12 @@ SETTINGS: Mapping[str, Setting] = {
                                "series for check_metrics; default 7d"),
     "parse_promql": Setting(("boolean",), help="parse every query with Prometheus's grammar "
                             "at collection (false for MetricsQL extensions); default true"),
+    "check_freshness": Setting(("boolean",), help="before judging, check that the newest "
+                               "sample of every metric a query selects is recent; default true"),
+    "freshness": Setting(("mapping",), help="the freshness check's bound", keys={
+        "max_age": Setting(("duration",), help="how much older than the evaluation time the "
+                           "newest sample may be; default 5m"),
+    }),
 }
 
 # Header (and query parameter) values that are credentials although no setting declares
@@ -84,6 +91,8 @@ class PrometheusConfig:
     ui: UiKind = "prometheus"
     check_metrics: bool = True
     metric_lookback: float = 7 * 86400.0
+    check_freshness: bool = True
+    max_age: float = DEFAULT_MAX_AGE
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -122,30 +131,38 @@ class _Checker:
             raise BackendConfigError(f"backend {self.backend}: {' and '.join(given)} are both "
                                      "set; keep only one way to log in", backend=self.backend)
         basic = self.basic_auth(raw["basic_auth"]) if "basic_auth" in raw else url_auth
-        try:
-            timeout = parse_duration(raw.get("timeout", 30.0))
-        except QuantityError as exc:
-            raise self.fail("timeout", str(exc)) from None
-        if timeout <= 0:
-            raise self.fail("timeout", "must be longer than 0s")
+        timeout = self.duration("timeout", raw.get("timeout", 30.0))
         on_warnings = self.choice("on_warnings", raw.get("on_warnings", "fail"), _ON_WARNINGS)
         ui = self.choice("ui", raw.get("ui", "prometheus"), UI_CHOICES)
         params = {"partial_response": "false", **self.strings("params", raw.get("params", {}))}
-        check_metrics = raw.get("check_metrics", True)
-        if isinstance(check_metrics, str) and check_metrics.strip().lower() in ("true", "false"):
-            check_metrics = check_metrics.strip().lower() == "true"  # from ${env:...}
-        if not isinstance(check_metrics, bool):
-            raise self.fail("check_metrics", "must be true or false")
-        try:
-            lookback = parse_duration(raw.get("metric_lookback", "7d"))
-        except QuantityError as exc:
-            raise self.fail("metric_lookback", str(exc)) from None
-        if lookback <= 0:
-            raise self.fail("metric_lookback", "must be longer than 0s")
+        freshness = raw.get("freshness", {})
+        if not isinstance(freshness, Mapping):
+            raise self.fail("freshness", "must be a mapping with max_age")
+        self.known(freshness, "freshness.", ("max_age",))
         return PrometheusConfig(url, headers, bearer, basic, *self.tls(raw.get("tls", {})),
                                 timeout, params, on_warnings,
                                 self.positive_int(raw.get("max_concurrency", 8)), ui,
-                                check_metrics, lookback)
+                                self.boolean("check_metrics", raw.get("check_metrics", True)),
+                                self.duration("metric_lookback", raw.get("metric_lookback", "7d")),
+                                self.boolean("check_freshness", raw.get("check_freshness", True)),
+                                self.duration("freshness.max_age",
+                                              freshness.get("max_age", DEFAULT_MAX_AGE)))
+
+    def boolean(self, key: str, value: object) -> bool:
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            value = value.strip().lower() == "true"  # from ${env:...}
+        if not isinstance(value, bool):
+            raise self.fail(key, "must be true or false")
+        return value
+
+    def duration(self, key: str, value: object) -> float:
+        try:
+            seconds = parse_duration(value)
+        except QuantityError as exc:
+            raise self.fail(key, str(exc)) from None
+        if seconds <= 0:
+            raise self.fail(key, "must be longer than 0s")
+        return seconds
 
     def known(self, raw: Mapping[str, Any], prefix: str, keys: tuple[str, ...]) -> None:
         for key in raw:

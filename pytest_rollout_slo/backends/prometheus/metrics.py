@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
+import math
 from collections.abc import Iterable
 
 import promql_parser
@@ -65,4 +67,20 @@ def unknown_metrics(text: str, known: frozenset[str], lookback: str) -> str | No
             "check_metrics: false on the backend if the metric appears only later")
 
 
-__all__ = ["selected_metrics", "unknown_metrics"]
+def newest_sample_query(name: str, searched: float) -> str:
+    """PromQL for the Unix time of the newest sample of any series of ``name``.
+
+    ``timestamp()`` of a plain selector is the time of the sample it found, which lies within
+    the server's lookback delta (5m by default) of the evaluation time; past it the selector
+    finds nothing. So the left side answers exactly for a recent metric, and for an older one
+    the subquery looks back ``searched`` seconds: evaluated every minute, each step sees the
+    samples of the lookback delta before it, so together the steps miss none as long as the
+    lookback delta is at least a minute.
+    """
+    selector = "{__name__=" + json.dumps(name) + "}"
+    window = f"{math.ceil(searched)}s"
+    return (f"max(timestamp({selector})) or "
+            f"max(max_over_time(timestamp({selector})[{window}:1m]))")
+
+
+__all__ = ["newest_sample_query", "selected_metrics", "unknown_metrics"]
