@@ -18,13 +18,13 @@ numbers; version 1 wrote them as display text). A later version only adds keys::
              "partial": bool, "partial_reason": "2 of 7 objectives not run (-k ...)" | null,
              "not_run": [node ids of the stage's objectives this run did not judge],
              "usage_error": "why the gate did not run" | null,
-             "total": 7, "counts": {"fail": 3, "error": 1, "no_data": 1, "warn": 1, "pass": 1,
-                                   "tracked": 0}},
+             "total": 7, "counts": {"fail": 3, "error": 1, "no_data": 1, "inconclusive": 0,
+                                   "warn": 1, "pass": 1, "tracked": 0}},
      "objectives": [  # sorted by id
        {"id": "slo_specs/x.yaml::error_rate[beta]", "title": "error_rate[beta]",
         "service": "...", "objective": "error_rate", "stage": "beta",
-        "matrix": "region=eu" | null, "verdict": "pass" | "warn" | "fail" | "no_data" | "error"
-                   | "tracked",
+        "matrix": "region=eu" | null, "verdict": "pass" | "warn" | "fail" | "no_data"
+                   | "inconclusive" | "error" | "tracked",
         "outcome": "passed" | "failed" | "skipped",
         "value": 0.062 | "NaN" | "+Inf" | "-Inf" | null  (the one value judged, else null),
         "value_text": "6.20%" (as the tables show it),
@@ -41,7 +41,18 @@ numbers; version 1 wrote them as display text). A later version only adds keys::
         "observations": [{"labels": {...}, "value": float | "NaN" | "+Inf" | "-Inf" | null,
                           "numerator"?, "denominator"?, "reason"?}] (at most 1000),
         "message": failure text | null, "link": graph URL | null,
-        "window": "6h" | null, "at": "2026-11-20T12:00:00Z", "backend": "metrics (...)"}]}
+        "window": "6h" | null, "at": "2026-11-20T12:00:00Z", "backend": "metrics (...)",
+        "confidence": null | {"text": "95% (clopper-pearson)",
+                              "adjustment": "Holm" | "Benjamini-Hochberg" | null,
+                              "family": int | null (how many tests were adjusted together),
+                              "tests": [{"labels", "test": "binomial" | "rate ratio",
+                                         "method", "level", "counts": [k, n] | [k1, n1, k0, n0],
+                                         "estimate", "interval": [low, high], "against",
+                                         "statistic", "p_fail", "p_pass", "p_fail_adjusted",
+                                         "verdict", "more"?}]}}]}
+
+The ``confidence`` key and the ``inconclusive`` verdict were added within version 2: a reader
+of version 2 that does not know them sees one more key and one more verdict word.
 """
 
 from __future__ import annotations
@@ -54,7 +65,7 @@ from typing import Any
 
 from pytest_rollout_slo.files import write_text_atomic
 from pytest_rollout_slo.quantity import format_time, format_value, json_number
-from pytest_rollout_slo.report.junit import observation_rows
+from pytest_rollout_slo.report.junit import observation_rows, significance_rows
 from pytest_rollout_slo.report.markdown import markdown_report
 from pytest_rollout_slo.report.run import VERDICT_ORDER, RunMeta, decision, overall_verdict
 from pytest_rollout_slo.report.text import failure_text, value_text
@@ -130,6 +141,9 @@ def _objective_json(record: VerdictRecord) -> dict[str, Any]:
         "window": record.window or None,
         "at": format_time(record.at),
         "backend": record.backend or None,
+        "confidence": None if not record.confidence else {
+            "text": record.confidence, "adjustment": record.adjustment or None,
+            "family": record.family or None, "tests": significance_rows(record)},
     }
 
 
