@@ -250,3 +250,19 @@ def test_confidence_on_a_latency_objective_is_a_spec_error(pytester: pytest.Pyte
     assert result.ret == 2
     result.stdout.fnmatch_lines(["*objectives.latency.confidence*confidence judges a ratio by "
                                  "its counts; it is for ratio objectives*"])
+
+
+def test_under_xdist_every_worker_judges_the_same_family(pytester: pytest.Pytester) -> None:
+    make_db(pytester, [*traffic(NOW, 1000, 65, region="eu"), *traffic(NOW, 1000, 10, region="us"),
+                       *traffic(NOW, 1000, 10, region="ap")])
+    write_spec(pytester, BY_REGION)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+                                           "-n", "2", "--slo-stage=beta", f"--slo-at={AT_UNIX}",
+                                           "--junitxml=slo.xml")
+    assert result.ret == 1
+    cases = junit_cases(pytester)
+    assert props(cases["error_rate[beta-region=eu]"])["slo.verdict"] == "inconclusive"
+    for name in ("error_rate[beta-region=us]", "error_rate[beta-region=ap]"):
+        assert props(cases[name])["slo.adjustment"] == "Holm adjustment over 3 tests"
+    result.stdout.fnmatch_lines(["*SLO gate beta: HOLD (3 objectives: 1 inconclusive, 2 pass; "
+                                 "confidence: Holm adjustment over 3 tests)"])
