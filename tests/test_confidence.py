@@ -248,6 +248,19 @@ def test_a_difference_chance_explains_is_inconclusive() -> None:
     assert compare((0, 1000), (0, 1000)) is Verdict.INCONCLUSIVE
 
 
+def test_the_more_traffic_a_canary_needs_decides_at_the_same_rates() -> None:
+    now, before = [ratio(45, 1000)], [ratio(32, 1000)]
+    evaluation = judge_baseline_counts(now, before, pair_baseline(now, before, ()),
+                                       Bounds(None, None), Bounds(None, None), INCREASE_20,
+                                       EXACT, unit="percent")
+    more = evaluation.tests[0].more
+    assert more.startswith("about ") and "canary requests" in more
+    extra = int(more.split()[1].replace(",", ""))
+    factor = (1000 + extra) / 1000 * 1.02  # the text rounds to two significant digits
+    assert compare((round(45 * factor), round(1000 * factor)),
+                   (round(32 * factor), round(1000 * factor))) is not Verdict.INCONCLUSIVE
+
+
 def test_the_rate_ratio_interval_is_the_conditional_binomial_one() -> None:
     now, before = [ratio(200, 5000)], [ratio(100, 5000)]
     evaluation = judge_baseline_counts(now, before, pair_baseline(now, before, ()),

@@ -200,13 +200,15 @@ def _rate_ratio(now: Observation, before: Observation, baseline: Baseline,
     test = Significance(now.labels, "rate ratio", confidence.method, confidence.level,
                         (k1, n1, k0, n0), rate, low, high, against, k1, p_fail, p_pass)
     if test.verdict is Verdict.INCONCLUSIVE:
-        # More traffic on both sides at the same rates: the events grow in proportion.
-        extra, exact = (more_needed(total, total, limits, confidence) if total
-                        else (n1 * (MORE_CAP - 1), False))
-        factor = (extra + total) / total if total else MORE_CAP
-        more = round(n1 * (factor - 1))
-        test = replace(test, more=_more_text(more, exact, "canary requests (and as many more "
-                                             "control requests in proportion)"))
+        if total == 0:
+            more = "no event on either side yet, so more traffic would decide"
+        else:
+            # More traffic on both sides at the same rates: the events grow in proportion,
+            # and the canary keeps its share of them.
+            extra, exact = more_needed(k1, total, limits, confidence)
+            more = _more_text(round(n1 * extra / total), exact,
+                              "canary requests (and control requests in proportion)")
+        test = replace(test, more=more)
     return test
 
 
