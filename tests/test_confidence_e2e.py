@@ -1,7 +1,8 @@
 """End-to-end tests of ``confidence`` through ``pytester`` on SQLite: a low-traffic stage is
 inconclusive and says how much more traffic would decide, the same stage with more traffic is
 decided, ``on_inconclusive`` turns the verdict into what pytest reports, a canary is judged
-against its control by significance, and the family adjustment changes a borderline verdict.
+against its control by significance (error ratios by their counts, latencies by the ranks of
+their raw samples), and the family adjustment changes a borderline verdict.
 
 The intervals quoted are checked against the brute-force Clopper-Pearson of
 ``test_confidence.py``, computed here from the rows each test inserted.
@@ -153,16 +154,25 @@ def cohorts(canary: tuple[int, int], control: tuple[int, int]) -> list[Row]:
             *traffic(NOW, control[0], control[1], cohort="control")]
 
 
-def test_a_real_regression_fails_by_significance(pytester: pytest.Pytester) -> None:
-    make_db(pytester, cohorts((5000, 200), (5000, 100)))
-    write_spec(pytester, AGAINST_CONTROL)
+def fails_with(pytester: pytest.Pytester, rows: list[Row], objective: str,
+               lines: list[str]) -> dict[str, object]:
+    """Run ``objective`` over ``rows``: it fails with ``lines``; its one test, as JUnit has it."""
+    make_db(pytester, rows)
+    write_spec(pytester, objective)
     result = run(pytester)
     assert result.ret == 1
-    result.stdout.fnmatch_lines([
+    result.stdout.fnmatch_lines(lines)
+    (case,) = junit_cases(pytester).values()
+    (test,) = json.loads(props(case)["slo.tests"])
+    assert isinstance(test, dict)
+    return test
+
+
+def test_a_real_regression_fails_by_significance(pytester: pytest.Pytester) -> None:
+    test = fails_with(pytester, cohorts((5000, 200), (5000, 100)), AGAINST_CONTROL, [
         "error_rate[[]beta[]] FAILED: rate ratio 2.00x (canary against baseline, 95% CI *) "
         "breaks max_increase 20% (p = *",
         "*canary 200 of 5,000, baseline 100 of 5,000*"])
-    (test,) = json.loads(props(junit_cases(pytester)["error_rate[beta]"])["slo.tests"])
     assert test["test"] == "rate ratio" and test["counts"] == [200, 5000, 100, 5000]
 
 
@@ -242,14 +252,15 @@ def test_a_bad_adjustment_is_a_usage_error(pytester: pytest.Pytester) -> None:
                                  "got 'bonferroni'*"])
 
 
-def test_confidence_on_a_latency_objective_is_a_spec_error(pytester: pytest.Pytester) -> None:
+def test_confidence_on_a_plain_latency_query_is_a_spec_error(pytester: pytest.Pytester
+                                                             ) -> None:
     make_db(pytester, traffic(NOW, 100, 3))
     write_spec(pytester, "- name: latency\n  query: SELECT max(latency) FROM req\n  max: 1s\n"
                          "  confidence: 95%\n")
     result = run(pytester)
     assert result.ret == 2
     result.stdout.fnmatch_lines(["*objectives.latency.confidence*confidence judges a ratio by "
-                                 "its counts; it is for ratio objectives*"])
+                                 "its counts, or a quantile's raw samples against a baseline*"])
 
 
 def test_under_xdist_every_worker_judges_the_same_family(pytester: pytest.Pytester) -> None:
@@ -266,3 +277,53 @@ def test_under_xdist_every_worker_judges_the_same_family(pytester: pytest.Pytest
         assert props(cases[name])["slo.adjustment"] == "Holm adjustment over 3 tests"
     result.stdout.fnmatch_lines(["*SLO gate beta: HOLD (3 objectives: 1 inconclusive, 2 pass; "
                                  "confidence: Holm adjustment over 3 tests)"])
+
+
+# -- latency against control: ranks of raw samples ---------------------------------------------
+
+LATENCIES = ("SELECT latency FROM req WHERE cohort = '${cohort}' AND ts >= :window_start "
+             "AND ts < :window_end")
+LATENCY_AGAINST_CONTROL = f"""\
+- name: latency_p95
+  confidence: 95%
+  quantile:
+    q: 0.95
+    values: {LATENCIES}
+  baseline:
+    variables: {{cohort: control}}
+    max_increase: 10%
+"""
+
+
+def timed(cohort: str, latencies: list[float]) -> list[Row]:
+    return traffic(NOW, len(latencies), 0, cohort=cohort, latencies=latencies)
+
+
+def spread(n: int, scale: float = 1.0) -> list[float]:
+    """``n`` latencies from 0.1 s to 1.1 s, evenly: two cohorts with the same spread."""
+    return [round((0.1 + i / n) * scale, 6) for i in range(n)]
+
+
+def test_a_latency_regression_fails_by_rank(pytester: pytest.Pytester) -> None:
+    rows = [*timed("canary", spread(400, 1.5)), *timed("control", spread(400))]
+    test = fails_with(pytester, rows, LATENCY_AGAINST_CONTROL, [
+        "latency_p95[[]beta[]] FAILED: canary / baseline 1.50x (Hodges-Lehmann, 95% CI *) "
+        "breaks max_increase 10% (p = *",
+        "*400 canary and 400 baseline samples, U = *"])
+    assert test["test"] == "mann-whitney" and test["counts"] == [400, 400]
+
+
+def test_an_equal_latency_passes(pytester: pytest.Pytester) -> None:
+    make_db(pytester, [*timed("canary", spread(2000)), *timed("control", spread(2000))])
+    write_spec(pytester, LATENCY_AGAINST_CONTROL)
+    assert run(pytester).ret == 0
+
+
+def test_few_latency_samples_are_inconclusive(pytester: pytest.Pytester) -> None:
+    make_db(pytester, [*timed("canary", spread(10)), *timed("control", spread(10))])
+    write_spec(pytester, LATENCY_AGAINST_CONTROL)
+    result = run(pytester)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["latency_p95[[]beta[]] INCONCLUSIVE: canary / baseline 1.00x "
+                                 "*cannot be told from max_increase 10%; more samples on both "
+                                 "sides would decide"])

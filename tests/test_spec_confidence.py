@@ -91,3 +91,34 @@ def test_a_file_confidence_on_an_absolute_baseline_is_refused(tmp_path: Path) ->
             "    max_increase: 0.01\n")
     assert_error(tmp_path, text, "objectives.x.baseline.max_increase",
                  "write the change as a percentage", top="confidence: 95%\n")
+
+
+QUANTILE = """\
+- name: p95
+  backend: db
+  quantile: {q: 0.95, values: "SELECT latency FROM req WHERE cohort = '${feature}'"}
+"""
+
+
+def test_a_quantile_against_a_baseline_takes_confidence_with_any_change(tmp_path: Path
+                                                                        ) -> None:
+    spec = load(tmp_path, QUANTILE + "  confidence: 95%\n  baseline:\n"
+                "    variables: {feature: control}\n    max_increase: 50ms\n")
+    assert spec.resolve(only(spec), "beta").confidence == Confidence(0.95)
+
+
+def test_a_file_confidence_leaves_a_quantile_without_baseline_alone(tmp_path: Path) -> None:
+    spec = load(tmp_path, QUANTILE + "  max: 1s\n", "confidence: 95%\n")
+    assert spec.resolve(only(spec), "beta").confidence is None
+
+
+@pytest.mark.parametrize(("objective", "phrase"), [
+    (QUANTILE + f"  max: 1s\n  confidence: 95%  {MARK}\n",
+     "confidence on a quantile compares its raw samples with a baseline's"),
+    ("- name: p95\n  histogram_quantile: {metric: latency_seconds, quantile: 0.95}\n"
+     f"  max: 1s\n  confidence: 95%  {MARK}\n",
+     "confidence on a histogram_quantile is not supported"),
+])
+def test_confidence_on_latency_without_raw_samples_against_a_baseline(
+        tmp_path: Path, objective: str, phrase: str) -> None:
+    assert_error(tmp_path, objective, "objectives.p95.confidence", phrase)

@@ -129,7 +129,7 @@ class _Loader(SpecReader):
         where it is read)."""
         for objective in spec.objectives:
             baseline = objective.baseline
-            if baseline is None or objective.confidence is not None:
+            if baseline is None or objective.confidence is not None or objective.ratio is None:
                 continue
             absolute = [n for n, c in (("max_increase", baseline.max_increase),
                                        ("max_decrease", baseline.max_decrease))

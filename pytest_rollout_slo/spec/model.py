@@ -234,8 +234,11 @@ class Objective:
     @property
     def takes_confidence(self) -> bool:
         """Whether a file's or stage's ``confidence`` applies: a judged ratio at one instant
-        (or against a baseline); sustained and burn-rate gates judge values, not counts."""
-        return (self.ratio is not None and not self.track and self.sustained is None
+        or against a baseline, or a ``quantile`` of raw samples against a baseline;
+        sustained and burn-rate gates judge values over time, not counts or samples."""
+        measured = self.ratio is not None or (self.quantile is not None
+                                              and self.baseline is not None)
+        return (measured and not self.track and self.sustained is None
                 and self.burn_rate is None)
 
     @property

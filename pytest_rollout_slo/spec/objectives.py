@@ -156,15 +156,23 @@ class ObjectiveLoader:
         if "confidence" not in node:
             return None
         line, key = node.line_of("confidence"), f"{where}confidence"
-        if ratio is None:
-            raise self.error(line, key, "confidence judges a ratio by its counts; it is for "
-                             "ratio objectives (numerator and denominator counting events), "
-                             "and a baseline with confidence too")
+        if "histogram_quantile" in node:
+            raise self.error(line, key, "confidence on a histogram_quantile is not supported: "
+                             "histogram buckets are not raw samples; compare raw samples with "
+                             "quantile: {q, values} and a baseline, or drop confidence")
+        if "quantile" in node and baseline is None:
+            raise self.error(line, key, "confidence on a quantile compares its raw samples "
+                             "with a baseline's (a rank test); add baseline: {...}, or drop "
+                             "confidence")
+        if ratio is None and "quantile" not in node:
+            raise self.error(line, key, "confidence judges a ratio by its counts, or a "
+                             "quantile's raw samples against a baseline; it is for ratio "
+                             "objectives and quantile: {q, values} with a baseline")
         for gate in ("sustained", "burn_rate"):
             if gate in node:
                 raise self.error(line, key, f"confidence does not combine with {gate}, which "
                                  "judges values over time; use one or the other")
-        if baseline is not None:
+        if baseline is not None and ratio is not None:
             for side, change in (("max_increase", baseline.max_increase),
                                  ("max_decrease", baseline.max_decrease)):
                 if change is not None and not change.relative:

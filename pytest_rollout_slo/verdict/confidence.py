@@ -311,6 +311,12 @@ def _claim(test: Significance, unit: Unit, word: str) -> str:
 
 def _estimate(test: Significance, unit: Unit) -> str:
     level = f"{test.level * 100:g}%"
+    if test.test == "mann-whitney":
+        if test.method.endswith("ratio"):
+            return (f"canary / baseline {_ratio(test.estimate)} (Hodges-Lehmann, {level} CI "
+                    f"{_ratio(test.low)} to {_ratio(test.high)})")
+        return (f"canary - baseline {_signed(test.estimate, unit)} (Hodges-Lehmann, {level} CI "
+                f"{_signed(test.low, unit)} to {_signed(test.high, unit)})")
     if test.test == "rate ratio":
         return (f"rate ratio {_ratio(test.estimate)} (canary against baseline, {level} CI "
                 f"{_ratio(test.low)} to {_ratio(test.high)})")
@@ -324,6 +330,9 @@ def _detail(test: Significance, unit: Unit) -> str:
     if test.test == "rate ratio":
         k1, n1, k0, n0 = test.counts
         counted = f"canary {k1:,} of {n1:,}, baseline {k0:,} of {n0:,}"
+    elif test.test == "mann-whitney":
+        counted = (f"{test.counts[0]:,} canary and {test.counts[1]:,} baseline samples, "
+                   f"U = {test.statistic:g}")
     else:
         counted = f"{test.counts[0]:,} of {test.counts[1]:,}"
     line = (f"  {where}: {counted}: {_estimate(test, unit)}, {test.method}; against "
@@ -333,7 +342,13 @@ def _detail(test: Significance, unit: Unit) -> str:
     return line + f", p = {test.p_pass:.3g} for holding: {test.verdict.value}"
 
 
+def _signed(value: float, unit: Unit) -> str:
+    return ("+" if value > 0 else "-" if value < 0 else "") + format_value(abs(value), unit)
+
+
 def _ratio(value: float) -> str:
+    if math.isnan(value):
+        return "n/a"
     return "inf" if math.isinf(value) else f"{value:.2f}x"
 
 

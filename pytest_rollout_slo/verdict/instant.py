@@ -69,21 +69,25 @@ class Significance:
 
     labels: Labels
     test: str
-    """``binomial`` (a share against its bounds) or ``rate ratio`` (canary against control)."""
+    """``binomial`` (a share against its bounds), ``rate ratio`` (canary against control by
+    counts) or ``mann-whitney`` (canary against control by the ranks of raw samples)."""
     method: str
     """The interval: ``clopper-pearson`` or ``wilson``."""
     level: float
     counts: tuple[int, ...]
-    """``(k, n)``; for a rate ratio ``(canary k, canary n, control k, control n)``."""
+    """``(k, n)``; for a rate ratio ``(canary k, canary n, control k, control n)``; for a rank
+    test ``(canary samples, control samples)``."""
     estimate: float
-    """The share ``k / n``, or the rate ratio (canary rate / control rate)."""
+    """The share ``k / n``, the rate ratio (canary rate / control rate), or a rank test's
+    Hodges-Lehmann shift (a ratio for a relative change, else a difference)."""
     low: float
     high: float
     """The interval of ``estimate``."""
     against: str
     """The bound it is judged against: ``max 5.00%``, ``max_increase 20%``."""
-    statistic: int
-    """The exact test's statistic: the events counted, ``k`` (the canary's for a ratio)."""
+    statistic: float
+    """The test's statistic: the events counted, ``k`` (the canary's for a rate ratio), or
+    the canary's Mann-Whitney U for a rank test."""
     p_fail: float
     """The doubled one-sided p-value of a breach, before any adjustment."""
     p_pass: float

@@ -27,6 +27,7 @@ from pytest_rollout_slo.verdict.instant import (
     observe_ratio,
     observe_values,
 )
+from pytest_rollout_slo.verdict.samples import judge_samples
 
 
 def judge_objective(measurement: Measurement, answers: Mapping[str, Answer],
@@ -45,8 +46,14 @@ def judge_objective(measurement: Measurement, answers: Mapping[str, Answer],
                 windows[(index, side)] = _observe(measurement, answers,
                                                   f"burn:{index}:{side}:", text)[0]
         return judge_burn_rate(windows, objective.burn_rate)
-    observations, reason = _observe(measurement, answers, "", resolved.window_text)
     confidence = resolved.confidence
+    if (confidence is not None and objective.quantile is not None
+            and objective.baseline is not None):
+        return judge_samples(observe_values(_samples(answers["query"])),
+                             observe_values(_samples(answers["baseline:query"])),
+                             resolved.bounds, resolved.warn, objective.baseline, confidence,
+                             objective.quantile, unit=objective.unit)
+    observations, reason = _observe(measurement, answers, "", resolved.window_text)
     if objective.baseline is not None:
         before, _ = _observe(measurement, answers, "baseline:", resolved.window_text)
         if confidence is not None:

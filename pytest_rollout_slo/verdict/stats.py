@@ -54,6 +54,51 @@ def tail(k: int, n: int, p: float, alternative: Literal["greater", "less"],
     return float(stats.binomtest(k, n, p, alternative=alternative).pvalue)
 
 
+def rank_tail(x: Sequence[float], y: Sequence[float],
+              alternative: Literal["greater", "less"]) -> tuple[float, float]:
+    """Mann-Whitney U of ``x`` against ``y``: ``(U of x, one-sided p-value)``; ``greater``:
+    whether ``x`` tends to be larger. Exact for small samples without ties, else the normal
+    approximation with the tie correction (SciPy's ``method="auto"``)."""
+    result = _stats().mannwhitneyu(list(x), list(y), alternative=alternative)
+    return float(result.statistic), float(result.pvalue)
+
+
+MAX_PAIRS = 4_000_000
+"""The pairwise differences the Hodges-Lehmann estimate sorts, at most (see :func:`shift`)."""
+
+
+def shift(x: Sequence[float], y: Sequence[float], level: float, *, ratio: bool
+          ) -> tuple[float, float, float]:
+    """The Hodges-Lehmann estimate of how much ``x`` lies above ``y`` (the median of every
+    pairwise difference, or of every ratio with ``ratio``) and its distribution-free interval:
+    the order statistics of those differences that the Mann-Whitney test would not reject,
+    by its normal approximation (Hollander and Wolfe, "Nonparametric Statistical Methods").
+
+    Samples whose pairs exceed :data:`MAX_PAIRS` are thinned to evenly spaced order
+    statistics for the estimate and its interval (the test itself uses every value).
+    """
+    import numpy as np  # a dependency of SciPy; lazily, as SciPy is
+
+    a, b = np.sort(np.asarray(x, dtype=float)), np.sort(np.asarray(y, dtype=float))
+    while a.size * b.size > MAX_PAIRS:
+        a, b = (a[::2], b) if a.size >= b.size else (a, b[::2])
+    if ratio:
+        b = b[b > 0]  # a ratio to a zero duration says nothing
+        if b.size == 0:
+            return math.nan, math.nan, math.nan
+        pairs = (a[:, None] / b[None, :]).ravel()
+    else:
+        pairs = (a[:, None] - b[None, :]).ravel()
+    pairs.sort()
+    count = pairs.size
+    z = float(_stats().norm.ppf(1 - (1 - level) / 2))
+    n, m = a.size, b.size
+    # The c-th smallest and the c-th largest difference (1-based); too few samples for any
+    # order statistic to be excluded give the whole range.
+    c = min(max(math.floor(n * m / 2 - z * math.sqrt(n * m * (n + m + 1) / 12)), 1), count)
+    return float(np.median(pairs)), float(pairs[c - 1]), float(pairs[count - c])
+
+
 def adjust(p_values: Sequence[float], adjustment: Adjustment) -> list[float]:
     """The p-values adjusted for a family of tests: Holm's step-down (controls the chance of
     any false claim) or Benjamini-Hochberg's (controls the expected share of false claims).
@@ -75,5 +120,5 @@ def adjust(p_values: Sequence[float], adjustment: Adjustment) -> list[float]:
     return adjusted
 
 
-__all__ = ["ADJUSTMENTS", "ADJUSTMENT_NAMES", "METHODS", "Adjustment", "Method", "adjust",
-           "interval", "tail"]
+__all__ = ["ADJUSTMENTS", "ADJUSTMENT_NAMES", "MAX_PAIRS", "METHODS", "Adjustment", "Method",
+           "adjust", "interval", "rank_tail", "shift", "tail"]
