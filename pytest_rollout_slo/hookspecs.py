@@ -29,7 +29,8 @@ def pytest_slo_backend_types() -> Sequence[BackendType]:  # type: ignore[empty-b
 def pytest_slo_verdict(item: pytest.Item, verdict: str, record: VerdictRecord) -> None:
     """Called after each objective is judged, with its verdict.
 
-    ``verdict`` is ``pass``, ``warn``, ``fail``, ``no_data``, ``error`` or ``tracked``;
+    ``verdict`` is ``pass``, ``warn``, ``fail``, ``no_data``, ``inconclusive``, ``error``
+    or ``tracked``;
     ``record`` is the :class:`~pytest_rollout_slo.verdict.record.VerdictRecord` every report
     is rendered from (values as numbers, bounds, queries; its ``outcome`` is not known yet).
     An implementation may take only the arguments it needs. The item's JUnit properties

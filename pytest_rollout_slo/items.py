@@ -26,10 +26,12 @@ from pytest_rollout_slo.quantity import format_time
 from pytest_rollout_slo.report.junit import properties
 from pytest_rollout_slo.report.text import failure_text
 from pytest_rollout_slo.spec.load import ResolvedObjective, Spec, load_spec
+from pytest_rollout_slo.verdict.confidence import adjust_family
 from pytest_rollout_slo.verdict.exposure import ExposureResult, check_stage
-from pytest_rollout_slo.verdict.instant import UnjudgeableAnswer, Verdict
+from pytest_rollout_slo.verdict.instant import Evaluation, UnjudgeableAnswer, Verdict
 from pytest_rollout_slo.verdict.objective import judge_objective
 from pytest_rollout_slo.verdict.record import VerdictRecord
+from pytest_rollout_slo.verdict.stats import Adjustment
 
 
 @dataclass
@@ -62,6 +64,11 @@ class RunState:
     """``PROMOTE``, ``HOLD`` or ``PARTIAL``: the colour of that line."""
     exposures: dict[tuple[Path, str], ExposureResult | None] = field(default_factory=dict)
     """Each spec file's exposure check at the stage, made once per run (verdict.exposure)."""
+    adjustment: Adjustment = "holm"
+    """``--slo-confidence-adjustment``: how the run's confidence tests are adjusted."""
+    family: dict[str, VerdictRecord] | None = None
+    """The records of every objective judged by confidence, adjusted as one family: judged
+    together when the first of them runs (see ObjectiveItem._family)."""
 
 
 STATE = pytest.StashKey[RunState]()
@@ -76,7 +83,8 @@ _BUG = pytest.StashKey[Exception]()
 
 
 class SloCheckFailed(SloError):
-    """An objective did not hold (fail, error, or no data under ``on_no_data: fail``)."""
+    """An objective did not hold (fail, error, no data under ``on_no_data: fail``, or
+    inconclusive under ``on_inconclusive: fail``)."""
 
     def __init__(self, text: str) -> None:
         super().__init__(text)
@@ -185,7 +193,8 @@ class ObjectiveItem(pytest.Item):
         record = state.judged.get(self.nodeid)
         if record is not None:
             return record, False
-        record = self._judge(state)
+        family = self._family(state) if self.resolved.confidence is not None else {}
+        record = family[self.nodeid] if self.nodeid in family else self._judge(state)
         if state.executor.redact.active:
             # Every configured secret out of every text made from the record (terminal,
             # JUnit, Markdown, JSON), labels included: a server may echo a header into its
@@ -221,7 +230,11 @@ class ObjectiveItem(pytest.Item):
         text = self._publish(record, fresh)
         if verdict in (Verdict.PASS, Verdict.TRACKED):
             return
-        if verdict is Verdict.WARN and not state.strict:
+        # What pytest makes of a verdict other than pass: the objective's policy for no data
+        # and for inconclusive; a warn (and a policy of warn) fails under --slo-strict.
+        policy = {Verdict.NO_DATA: record.on_no_data, Verdict.WARN: "warn",
+                  Verdict.INCONCLUSIVE: record.on_inconclusive}.get(verdict, "fail")
+        if policy == "warn" and not state.strict:
             # Shown three ways: pytest's warnings summary, the captured output (JUnit
             # system-out) and the summary table.
             print(text)
@@ -230,15 +243,51 @@ class ObjectiveItem(pytest.Item):
                                    filename=str(self.path),
                                    lineno=self.resolved.objective.line)
             return
-        if verdict is Verdict.NO_DATA and record.on_no_data != "fail":
-            if record.on_no_data == "skip":
-                # Reported at the objective's line in the spec, not at this line.
-                raise pytest.skip.Exception(text.splitlines()[0], _use_item_location=True)
+        if policy == "skip":
+            # Reported at the objective's line in the spec, not at this line.
+            raise pytest.skip.Exception(text.splitlines()[0], _use_item_location=True)
+        if policy == "pass":
             print(text)
             return
         raise SloCheckFailed(text)
 
+    def _family(self, state: RunState) -> dict[str, VerdictRecord]:
+        """Every confidence objective of the run, judged at once, with the breach p-values
+        of all their tests adjusted together (``--slo-confidence-adjustment``).
+
+        The family is the run's selected items (``session.items``): under pytest-xdist each
+        worker holds all of them, so every worker judges the same family and reads the same
+        adjusted verdicts; a worker then also queries the confidence objectives that other
+        workers run (their answers are not shared across processes).
+        """
+        if state.family is not None:
+            return state.family
+        members = [item for item in self.session.items
+                   if isinstance(item, ObjectiveItem) and item.resolved.confidence is not None
+                   and not item.resolved.objective.track]
+        if self not in members:
+            members.append(self)
+        judged = [(item, *item._evaluate(state)) for item in members]
+        evaluated = [(item, record, evaluation) for item, record, evaluation in judged
+                     if evaluation is not None]
+        adjusted = adjust_family([evaluation for _, _, evaluation in evaluated],
+                                 state.adjustment,
+                                 [item.resolved.objective.unit for item, _, _ in evaluated])
+        family = {item.nodeid: record for item, record, evaluation in judged
+                  if evaluation is None}
+        for (item, record, _), evaluation in zip(evaluated, adjusted, strict=True):
+            family[item.nodeid] = record.judged(evaluation, record.backend_warnings)
+        state.family = family
+        return family
+
     def _judge(self, state: RunState) -> VerdictRecord:
+        record, evaluation = self._evaluate(state)
+        return record if evaluation is None else record.judged(evaluation,
+                                                              record.backend_warnings)
+
+    def _evaluate(self, state: RunState) -> tuple[VerdictRecord, Evaluation | None]:
+        """The record before judging (with its backend's warnings) and the evaluation; no
+        evaluation when the objective could not be judged (the record is then an error)."""
         executor = state.executor
         objective = self.resolved.objective
         measurement, needs = self.measurement(state.at)
@@ -257,7 +306,7 @@ class ObjectiveItem(pytest.Item):
         try:
             exposure = self._exposure(state)
             if exposure is not None and exposure.problem:
-                return replace(record, error=exposure.problem, checks=_checks(exposure))
+                return replace(record, error=exposure.problem, checks=_checks(exposure)), None
             backend = asked = executor.backend(self.backend_key, self.backend_spec)
             # The link shows the objective's own query at the evaluation time.
             shown = Query(next(iter(queries.values())), state.at)
@@ -269,20 +318,21 @@ class ObjectiveItem(pytest.Item):
                 for need in needs}
             evaluation = judge_objective(measurement, answers, format_time)
         except BackendError as exc:
-            return replace(record, error=exc.message, checks=_checks(exposure, asked, needs))
+            return replace(record, error=exc.message,
+                           checks=_checks(exposure, asked, needs)), None
         except UnjudgeableAnswer as exc:
-            return replace(record, error=str(exc))
+            return replace(record, error=str(exc)), None
         except Exception as exc:
             # A bug in a backend or in this plugin: still an error verdict with properties and
             # a table row, never a pass; --slo-full-trace shows where it came from.
             if state.full_trace:
                 raise
             return replace(record, error=f"internal error ({type(exc).__name__}: {exc}); "
-                                         "run with --slo-full-trace for the traceback")
+                                         "run with --slo-full-trace for the traceback"), None
         warned = tuple(w for answer in answers.values() if not isinstance(answer, tuple)
                        for w in answer.warnings)
-        return replace(record.judged(evaluation, warned),
-                       checks=_checks(exposure, backend, needs))
+        return replace(record, backend_warnings=warned,
+                       checks=_checks(exposure, backend, needs)), evaluation
 
     def _exposure(self, state: RunState) -> ExposureResult | None:
         """The stage's exposure check, made once per spec file and run, before any objective."""

@@ -34,6 +34,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--slo-strict", dest="slo_strict", action="store_true", default=None,
                     help="Fail objectives whose verdict is warn (outside their warning level) "
                          "(ini: slo_strict). Default: off, warn passes with a warning.")
+    group.addoption("--slo-confidence-adjustment", dest="slo_confidence_adjustment",
+                    default=None, metavar="holm|bh|none",
+                    help="How the run's confidence tests are adjusted as one family: holm "
+                         "(controls the chance of any false fail), bh (Benjamini-Hochberg, the "
+                         "share of false fails) or none (ini: slo_confidence_adjustment). "
+                         "Default: holm.")
+    parser.addini("slo_confidence_adjustment", "Family adjustment of confidence tests.",
+                  default="holm")
     group.addoption("--slo-concurrency", dest="slo_concurrency", default=None, type=int,
                     metavar="N",
                     help="Run at most N queries at once (ini: slo_concurrency). "

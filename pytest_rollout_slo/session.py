@@ -38,7 +38,9 @@ from pytest_rollout_slo.report.junit import add_gate_error, add_system_out
 from pytest_rollout_slo.report.run import RunMeta, decision, overall_verdict, run_meta
 from pytest_rollout_slo.spec.load import BackendSpec
 from pytest_rollout_slo.summary import SummaryTable
+from pytest_rollout_slo.verdict.confidence import family_text
 from pytest_rollout_slo.verdict.record import VerdictRecord
+from pytest_rollout_slo.verdict.stats import ADJUSTMENTS
 
 _SUMMARY = "rollout-slo-summary"
 _FLAGS = "rollout-slo-flags"
@@ -103,6 +105,10 @@ def start(config: pytest.Config, stage: str) -> None:
     except ValueError:
         raise pytest.UsageError(f"slo_concurrency must be a whole number >= 1, "
                                 f"got {concurrency_text!r}") from None
+    adjustment = option(config, "slo_confidence_adjustment") or "holm"
+    if adjustment not in ADJUSTMENTS:
+        raise pytest.UsageError(f"slo_confidence_adjustment must be one of "
+                                f"{', '.join(ADJUSTMENTS)}, got {adjustment!r}")
     deadline_text = option(config, "slo_deadline")
     try:
         deadline = parse_deadline(deadline_text)
@@ -117,7 +123,8 @@ def start(config: pytest.Config, stage: str) -> None:
                                                        backend_types)
     config.stash[STATE] = RunState(stage, at, full_trace, strict, backend_types,
                                    Executor(backend_types, concurrency, environ,
-                                            deadline=deadline))
+                                            deadline=deadline),
+                                   adjustment=adjustment)
     if not hasattr(config, "workerinput"):  # the xdist controller or a plain run reports
         config.pluginmanager.register(SummaryTable(), _SUMMARY)
     check = bool(config.getoption("slo_check_flag") or config.getini("slo_check_flag"))
@@ -372,6 +379,9 @@ def decision_line(meta: RunMeta, records: Sequence[VerdictRecord]) -> str:
                 f"{meta.partial}); a partial run never promotes")
     if verdict == "error" and not records:
         return f"SLO gate {meta.stage}: HOLD (nothing judged, exit status {meta.exit_status})"
+    family = next((r for r in records if r.adjustment), None)
+    if family is not None:
+        shown += f"; confidence: {family_text(family.adjustment, family.family)}"
     return f"SLO gate {meta.stage}: {word} ({len(records)} {noun}: {shown})"
 
 

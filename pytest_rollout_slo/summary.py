@@ -20,7 +20,8 @@ from pytest_rollout_slo.verdict.instant import Verdict
 from pytest_rollout_slo.verdict.record import VerdictRecord
 
 _COLOURS = {Verdict.PASS: "green", Verdict.WARN: "yellow", Verdict.FAIL: "red",
-            Verdict.ERROR: "red", Verdict.NO_DATA: "yellow", Verdict.TRACKED: "cyan"}
+            Verdict.ERROR: "red", Verdict.NO_DATA: "yellow",
+            Verdict.INCONCLUSIVE: "yellow", Verdict.TRACKED: "cyan"}
 
 
 class SummaryTable:

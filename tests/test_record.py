@@ -3,6 +3,7 @@ whole from an xdist worker to the controller."""
 
 from __future__ import annotations
 
+import math
 import textwrap
 from pathlib import Path
 
@@ -13,7 +14,13 @@ from hypothesis import strategies as st
 from pytest_rollout_slo.backends.sqlite import SQLITE
 from pytest_rollout_slo.spec.load import load_spec
 from pytest_rollout_slo.spec.model import NO_BOUNDS, Bounds, ResolvedObjective
-from pytest_rollout_slo.verdict.instant import Evaluation, Observation, Verdict, judge
+from pytest_rollout_slo.verdict.instant import (
+    Evaluation,
+    Observation,
+    Significance,
+    Verdict,
+    judge,
+)
 from pytest_rollout_slo.verdict.record import FLAGGED_VALUES, KEPT_VALUES, Limit, VerdictRecord
 
 AT = 1_795_694_400.0
@@ -133,3 +140,19 @@ def test_record_survives_the_trip_from_a_worker(values: list[Observation], low: 
     # repr compares NaN with NaN, which == does not.
     assert repr(back) == repr(record)
     assert back.verdict is verdict and isinstance(back.values, tuple)
+
+
+def test_a_record_with_confidence_tests_survives_the_trip_from_a_worker() -> None:
+    test = Significance((("region", "eu"),), "rate ratio", "wilson", 0.95, (3, 100, 1, 90),
+                        2.7, 0.3, math.inf, "max_increase 20%", 3, 0.4, 0.9, 0.8,
+                        "about 1,900 more canary requests would decide")
+    record = VerdictRecord(
+        nodeid="a::b", title="b[beta]", service="s", objective="b", stage="beta", matrix="",
+        unit="percent", bounds=Bounds(None, 0.05), on_no_data="fail", strict=False, at=AT,
+        window="1h", backend="db (sqlite)", queries={"query": "SELECT 1"},
+        on_inconclusive="skip", confidence="95% (wilson)")
+    record = record.judged(Evaluation(Verdict.INCONCLUSIVE, Bounds(None, 0.05), (),
+                                      tests=(test,), adjustment="Holm", family=4))
+    back = VerdictRecord.from_dict(record.to_dict())
+    assert back == record
+    assert back.tests[0].verdict is Verdict.INCONCLUSIVE

@@ -224,6 +224,10 @@ VALID = [
     pytest.param(spec(top="matrix: {region: [eu, us]}\n",
                       objectives=QUERY.replace("up", 'up{region="${region}"}')),
                  id="file-matrix"),
+    pytest.param(spec(RATIO + "  max: 5%\n  confidence: 95%\n  on_inconclusive: warn\n",
+                      top="confidence: {level: 0.9, method: wilson}\n",
+                      header=header("  beta: {}\n", "  beta: {confidence: 99%}\n")),
+                 id="confidence"),
 ]
 
 

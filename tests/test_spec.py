@@ -1050,4 +1050,5 @@ def test_rollback_on_names_the_accepted_verdicts(tmp_path: Path, value: str) -> 
     text = ROLLOUT_SPEC.replace("rollback_on: [fail, error]",
                                 f"rollback_on: {value}  # {MARK}")
     _assert_error(tmp_path, text, "stages.beta.rollback_on",
-                  "must be a list of verdicts out of fail, error, no_data, warn (default [fail])")
+                  "must be a list of verdicts out of fail, error, no_data, inconclusive, warn "
+                  "(default [fail])")

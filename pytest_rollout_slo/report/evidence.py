@@ -18,13 +18,13 @@ numbers; version 1 wrote them as display text). A later version only adds keys::
              "partial": bool, "partial_reason": "2 of 7 objectives not run (-k ...)" | null,
              "not_run": [node ids of the stage's objectives this run did not judge],
              "usage_error": "why the gate did not run" | null,
-             "total": 7, "counts": {"fail": 3, "error": 1, "no_data": 1, "warn": 1, "pass": 1,
-                                   "tracked": 0}},
+             "total": 7, "counts": {"fail": 3, "error": 1, "no_data": 1, "inconclusive": 0,
+                                   "warn": 1, "pass": 1, "tracked": 0}},
      "objectives": [  # sorted by id
        {"id": "slo_specs/x.yaml::error_rate[beta]", "title": "error_rate[beta]",
         "service": "...", "objective": "error_rate", "stage": "beta",
-        "matrix": "region=eu" | null, "verdict": "pass" | "warn" | "fail" | "no_data" | "error"
-                   | "tracked",
+        "matrix": "region=eu" | null, "verdict": "pass" | "warn" | "fail" | "no_data"
+                   | "inconclusive" | "error" | "tracked",
         "outcome": "passed" | "failed" | "skipped",
         "value": 0.062 | "NaN" | "+Inf" | "-Inf" | null  (the one value judged, else null),
         "value_text": "6.20%" (as the tables show it),
@@ -49,7 +49,19 @@ numbers; version 1 wrote them as display text). A later version only adds keys::
           "freshness": [{"what": "the metric http_requests_total", "at": RFC 3339,
                          "newest": RFC 3339 | null, "age_seconds": 60.0 | null,
                          "max_age_seconds": 300.0, "searched_seconds": 3600.0 | null,
-                         "fresh": true}]}}]}
+                         "fresh": true}]},
+        "confidence": null | {"text": "95% (clopper-pearson)",
+                              "adjustment": "Holm" | "Benjamini-Hochberg" | null,
+                              "family": int | null (how many tests were adjusted together),
+                              "tests": [{"labels", "test": "binomial" | "rate ratio",
+                                         "method", "level", "counts": [k, n] | [k1, n1, k0, n0],
+                                         "estimate", "interval": [low, high], "against",
+                                         "statistic", "p_fail", "p_pass", "p_fail_adjusted",
+                                         "verdict", "more"?}]}}]}
+
+The ``checks`` and ``confidence`` keys and the ``inconclusive`` verdict were added within
+version 2: a reader of version 2 that does not know them sees more keys and one more verdict
+word.
 """
 
 from __future__ import annotations
@@ -62,7 +74,7 @@ from typing import Any
 
 from pytest_rollout_slo.files import write_text_atomic
 from pytest_rollout_slo.quantity import format_time, format_value, json_number
-from pytest_rollout_slo.report.junit import observation_rows
+from pytest_rollout_slo.report.junit import observation_rows, significance_rows
 from pytest_rollout_slo.report.markdown import markdown_report
 from pytest_rollout_slo.report.run import VERDICT_ORDER, RunMeta, decision, overall_verdict
 from pytest_rollout_slo.report.text import failure_text, value_text
@@ -140,6 +152,9 @@ def _objective_json(record: VerdictRecord) -> dict[str, Any]:
         "backend": record.backend or None,
         "checks": {"exposure": record.checks.get("exposure"),
                    "freshness": list(record.checks.get("freshness", ()))},
+        "confidence": None if not record.confidence else {
+            "text": record.confidence, "adjustment": record.adjustment or None,
+            "family": record.family or None, "tests": significance_rows(record)},
     }
 
 

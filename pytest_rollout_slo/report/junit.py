@@ -16,6 +16,7 @@ from xml.etree import ElementTree
 
 from pytest_rollout_slo.quantity import format_time, format_value, json_number
 from pytest_rollout_slo.report.text import failure_text, value_text
+from pytest_rollout_slo.verdict.confidence import family_text
 from pytest_rollout_slo.verdict.instant import Verdict
 from pytest_rollout_slo.verdict.record import VerdictRecord
 
@@ -66,7 +67,28 @@ def properties(record: VerdictRecord, message: str = "") -> list[tuple[str, obje
     if record.link:
         props.append(("slo.link", record.link))
     props.append(("slo.observations", observations_json(record)))
+    if record.confidence:
+        props.append(_shared("slo.confidence", record.confidence))
+        if record.adjustment:
+            props.append(("slo.adjustment", family_text(record.adjustment, record.family)))
+        props.append(("slo.tests", json.dumps(significance_rows(record), sort_keys=True)))
     return props
+
+
+def significance_rows(record: VerdictRecord) -> list[dict[str, object]]:
+    """The tests behind a confidence verdict as JSON objects: counts, estimate, interval,
+    method, statistic, p-values (an infinite bound of a rate ratio as a string)."""
+    rows: list[dict[str, object]] = []
+    for test in record.tests:
+        rows.append({
+            "labels": dict(test.labels), "test": test.test, "method": test.method,
+            "level": test.level, "counts": list(test.counts),
+            "estimate": json_number(test.estimate),
+            "interval": [json_number(test.low), json_number(test.high)],
+            "against": test.against, "statistic": test.statistic, "p_fail": test.p_fail,
+            "p_pass": test.p_pass, "p_fail_adjusted": test.adjusted,
+            "verdict": test.verdict.value, **({"more": test.more} if test.more else {})})
+    return rows
 
 
 def observations_json(record: VerdictRecord) -> str:
@@ -109,7 +131,8 @@ def add_system_out(xml_path: Path) -> None:
     changed = False
     for case in tree.iter("testcase"):
         props = {p.get("name"): p.get("value", "") for p in case.iter("property")}
-        if props.get("slo.verdict") not in ("warn", "no_data") or case.find("failure") is not None:
+        if (props.get("slo.verdict") not in ("warn", "no_data", "inconclusive")
+                or case.find("failure") is not None):
             continue
         text = props.get("slo.message", "")
         out = case.find("system-out")
@@ -153,4 +176,4 @@ def add_gate_error(xml_path: Path, stage: str, message: str) -> None:
 
 
 __all__ = ["add_gate_error", "add_system_out", "observation_rows", "observations_json",
-           "properties"]
+           "properties", "significance_rows"]

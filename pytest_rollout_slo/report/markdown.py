@@ -45,6 +45,7 @@ from pytest_rollout_slo.quantity import format_time, format_value
 from pytest_rollout_slo.report.run import CLEAN, VERDICT_ORDER, RunMeta, RunVerdict, overall_verdict
 from pytest_rollout_slo.report.table import threshold_text, verdict_label
 from pytest_rollout_slo.report.text import failure_text, value_text
+from pytest_rollout_slo.verdict.confidence import family_text
 from pytest_rollout_slo.verdict.exposure import exposure_summary
 from pytest_rollout_slo.verdict.instant import Verdict
 from pytest_rollout_slo.verdict.record import VerdictRecord
@@ -72,6 +73,7 @@ def markdown_report(meta: RunMeta, records: Sequence[VerdictRecord],
     if rows:
         lines += _table(meta, rows)
     lines += _check_lines(rows)
+    lines += _statistics(rows)
     for record in rows:
         if record.verdict in CLEAN:
             continue
@@ -149,6 +151,40 @@ def _check_lines(rows: Sequence[VerdictRecord]) -> list[str]:
     if not said:
         return []
     return ["**Checks before judging**", "", *(f"- {_cell(line)}" for line in said), ""]
+
+
+def _statistics(rows: Sequence[VerdictRecord]) -> list[str]:
+    """The tests behind the confidence verdicts, so that a reviewer can redo the arithmetic."""
+    judged = [r for r in rows if r.tests]
+    if not judged:
+        return []
+    headers = ["Objective", "Test", "Counts", "Estimate", "Interval", "Against",
+               "p breach", "p holding", "Verdict"]
+    cells = []
+    for record in judged:
+        for test in record.tests:
+            name = _objective_cell(record) + (f" {_cell(_labels(test.labels))}"
+                                              if test.labels else "")
+            estimate, low, high = (
+                (f"{v:.3g}x" for v in (test.estimate, test.low, test.high))
+                if test.test == "rate ratio"
+                else (format_value(v, "percent") for v in (test.estimate, test.low, test.high)))
+            adjusted = f" ({test.adjusted:.3g} adjusted)" if test.adjusted is not None else ""
+            cells.append([name, f"{test.test}, {test.method}",
+                          " / ".join(f"{c:,}" for c in test.counts), estimate,
+                          f"{test.level * 100:g}%: {low} to {high}", _cell(test.against),
+                          f"{test.p_fail:.3g}{adjusted}", f"{test.p_pass:.3g}",
+                          test.verdict.value])
+    lines = ["**Statistics**", "", _github_table(cells, headers), ""]
+    family = next((r for r in judged if r.adjustment), None)
+    if family is not None:
+        lines += [f"Breach p-values of the run: {family_text(family.adjustment, family.family)}.",
+                  ""]
+    return lines
+
+
+def _labels(labels: tuple[tuple[str, str], ...]) -> str:
+    return "{" + ", ".join(f"{k}={v}" for k, v in labels) + "}"
 
 
 def _github_table(cells: list[list[str]], headers: list[str]) -> str:

@@ -21,8 +21,8 @@ from pytest_rollout_slo.verdict.record import VerdictRecord
 RunVerdict = Literal["pass", "warn", "partial", "fail", "error"]
 Decision = Literal["PROMOTE", "HOLD", "PARTIAL"]
 # What needs attention first: the order of the Markdown table's rows and its verdict counts.
-VERDICT_ORDER = (Verdict.FAIL, Verdict.ERROR, Verdict.NO_DATA, Verdict.WARN, Verdict.PASS,
-                 Verdict.TRACKED)
+VERDICT_ORDER = (Verdict.FAIL, Verdict.ERROR, Verdict.NO_DATA, Verdict.INCONCLUSIVE,
+                 Verdict.WARN, Verdict.PASS, Verdict.TRACKED)
 # Verdicts that leave a run green: a tracked objective is reported, never judged.
 CLEAN = (Verdict.PASS, Verdict.TRACKED)
 

@@ -23,9 +23,12 @@ _LIMITS = ("max_increase", "max_decrease", "burn_rate_target", "max_violations",
 
 
 def verdict_label(record: VerdictRecord) -> str:
-    """``FAIL``, ``NO DATA (skip)``, ``WARN (strict)``: the verdict and what pytest made of it."""
+    """``FAIL``, ``NO DATA (skip)``, ``INCONCLUSIVE (pass)``, ``WARN (strict)``: the verdict
+    and what pytest made of it."""
     label = record.verdict.value.replace("_", " ").upper()
-    if record.verdict is Verdict.NO_DATA:
+    if record.verdict is Verdict.INCONCLUSIVE and record.outcome == "passed":
+        label += f" ({record.on_inconclusive})"  # warn or pass
+    elif record.verdict in (Verdict.NO_DATA, Verdict.INCONCLUSIVE):
         label += {"passed": " (pass)", "skipped": " (skip)"}.get(record.outcome, "")
     if record.verdict is Verdict.WARN and record.outcome == "failed":
         label += " (strict)"

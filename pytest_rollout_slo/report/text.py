@@ -11,6 +11,7 @@ import re
 
 from pytest_rollout_slo.quantity import Unit, format_time, format_value
 from pytest_rollout_slo.spec.model import NO_BOUNDS, Bounds
+from pytest_rollout_slo.verdict.confidence import family_text
 from pytest_rollout_slo.verdict.instant import Observation, Verdict, violation
 from pytest_rollout_slo.verdict.record import VerdictRecord
 
@@ -90,6 +91,12 @@ def failure_text(record: VerdictRecord) -> str:
         lines.append(f"  ({context})")
     if record.verdict is Verdict.NO_DATA:
         lines.append(f"  on_no_data: {record.on_no_data}")
+    if record.verdict is Verdict.INCONCLUSIVE:
+        lines.append(f"  on_inconclusive: {record.on_inconclusive}")
+    if record.confidence:
+        family = (f"; {family_text(record.adjustment, record.family)}"
+                  if record.adjustment else "")
+        lines.append(f"  confidence: {record.confidence}{family}")
     lines.append(f"  backend {record.backend}")
     for part, query in record.queries.items():
         lines.append(f"  {part} query: {query}" if part != "query" else f"  query: {query}")
@@ -133,7 +140,8 @@ def _headline(record: VerdictRecord) -> str:
         if record.reason or not record.values:
             return f"{title} TRACKED (not judged): no data ({record.reason or 'no value'})"
         return f"{title} TRACKED (not judged): {value_text(record)}"
-    word = {Verdict.FAIL: "FAILED", Verdict.WARN: "WARN"}.get(record.verdict, "PASSED")
+    word = {Verdict.FAIL: "FAILED", Verdict.WARN: "WARN",
+            Verdict.INCONCLUSIVE: "INCONCLUSIVE"}.get(record.verdict, "PASSED")
     if record.verdict is Verdict.WARN and record.strict:
         word = "FAILED (warning under --slo-strict)"
     if record.headline:

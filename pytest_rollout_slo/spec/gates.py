@@ -10,6 +10,7 @@ mistake names the file, the line and the key. No pytest, no I/O.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from typing import Any
 
@@ -21,10 +22,12 @@ from pytest_rollout_slo.quantity import (
     quote,
 )
 from pytest_rollout_slo.spec.model import (
+    METHODS,
     Baseline,
     BurnAlert,
     BurnRate,
     Change,
+    Confidence,
     Ratio,
     Scalar,
     Sustained,
@@ -194,6 +197,45 @@ def nested_durations(loader: SpecReader, body: YamlMap, outer: str, inner: str, 
         raise loader.error(body.line_of(inner), f"{where}{inner}",
                            f"{inner} {inner_value[1]} is longer than {outer} {outer_value[1]}")
     return outer_value, inner_value
+
+
+def confidence(loader: SpecReader, node: YamlMap, where: str) -> Confidence:
+    """``confidence: 95%`` or ``confidence: {level: 95%, method: wilson}``, in a file, a stage
+    or an objective; SciPy must be installed (the ``stats`` extra)."""
+    key = f"{where}confidence"
+    raw = node["confidence"]
+    method = "clopper-pearson"
+    body = node
+    name = "confidence"
+    if isinstance(raw, YamlMap):
+        body, name = raw, "level"
+        loader.keys(raw, ("level", "method"), f"{key}.")
+        method = loader.string(raw, "method", f"{key}.", default=method)
+        if method not in METHODS:
+            raise loader.error(raw.line_of("method"), f"{key}.method",
+                               f"got {quote(method)}; accepted: {', '.join(METHODS)} (default "
+                               "clopper-pearson, exact: never covers less than the level)")
+        key = f"{key}."
+    else:
+        key = where
+    level = fraction(loader, body, name, key, required=True)
+    if not 0.5 <= level < 1:
+        raise loader.error(body.line_of(name), f"{key}{name}",
+                           f"must be at least 50% and below 100% (95% is usual), got "
+                           f"{quote(body[name])}")
+    if not scipy_installed():
+        raise loader.error(node.line_of("confidence"), f"{where}confidence",
+                           "needs SciPy, which is not installed: "
+                           "pip install 'pytest-rollout-slo[stats]'")
+    return Confidence(level, method)  # type: ignore[arg-type]  # checked against METHODS
+
+
+def scipy_installed() -> bool:
+    """Whether SciPy can be imported, without importing it (collection stays fast)."""
+    try:
+        return importlib.util.find_spec("scipy") is not None
+    except (ImportError, ValueError):  # ValueError: sys.modules["scipy"] is None
+        return False
 
 
 def fraction(loader: SpecReader, body: YamlMap, name: str, where: str, *, required: bool) -> float:

@@ -21,6 +21,7 @@ from pytest_rollout_slo.quantity import (
     parse_quantity,
     quote,
 )
+from pytest_rollout_slo.spec import gates as spec_gates
 from pytest_rollout_slo.spec.exposure import parse_exposure, stage_exposure
 from pytest_rollout_slo.spec.gates import Matrix, parse_matrix
 from pytest_rollout_slo.spec.model import (
@@ -57,8 +58,8 @@ __all__ = ["ON_NO_DATA", "BackendSpec", "Bounds", "Objective", "OnNoData", "Rati
 _STAGE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # matched whole: `$` allows a final newline
 
 _TOP_KEYS = ("version", "service", "description", "backends", "variables", "stages", "objectives",
-             "matrix", "dashboard", "rollback_on", "exposure")
-_STAGE_KEYS = ("description", "variables", "rollout", "rollback_on", "exposure")
+             "matrix", "dashboard", "rollback_on", "exposure", "confidence")
+_STAGE_KEYS = ("description", "variables", "rollout", "rollback_on", "exposure", "confidence")
 _ROLLOUT_KEYS = ("api", "flag", "percent", "of", "users", "all", "environment", "actors",
                  "feature_group")
 _DASHBOARD_KEYS = ("title", "stage_label")
@@ -67,7 +68,7 @@ _APIS = ("project", "features")
 # What a percentage counts, per flag system: Unleash stickiness can hash users, sessions or
 # nothing (random: requests); Flipper has percentage_of_actors and percentage_of_time.
 _OF = {"project": ("users", "sessions", "requests"), "features": ("users", "requests")}
-ROLLBACK_VERDICTS = ("fail", "error", "no_data", "warn")
+ROLLBACK_VERDICTS = ("fail", "error", "no_data", "inconclusive", "warn")
 
 
 def load_spec(path: Path, backend_types: Mapping[str, BackendSchema]) -> Spec:
@@ -113,7 +114,9 @@ class _Loader(SpecReader):
         stages = self.stages(self.required(root, "stages", ""), root.line_of("stages"),
                              _Context(service, variables, backends, exposure))
         names = dict(variables)
-        spec = Spec(self.path, service, description, backends, names, stages, ())
+        confidence = spec_gates.confidence(self, root, "") if "confidence" in root else None
+        spec = Spec(self.path, service, description, backends, names, stages, (),
+                    confidence=confidence)
         matrix = (parse_matrix(self, root["matrix"], root.line_of("matrix"), "matrix")
                   if "matrix" in root else ())
         objectives = self.objectives(self.required(root, "objectives", ""),
@@ -121,8 +124,31 @@ class _Loader(SpecReader):
         dashboard = (self.dashboard(root["dashboard"], root.line_of("dashboard"))
                      if "dashboard" in root else DashboardSettings())
         rollback_on = self.rollback_on(root, "") or ("fail",)
-        return Spec(self.path, service, description, backends, variables, stages, objectives,
-                    dashboard=dashboard, rollback_on=rollback_on)
+        spec = Spec(self.path, service, description, backends, variables, stages, objectives,
+                    dashboard=dashboard, rollback_on=rollback_on, confidence=confidence)
+        self.check_confidence(spec, root)
+        return spec
+
+    def check_confidence(self, spec: Spec, root: YamlMap) -> None:
+        """A confidence a file or stage gives a baseline objective needs relative changes:
+        counts tell a rate ratio, not a difference in points (an objective's own is checked
+        where it is read)."""
+        for objective in spec.objectives:
+            baseline = objective.baseline
+            if baseline is None or objective.confidence is not None or objective.ratio is None:
+                continue
+            absolute = [n for n, c in (("max_increase", baseline.max_increase),
+                                       ("max_decrease", baseline.max_decrease))
+                        if c is not None and not c.relative]
+            for stage in objective.stages if absolute else ():
+                if spec.resolve(objective, stage).confidence is not None:
+                    source = ("stages." + stage) if spec.stages[stage].confidence else "(top level)"
+                    raise self.error(objective.line, f"objectives.{objective.name}.baseline."
+                                     f"{absolute[0]}",
+                                     f"the confidence of {source} judges this baseline by "
+                                     "significance, which compares rates: write the change as "
+                                     "a percentage (20%), or give the objective a confidence "
+                                     "of its own")
 
     def dashboard(self, value: Any, line: int) -> DashboardSettings:
         node = self.mapping(value, line, "dashboard")
@@ -249,7 +275,9 @@ class _Loader(SpecReader):
                                  variables, node.line_of(name), rollout,
                                  self.rollback_on(body_node, f"{where}."),
                                  self.exposure(body_node, where, name, rollout, variables,
-                                               context))
+                                               context),
+                                 spec_gates.confidence(self, body_node, f"{where}.")
+                                 if "confidence" in body_node else None)
         return result
 
     def exposure(self, node: YamlMap, where: str, stage: str, rollout: Rollout | None,

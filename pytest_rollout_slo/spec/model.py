@@ -18,6 +18,10 @@ from pytest_rollout_slo.spec.settings import SettingValues
 
 OnNoData = Literal["fail", "skip", "pass"]
 ON_NO_DATA: tuple[OnNoData, ...] = ("fail", "skip", "pass")
+OnInconclusive = Literal["fail", "warn", "skip", "pass"]
+ON_INCONCLUSIVE: tuple[OnInconclusive, ...] = ("fail", "warn", "skip", "pass")
+Method = Literal["clopper-pearson", "wilson"]
+METHODS: tuple[Method, ...] = ("clopper-pearson", "wilson")
 Scalar = str | int | float
 Combination = tuple[tuple[str, Scalar], ...]
 
@@ -51,6 +55,21 @@ class Ratio:
     numerator: str
     denominator: str
     min_denominator: float
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """``confidence:``: judge a ratio by a two-sided confidence interval on its counts."""
+
+    level: float
+    """0.95 for ``95%``."""
+    method: Method = "clopper-pearson"
+    """The interval: ``clopper-pearson`` (exact, never covers less than ``level``) or
+    ``wilson`` (score interval, nearer ``level`` on average, sometimes below it)."""
+
+    @property
+    def text(self) -> str:
+        return f"{self.level * 100:g}%"
 
 
 @dataclass(frozen=True)
@@ -200,6 +219,8 @@ class Stage:
     """Verdicts that roll the stage's flag back; None: the file's ``rollback_on``."""
     exposure: Exposure | None = None
     """The stage's exposure check (its own or the file's); only with ``rollout.percent``."""
+    confidence: Confidence | None = None
+    """The stage's ``confidence``, over the file's, under an objective's own."""
 
 
 @dataclass(frozen=True)
@@ -226,6 +247,19 @@ class Objective:
     track: bool = False
     """A tracked objective has no bounds: its value is reported, it never fails a stage."""
     alert: AlertSettings = NO_ALERT
+    confidence: Confidence | None = None
+    """The objective's own ``confidence``; see :attr:`ResolvedObjective.confidence`."""
+    on_inconclusive: OnInconclusive = "fail"
+
+    @property
+    def takes_confidence(self) -> bool:
+        """Whether a file's or stage's ``confidence`` applies: a judged ratio at one instant
+        or against a baseline, or a ``quantile`` of raw samples against a baseline;
+        sustained and burn-rate gates judge values over time, not counts or samples."""
+        measured = self.ratio is not None or (self.quantile is not None
+                                              and self.baseline is not None)
+        return (measured and not self.track and self.sustained is None
+                and self.burn_rate is None)
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -263,6 +297,9 @@ class ResolvedObjective:
     window: float | None
     window_text: str
     """The window as the spec wrote it (``24h``), for reports; empty without a window."""
+    confidence: Confidence | None = None
+    """The objective's ``confidence``, else its stage's, else its file's; None when the
+    objective is not a ratio judged on counts (see :attr:`Objective.takes_confidence`)."""
 
     @property
     def title(self) -> str:
@@ -290,6 +327,8 @@ class Spec:
     dashboard: DashboardSettings = field(default_factory=DashboardSettings)
     rollback_on: tuple[str, ...] = ("fail",)
     """Verdicts that roll a stage's flag back, unless the stage says otherwise."""
+    confidence: Confidence | None = None
+    """The file's ``confidence``, for every ratio objective that sets none at its stage."""
 
     def rollback_verdicts(self, stage: str) -> tuple[str, ...]:
         """The verdicts on which ``--slo-rollback`` acts at ``stage``."""
@@ -314,12 +353,17 @@ class Spec:
         queries = {part: substitute(text, variables)[0]
                    for part, text in objective.templates.items()}
         window = variables.get("window")
+        confidence = None
+        if objective.takes_confidence:
+            confidence = (objective.confidence or self.stages[stage].confidence
+                          or self.confidence)
         return ResolvedObjective(
             objective=objective, stage=stage, combination=combination,
             bounds=objective.bounds[stage], warn=objective.warn.get(stage, NO_BOUNDS),
             queries=queries, variables=variables,
             window=parse_duration(window) if window is not None else None,
             window_text=duration_text(window) if window is not None else "",
+            confidence=confidence,
         )
 
 

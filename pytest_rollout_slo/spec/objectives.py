@@ -27,11 +27,13 @@ from pytest_rollout_slo.spec.gates import Matrix
 from pytest_rollout_slo.spec.model import (
     NO_ALERT,
     NO_BOUNDS,
+    ON_INCONCLUSIVE,
     ON_NO_DATA,
     AlertSettings,
     Baseline,
     Bounds,
     BurnRate,
+    Confidence,
     Objective,
     Ratio,
     Scalar,
@@ -54,7 +56,7 @@ _TIME_PARAMETERS = ("window_start", "window_end")
 OBJECTIVE_KEYS = ("name", "description", "backend", "query", "ratio", "quantile",
                   "histogram_quantile", "min", "max", "warn", "unit", "thresholds", "stages",
                   "on_no_data", "sustained", "baseline", "burn_rate", "matrix", "variables",
-                  "track", "alert")
+                  "track", "alert", "confidence", "on_inconclusive")
 _MEASURES = ("query", "ratio", "quantile", "histogram_quantile")
 _GATES = ("sustained", "baseline", "burn_rate")
 _RATIO_KEYS = ("numerator", "denominator", "min_denominator")
@@ -62,7 +64,7 @@ _THRESHOLD_KEYS = ("min", "max", "warn")
 _ALERT_KEYS = ("for", "labels", "runbook")
 # What a tracked objective may not have: it is reported, never judged.
 _JUDGING_KEYS = ("min", "max", "warn", "thresholds", "sustained", "baseline", "burn_rate",
-                 "alert", "on_no_data")
+                 "alert", "on_no_data", "confidence", "on_inconclusive")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 # Bounds found in one mapping: key ("min", "warn.max") -> (value, line, key path) or None.
 _Found = dict[str, tuple[float, int, str] | None]
@@ -105,6 +107,11 @@ class ObjectiveLoader:
         if on_no_data not in ON_NO_DATA:
             raise self.error(node.line_of("on_no_data"), f"{where}on_no_data",
                              f"got {quote(on_no_data)}; accepted: {', '.join(ON_NO_DATA)}")
+        on_inconclusive = loader.string(node, "on_inconclusive", where, default="fail")
+        if on_inconclusive not in ON_INCONCLUSIVE:
+            raise self.error(node.line_of("on_inconclusive"), f"{where}on_inconclusive",
+                             f"got {quote(on_inconclusive)}; accepted: "
+                             f"{', '.join(ON_INCONCLUSIVE)}")
         track = self.track(node, where)
         gates = [key for key in _GATES if key in node]
         if len(gates) > 1:
@@ -137,10 +144,42 @@ class ObjectiveLoader:
             on_no_data=on_no_data, line=node.line, warn=warn,
             quantile=quantile, sustained=sustained, baseline=baseline, burn_rate=burn_rate,
             matrix=matrix, variables=variables, track=track,
-            alert=self.alert(node, where) if "alert" in node else NO_ALERT)
+            alert=self.alert(node, where) if "alert" in node else NO_ALERT,
+            on_inconclusive=on_inconclusive,
+            confidence=self.confidence(node, where, ratio, baseline))
         self.check_placeholders(node, where, objective)
         self.check_queries(node, where, objective)
         return objective
+
+    def confidence(self, node: YamlMap, where: str, ratio: Ratio | None,
+                   baseline: Baseline | None) -> Confidence | None:
+        if "confidence" not in node:
+            return None
+        line, key = node.line_of("confidence"), f"{where}confidence"
+        if "histogram_quantile" in node:
+            raise self.error(line, key, "confidence on a histogram_quantile is not supported: "
+                             "histogram buckets are not raw samples; compare raw samples with "
+                             "quantile: {q, values} and a baseline, or drop confidence")
+        if "quantile" in node and baseline is None:
+            raise self.error(line, key, "confidence on a quantile compares its raw samples "
+                             "with a baseline's (a rank test); add baseline: {...}, or drop "
+                             "confidence")
+        if ratio is None and "quantile" not in node:
+            raise self.error(line, key, "confidence judges a ratio by its counts, or a "
+                             "quantile's raw samples against a baseline; it is for ratio "
+                             "objectives and quantile: {q, values} with a baseline")
+        for gate in ("sustained", "burn_rate"):
+            if gate in node:
+                raise self.error(line, key, f"confidence does not combine with {gate}, which "
+                                 "judges values over time; use one or the other")
+        if baseline is not None and ratio is not None:
+            for side, change in (("max_increase", baseline.max_increase),
+                                 ("max_decrease", baseline.max_decrease)):
+                if change is not None and not change.relative:
+                    raise self.error(node["baseline"].line_of(side), f"{where}baseline.{side}",
+                                     "with confidence a baseline is judged by the ratio of the "
+                                     "rates: write the change as a percentage (20%)")
+        return spec_gates.confidence(self.loader, node, where)
 
     # -- what is measured -------------------------------------------------------------------
 
@@ -217,7 +256,8 @@ class ObjectiveLoader:
                     raise self.error(node.line_of(key), f"{where}{key}",
                                      "a tracked objective (track: true) is reported, never "
                                      "judged; remove min, max, warn, thresholds, sustained, "
-                                     "baseline, burn_rate, alert and on_no_data, or track: true")
+                                     "baseline, burn_rate, alert, on_no_data, confidence and "
+                                     "on_inconclusive, or track: true")
         return bool(node["track"])
 
     def alert(self, node: YamlMap, where: str) -> AlertSettings:

@@ -145,7 +145,7 @@ def judge_baseline(current: Sequence[Observation], baseline: Sequence[Observatio
             return own
     elif not current:
         return Evaluation(Verdict.NO_DATA, bounds, (), "no series returned", warn)
-    pairs = _pair(current, baseline, ignore_labels)
+    pairs = pair_baseline(current, baseline, ignore_labels)
     described = spec.describe()
     details: list[str] = []
     failed: list[str] = []
@@ -240,8 +240,11 @@ def judge_burn_rate(windows: Mapping[tuple[int, str], Sequence[Observation]], bu
                       "no alert firing")
 
 
-def _pair(current: Sequence[Observation], baseline: Sequence[Observation],
-          ignore: Sequence[str]) -> list[tuple[Labels, Observation | None, Observation | None]]:
+def pair_baseline(current: Sequence[Observation], baseline: Sequence[Observation],
+                  ignore: Sequence[str]
+                  ) -> list[tuple[Labels, Observation | None, Observation | None]]:
+    """Current and baseline series paired: one on each side whatever their labels, otherwise
+    by identical labels leaving out ``ignore``; raises AmbiguousAnswer on a duplicate."""
     if len(current) == 1 and len(baseline) <= 1:
         return [(current[0].labels, current[0], baseline[0] if baseline else None)]
 
@@ -298,4 +301,4 @@ def _rate(rate: float | None) -> str:
 
 
 __all__ = ["judge_baseline", "judge_burn_rate", "judge_sustained", "observe_quantile",
-           "quantile"]
+           "pair_baseline", "quantile"]

@@ -36,6 +36,8 @@ class Verdict(enum.Enum):
     FAIL = "fail"
     NO_DATA = "no_data"
     ERROR = "error"
+    INCONCLUSIVE = "inconclusive"
+    """With ``confidence``: the counts cannot tell whether the bound holds (too little data)."""
     TRACKED = "tracked"
     """A tracked objective (``track: true``): its value is reported, never judged."""
 
@@ -61,6 +63,50 @@ class Observation:
         return Sample(self.labels, self.value).label_text()
 
 
+@dataclass(frozen=True, slots=True)
+class Significance:
+    """One test behind a confidence verdict, with all a reviewer needs to redo it."""
+
+    labels: Labels
+    test: str
+    """``binomial`` (a share against its bounds), ``rate ratio`` (canary against control by
+    counts) or ``mann-whitney`` (canary against control by the ranks of raw samples)."""
+    method: str
+    """The interval: ``clopper-pearson`` or ``wilson``."""
+    level: float
+    counts: tuple[int, ...]
+    """``(k, n)``; for a rate ratio ``(canary k, canary n, control k, control n)``; for a rank
+    test ``(canary samples, control samples)``."""
+    estimate: float
+    """The share ``k / n``, the rate ratio (canary rate / control rate), or a rank test's
+    Hodges-Lehmann shift (a ratio for a relative change, else a difference)."""
+    low: float
+    high: float
+    """The interval of ``estimate``."""
+    against: str
+    """The bound it is judged against: ``max 5.00%``, ``max_increase 20%``."""
+    statistic: float
+    """The test's statistic: the events counted, ``k`` (the canary's for a rate ratio), or
+    the canary's Mann-Whitney U for a rank test."""
+    p_fail: float
+    """The doubled one-sided p-value of a breach, before any adjustment."""
+    p_pass: float
+    """The doubled one-sided p-value of holding the bound."""
+    adjusted: float | None = None
+    """``p_fail`` after the run's family adjustment; None when there was none."""
+    more: str = ""
+    """For an undecided test: how much more traffic at the same rate would decide."""
+
+    @property
+    def verdict(self) -> Verdict:
+        alpha = 1 - self.level
+        if (self.p_fail if self.adjusted is None else self.adjusted) < alpha:
+            return Verdict.FAIL
+        if self.p_pass < alpha:
+            return Verdict.PASS
+        return Verdict.INCONCLUSIVE
+
+
 @dataclass(frozen=True)
 class Evaluation:
     verdict: Verdict
@@ -79,6 +125,12 @@ class Evaluation:
     """For a baseline with one series: the change against it, ``up 41.3% (1.33 points)``."""
     baseline_value: float | None = None
     """For a baseline with one series: the baseline's value."""
+    tests: tuple[Significance, ...] = ()
+    """With ``confidence``: the test of each series (and of each change against a baseline)."""
+    adjustment: str = ""
+    """The family adjustment applied to ``tests`` (``Holm``), or '' when none was."""
+    family: int = 0
+    """How many tests the adjustment was over."""
 
     @cached_property
     def warnings(self) -> tuple[Observation, ...]:

@@ -12,11 +12,13 @@ from collections.abc import Callable, Mapping, Sequence
 
 from pytest_rollout_slo.backends.base import Answer, QueryResult, Sample
 from pytest_rollout_slo.plan.needs import Measurement
+from pytest_rollout_slo.verdict.confidence import judge_baseline_counts, judge_shares
 from pytest_rollout_slo.verdict.gates import (
     judge_baseline,
     judge_burn_rate,
     judge_sustained,
     observe_quantile,
+    pair_baseline,
 )
 from pytest_rollout_slo.verdict.instant import (
     Evaluation,
@@ -25,6 +27,7 @@ from pytest_rollout_slo.verdict.instant import (
     observe_ratio,
     observe_values,
 )
+from pytest_rollout_slo.verdict.samples import judge_samples
 
 
 def judge_objective(measurement: Measurement, answers: Mapping[str, Answer],
@@ -43,12 +46,27 @@ def judge_objective(measurement: Measurement, answers: Mapping[str, Answer],
                 windows[(index, side)] = _observe(measurement, answers,
                                                   f"burn:{index}:{side}:", text)[0]
         return judge_burn_rate(windows, objective.burn_rate)
+    confidence = resolved.confidence
+    if (confidence is not None and objective.quantile is not None
+            and objective.baseline is not None):
+        return judge_samples(observe_values(_samples(answers["query"])),
+                             observe_values(_samples(answers["baseline:query"])),
+                             resolved.bounds, resolved.warn, objective.baseline, confidence,
+                             objective.quantile, unit=objective.unit)
     observations, reason = _observe(measurement, answers, "", resolved.window_text)
     if objective.baseline is not None:
         before, _ = _observe(measurement, answers, "baseline:", resolved.window_text)
+        if confidence is not None:
+            pairs = pair_baseline(observations, before, tuple(objective.baseline.variables))
+            return judge_baseline_counts(observations, before, pairs, resolved.bounds,
+                                         resolved.warn, objective.baseline, confidence,
+                                         unit=objective.unit)
         return judge_baseline(observations, before, resolved.bounds, resolved.warn,
                               objective.baseline, unit=objective.unit,
                               ignore_labels=tuple(objective.baseline.variables))
+    if confidence is not None:
+        return judge_shares(observations, resolved.bounds, resolved.warn, confidence,
+                            unit=objective.unit, empty_reason=reason or "no series returned")
     return judge(observations, resolved.bounds, warn=resolved.warn,
                  empty_reason=reason or "no series returned")
 

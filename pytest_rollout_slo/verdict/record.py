@@ -20,8 +20,14 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, cast
 
 from pytest_rollout_slo.quantity import Unit
-from pytest_rollout_slo.spec.model import NO_BOUNDS, Bounds, OnNoData, ResolvedObjective
-from pytest_rollout_slo.verdict.instant import Evaluation, Observation, Verdict
+from pytest_rollout_slo.spec.model import (
+    NO_BOUNDS,
+    Bounds,
+    OnInconclusive,
+    OnNoData,
+    ResolvedObjective,
+)
+from pytest_rollout_slo.verdict.instant import Evaluation, Observation, Significance, Verdict
 
 KEPT_VALUES = 1000
 """Values kept in a record: JUnit and the evidence get a bounded sample of a 100k answer."""
@@ -93,6 +99,15 @@ class VerdictRecord:
     checks: Mapping[str, Any] = field(default_factory=dict)
     """What the checks made before judging found, as plain values: ``exposure`` (the stage's
     sample-ratio test) and ``freshness`` (the newest sample behind each query)."""
+    on_inconclusive: OnInconclusive = "fail"
+    confidence: str = ""
+    """``95% (clopper-pearson)`` when the objective is judged by significance; else ''."""
+    tests: tuple[Significance, ...] = ()
+    """With confidence: each test's interval, statistic and p-values."""
+    adjustment: str = ""
+    """The family adjustment applied to ``tests`` (``Holm``), or ''."""
+    family: int = 0
+    """How many tests of the run the adjustment was over."""
 
     @classmethod
     def planned(cls, resolved: ResolvedObjective, *, nodeid: str, service: str, at: float,
@@ -109,7 +124,9 @@ class VerdictRecord:
             window="" if objective.burn_rate else resolved.window_text,
             # Shared, not copied: thousands of records stay alive until the run ends.
             backend=backend, queries=resolved.queries, parameters=parameters,
-            limits=_limits(resolved))
+            limits=_limits(resolved), on_inconclusive=objective.on_inconclusive,
+            confidence=("" if resolved.confidence is None else
+                        f"{resolved.confidence.text} ({resolved.confidence.method})"))
 
     def judged(self, evaluation: Evaluation, warnings: tuple[str, ...] = ()) -> VerdictRecord:
         """This record with the verdict and values of ``evaluation``."""
@@ -124,7 +141,8 @@ class VerdictRecord:
             baseline_value=evaluation.baseline_value, values=observations[:KEPT_VALUES],
             total=len(observations), violations=len(evaluation.violations),
             warned=len(evaluation.warnings), flagged=tuple(flagged[:FLAGGED_VALUES]),
-            flagged_total=len(flagged), backend_warnings=warnings)
+            flagged_total=len(flagged), backend_warnings=warnings, tests=evaluation.tests,
+            adjustment=evaluation.adjustment, family=evaluation.family)
 
     def tracked(self) -> VerdictRecord:
         """This record as a tracked objective's: reported, never failing a stage. Its
@@ -155,6 +173,8 @@ class VerdictRecord:
                 value = [value.min, value.max]
             elif item.name == "limits":
                 value = [[limit.name, limit.text, limit.value] for limit in value]
+            elif item.name == "tests":
+                value = [_test_dict(test) for test in value]
             elif item.name in ("values", "flagged"):
                 value = [[[list(pair) for pair in o.labels], o.value, o.reason,
                           None if o.parts is None else list(o.parts)] for o in value]
@@ -179,9 +199,24 @@ class VerdictRecord:
                             None if parts is None else cast(tuple[float | None, float | None],
                                                             tuple(parts)))
                 for labels, value, reason, parts in data[name])
+        values["tests"] = tuple(_test_from(test) for test in data.get("tests", ()))
         values["details"] = tuple(data["details"])
         values["backend_warnings"] = tuple(data["backend_warnings"])
         return cls(**values)
+
+
+def _test_dict(test: Significance) -> dict[str, Any]:
+    data = {item.name: getattr(test, item.name) for item in fields(test)}
+    data["labels"] = [list(pair) for pair in test.labels]
+    data["counts"] = list(test.counts)
+    return data
+
+
+def _test_from(data: Mapping[str, Any]) -> Significance:
+    values = dict(data)
+    values["labels"] = tuple((str(k), str(v)) for k, v in data["labels"])
+    values["counts"] = tuple(int(c) for c in data["counts"])
+    return Significance(**values)
 
 
 def _limits(resolved: ResolvedObjective) -> tuple[Limit, ...]:
