@@ -18,7 +18,15 @@ from urllib.parse import quote, urlencode
 
 import requests
 
-from pytest_rollout_slo.backends.base import Query, QueryResult, RangeQuery, Series
+from pytest_rollout_slo.backends.base import (
+    AnyQuery,
+    Query,
+    QueryResult,
+    RangeQuery,
+    RequestKey,
+    Series,
+    promql_request_key,
+)
 from pytest_rollout_slo.backends.http import RETRIED_STATUSES, HttpClient, transport_message
 from pytest_rollout_slo.backends.prometheus.answer import (
     AnswerError,
@@ -72,6 +80,10 @@ class PrometheusBackend:
 
     def describe(self) -> str:
         return self._redact(f"prometheus, {self.config.url}")
+
+    def request_key(self, query: AnyQuery) -> RequestKey:
+        """The text and the times: the form holds nothing else that varies by query."""
+        return promql_request_key(query)
 
     def query(self, query: Query) -> QueryResult:
         form = {"query": query.text, "time": _unix(query.at)}
