@@ -76,7 +76,8 @@ class PrometheusBackend:
         self._http = HttpClient(timeout=config.timeout, retries=retries, backoff=retry_backoff,
                                 retried_methods=("GET", "POST"),
                                 pool_maxsize=config.max_concurrency,
-                                headers={**config.headers, **auth_header}, auth=config.basic_auth)
+                                headers={**config.headers, **auth_header}, auth=config.basic_auth,
+                                verify=config.verify, cert=config.cert, url=config.url)
 
     def describe(self) -> str:
         return self._redact(f"prometheus, {self.config.url}")
@@ -144,8 +145,7 @@ class PrometheusBackend:
         hint = ("; set check_metrics: false on the backend if it does not serve this "
                 "endpoint")
         try:
-            response = self._http.request("GET", endpoint, params=params, timeout=timeout,
-                                          verify=self.config.verify, cert=self.config.cert)
+            response = self._http.request("GET", endpoint, params=params, timeout=timeout)
         except requests.RequestException as exc:
             raise _NamesError(f"{transport_message(exc, endpoint, timeout)}, listing the metric "
                               "names to check that the query's metrics exist") from exc
@@ -166,11 +166,8 @@ class PrometheusBackend:
         endpoint = self.config.url + path
         timeout = self._http.attempt_timeout()
         try:
-            # verify and cert go with each request because requests lets REQUESTS_CA_BUNDLE
-            # override a session-level CA path, which would silently drop tls.ca_file.
             response = self._http.request(
-                "POST", endpoint, data={**self.config.params, **form}, timeout=timeout,
-                verify=self.config.verify, cert=self.config.cert)
+                "POST", endpoint, data={**self.config.params, **form}, timeout=timeout)
         except requests.RequestException as exc:
             raise self._error(transport_message(exc, endpoint, timeout), query) from exc
         status, body = response.status_code, printable(response.content, redact=self._redact)
