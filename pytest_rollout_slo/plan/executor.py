@@ -44,7 +44,6 @@ from pytest_rollout_slo.backends.base import (
     Query,
     RangeBackend,
     RequestKey,
-    full_request_key,
     resolve_env,
 )
 from pytest_rollout_slo.backends.redact import Redactor
@@ -185,6 +184,7 @@ class Executor:
         self._distinct = 0
         # Per backend, what it sends for a query: set when the backend is created.
         self._keyers: dict[BackendKey, Callable[[AnyQuery], RequestKey]] = {}
+        self._bindings: dict[tuple[tuple[str, object], ...], int] = {}
         self._waiting: dict[BackendKey, deque[_Task]] = {}
         self._running: dict[BackendKey, int] = {}
         self._order = 0
@@ -316,9 +316,9 @@ class Executor:
             backend = self._types[spec.type].create(spec.name, settings, key.spec_path.parent)
         except BackendError as exc:
             exc.backend = exc.backend or spec.name
-            self._keyers[key] = full_request_key  # every read raises the creation error
+            self._keyers[key] = self._full_key  # every read raises the creation error
             return exc
-        self._keyers[key] = getattr(backend, "request_key", full_request_key)
+        self._keyers[key] = getattr(backend, "request_key", self._full_key)
         self._limits[key] = max(1, int(getattr(backend, "max_concurrency", self._concurrency)))
         secrets = {s for s in getattr(backend, "secrets", ()) if isinstance(s, str) and s}
         if not secrets <= self._secrets:
@@ -387,8 +387,18 @@ class Executor:
         if keyer is None:
             with contextlib.suppress(BackendError):  # keyed in full; every read raises it
                 self.backend(key, spec)
-            keyer = self._keyers.get(key, full_request_key)
+            keyer = self._keyers.get(key, self._full_key)
         return (key, keyer(query))
+
+    def _full_key(self, query: AnyQuery) -> RequestKey:
+        """``full_request_key``, for a backend that does not say what it sends, with the
+        bound values numbered: items rarely share that dict by identity but often by value,
+        so each distinct set is kept once rather than per planned query."""
+        bound = tuple(sorted(query.params.items()))
+        number = self._bindings.setdefault(bound, len(self._bindings))
+        if isinstance(query, Query):
+            return (query.text, query.at, number)
+        return (query.text, query.start, query.end, query.step, number)
 
     def result(self, key: BackendKey, spec: BackendSpec, query: AnyQuery) -> Answer:
         """The answer to ``query``, waiting for it at most until the run deadline.
