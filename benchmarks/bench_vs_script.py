@@ -44,12 +44,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _support import BENCHMARKS, ROOT, machine, prepare
+from _support import BENCHMARKS, ROOT, machine, prepare, prometheus_tools
 
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.append(str(ROOT / "examples" / "quickstart"))
 
-from servers import PrometheusServer, find_binary
+from servers import PrometheusServer
 from simulate import AT_UNIX, simulate, write_openmetrics
 
 from pytest_rollout_slo.backends.base import Query
@@ -136,11 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sizes", default="100,400,2000")
     args = parser.parse_args(argv)
-    prometheus, promtool = find_binary("prometheus"), find_binary("promtool")
-    if prometheus is None or promtool is None:
-        raise SystemExit("needs prometheus and promtool on PATH (apt-get install prometheus)")
-    version = subprocess.run([prometheus, "--version"], capture_output=True, text=True,
-                             check=False).stdout.split("\n", 1)[0]
+    prometheus, promtool, version = prometheus_tools()
     source = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
     results: dict[int, dict[str, list[tuple[float, int]]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-vs-") as tmp:
