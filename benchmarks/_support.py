@@ -91,6 +91,18 @@ def run_pytest(directory: Path, args: Sequence[str], *, memory: bool = False,
     return Session(done.returncode, wall, done.stdout, json.loads(out.read_text("utf-8")))
 
 
+def prometheus_tools() -> tuple[str, str, str]:
+    """``prometheus`` and ``promtool`` on PATH and the server's version line, or exit."""
+    import shutil
+
+    prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
+    if prometheus is None or promtool is None:
+        raise SystemExit("needs prometheus and promtool on PATH (apt-get install prometheus)")
+    version = subprocess.run([prometheus, "--version"], capture_output=True, text=True,
+                             check=False).stdout.split("\n", 1)[0]
+    return prometheus, promtool, version
+
+
 def met(ratio: float, target: float) -> bool:
     """Judged on the ratio as printed, two decimals."""
     return round(ratio, 2) <= target

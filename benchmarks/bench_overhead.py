@@ -129,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         (directory / "overhead.slo.yaml").write_text(spec(args.items), encoding="utf-8")
         (directory / "test_plain.py").write_text(PLAIN.format(items=args.items),
                                                  encoding="utf-8")
-        common = ["-q", "--slo-stage=bench", f"--slo-at={AT}"]
+        # Plain tests are collected beside a gated stage only when asked (--slo-with-tests).
+        common = ["-q", "--slo-stage=bench", f"--slo-at={AT}", "--slo-with-tests"]
         for label, extra, full_run in (("--co", ["--co"], False), ("full run", [], True)):
             # Timings on a shared 2-core machine wander by 10-20 % from one session to the
             # next; the session with the median ratio is shown, with the others' ratios.

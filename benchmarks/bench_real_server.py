@@ -14,7 +14,6 @@ wall time and queries per second.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -22,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _support import ROOT, machine, prepare, run_pytest
+from _support import ROOT, machine, prepare, prometheus_tools, run_pytest
 
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.append(str(ROOT / "examples" / "quickstart"))
 
-from servers import PrometheusServer, find_binary
+from servers import PrometheusServer
 from simulate import AT_UNIX, STAGES, ensure_database, simulate, write_openmetrics
 
 SPEC = ROOT / "slo_specs" / "conflict_resolver.yaml"
@@ -53,11 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--regions", type=int, default=20)
     args = parser.parse_args(argv)
-    prometheus, promtool = find_binary("prometheus"), find_binary("promtool")
-    if prometheus is None or promtool is None:
-        raise SystemExit("needs prometheus and promtool on PATH (apt-get install prometheus)")
-    version = subprocess.run([prometheus, "--version"], capture_output=True, text=True,
-                             check=False).stdout.split("\n", 1)[0]
+    prometheus, promtool, version = prometheus_tools()
     spec = with_regions(yaml.safe_load(SPEC.read_text(encoding="utf-8")), args.regions)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-real-") as tmp:

@@ -51,7 +51,8 @@ def wrap_types(config: pytest.Config, stage: str, at: float, recording: Recordin
                                                        ReplayEnviron | None]:
     """The backend types as the run uses them, and the environment to resolve settings in."""
     if recording is not None:
-        return {n: recording.wrap(t, config.rootpath) for n, t in types.items()}, ReplayEnviron()
+        replayed = {n: recording.wrap(t, config.rootpath, at) for n, t in types.items()}
+        return replayed, ReplayEnviron()
     text = config.getoption("slo_record")
     if not text:
         return types, None

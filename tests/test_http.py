@@ -6,12 +6,15 @@ and counts what it got, so every test sees the attempts really made on the wire.
 
 from __future__ import annotations
 
+import base64
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import requests
@@ -26,6 +29,7 @@ class Scripted:
     def __init__(self) -> None:
         self.answers: list[Answer] = [(200, {})]
         self.seen: list[tuple[str, dict[str, str]]] = []
+        self.paths: list[str] = []  # as on the request line: absolute when sent to a proxy
         scripted = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -33,6 +37,7 @@ class Scripted:
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
                 scripted.seen.append((self.command, dict(self.headers)))
+                scripted.paths.append(self.path)
                 n = len(scripted.seen) - 1
                 status, headers = scripted.answers[min(n, len(scripted.answers) - 1)]
                 body = b'{"ok": true}'
@@ -194,3 +199,118 @@ def test_another_librarys_urllib3_warnings_are_left_alone(
         logging.getLogger("urllib3.connectionpool").warning(
             "Retrying (%r) after connection broken by '%r': %s", Retry(2), OSError(), "/x")
     assert [r.levelno for r in caplog.records] == [logging.WARNING]
+
+
+# -- what the environment gives: proxies, CA bundles, ~/.netrc ------------------------------
+
+ENVIRONMENT = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE",
+               "CURL_CA_BUNDLE", "SSL_CERT_FILE", "NETRC")
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    for name in ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # never the user's own
+    return monkeypatch
+
+
+def test_the_proxy_of_the_environment_is_used(server: Scripted,
+                                              clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("HTTP_PROXY", server.url.removesuffix("/api"))
+    client = HttpClient(timeout=2, url="http://prometheus.invalid:9090")
+    assert send(client, "GET", "http://prometheus.invalid:9090/api/v1/query").status_code == 200
+    assert server.paths == ["http://prometheus.invalid:9090/api/v1/query"]
+
+
+def test_no_proxy_of_the_environment_is_honoured(server: Scripted,
+                                                 clean_env: pytest.MonkeyPatch) -> None:
+    with socket.socket() as unused:  # a proxy that refuses every connection
+        unused.bind(("127.0.0.1", 0))
+        clean_env.setenv("HTTP_PROXY", f"http://127.0.0.1:{unused.getsockname()[1]}")
+        clean_env.setenv("NO_PROXY", "127.0.0.1")
+        assert send(HttpClient(timeout=2, retries=0), "GET", server.url).status_code == 200
+    assert server.paths == ["/api"]
+
+
+def test_the_environment_is_read_once_when_the_client_is_made(
+        server: Scripted, clean_env: pytest.MonkeyPatch) -> None:
+    # Resolved at backend creation, as documented, not looked up again for every query.
+    client = HttpClient(timeout=2, retries=0, url=server.url)
+    clean_env.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    assert send(client, "GET", server.url).status_code == 200
+
+
+def test_netrc_credentials_are_sent_when_no_auth_is_set(
+        server: Scripted, clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login bot password s3cret\n", encoding="utf-8")
+    netrc.chmod(0o600)
+    clean_env.setenv("NETRC", str(netrc))
+    send(HttpClient(timeout=2), "GET", server.url)
+    send(HttpClient(timeout=2, auth=("mine", "pw")), "GET", server.url)
+    sent = [headers["Authorization"] for _, headers in server.seen]
+    assert sent == ["Basic " + base64.b64encode(b"bot:s3cret").decode(),
+                    "Basic " + base64.b64encode(b"mine:pw").decode()]
+
+
+class TlsServer:
+    """A Scripted server behind TLS, with a certificate of a throwaway CA."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        import trustme
+
+        self.ca = trustme.CA()
+        self.ca_file = tmp_path / "ca.pem"
+        self.ca.cert_pem.write_to_path(str(self.ca_file))
+        self.other_ca_file = tmp_path / "other-ca.pem"
+        trustme.CA().cert_pem.write_to_path(str(self.other_ca_file))
+        self.scripted = Scripted()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ca.issue_cert("127.0.0.1").configure_cert(context)
+        server = self.scripted.server
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        self.url = self.scripted.url.replace("http://", "https://")
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[TlsServer]:
+    made = TlsServer(tmp_path)
+    yield made
+    made.scripted.server.shutdown()
+    made.scripted.server.server_close()
+
+
+def test_an_unknown_ca_fails_the_handshake(tls_server: TlsServer,
+                                           clean_env: pytest.MonkeyPatch) -> None:
+    with pytest.raises(requests.exceptions.SSLError):
+        send(HttpClient(timeout=2, retries=0), "GET", tls_server.url)
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"])
+def test_a_ca_bundle_from_the_environment_is_trusted(
+        tls_server: TlsServer, clean_env: pytest.MonkeyPatch, variable: str) -> None:
+    clean_env.setenv(variable, str(tls_server.ca_file))
+    assert send(HttpClient(timeout=2, retries=0), "GET", tls_server.url).status_code == 200
+
+
+def test_the_backends_own_ca_file_beats_the_environments(
+        tls_server: TlsServer, clean_env: pytest.MonkeyPatch) -> None:
+    # tls.ca_file is the user's choice for this backend; REQUESTS_CA_BUNDLE must not drop it.
+    clean_env.setenv("REQUESTS_CA_BUNDLE", str(tls_server.other_ca_file))
+    client = HttpClient(timeout=2, retries=0, verify=str(tls_server.ca_file))
+    assert send(client, "GET", tls_server.url).status_code == 200
+    with pytest.raises(requests.exceptions.SSLError):
+        send(HttpClient(timeout=2, retries=0), "GET", tls_server.url)
+
+
+def test_every_request_carries_the_clients_headers_and_a_fresh_body(server: Scripted) -> None:
+    client = HttpClient(timeout=2, headers={"X-Scope-OrgID": "team"})
+    for text in ("up", "a much longer query than the first"):
+        response = client.request("POST", server.url, data={"query": text},
+                                  timeout=client.attempt_timeout())
+        assert response.status_code == 200
+    lengths = [headers["Content-Length"] for _, headers in server.seen]
+    assert lengths == [str(len("query=up")), str(len("query=a+much+longer+query+than+the+first"))]
+    assert all(headers["X-Scope-OrgID"] == "team" for _, headers in server.seen)

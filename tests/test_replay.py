@@ -283,6 +283,30 @@ def test_sqlite_sustained_objective_replays(pytester: pytest.Pytester) -> None:
     assert_same_run(recorded, replayed)
 
 
+SQLITE_SHARED = """\
+- name: everywhere
+  matrix: {name: [fast, slow, none]}
+  query: SELECT max(v) FROM req WHERE ts >= :window_start AND ts < :window_end
+  max: 1s
+"""
+
+
+def test_a_query_shared_by_a_matrix_is_recorded_once_and_replays(
+        pytester: pytest.Pytester) -> None:
+    # The statement does not name :name, so the run sends it once for the three items and
+    # records it once, with the first item's parameters; the replay answers all three.
+    db = make_db(pytester.path / "events.db")
+    sqlite_spec(pytester, SQLITE_SHARED)
+    recorded = gate(pytester, "a.xml", "--slo-stage=s", f"--slo-at={AT}", "--slo-record=rec.json")
+    assert {c.verdict for c in recorded.cases.values()} == {("failure", "fail", "2.5s")}
+    assert len(recorded.cases) == 3
+    document = read_recording(pytester.path / "rec.json")
+    assert [a["params"]["name"] for a in document["answers"]] == ["fast"]
+    db.unlink()
+    replayed = gate(pytester, "b.xml", "--slo-stage=s", "--slo-replay=rec.json")
+    assert_same_run(recorded, replayed)
+
+
 # -- 2. Prometheus: record against the real server, replay with no server ------------------
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -91,9 +91,20 @@ Answer = QueryResult | tuple[Series, ...]
 """What a backend returns: an instant answer, or the series of a range query."""
 
 
+RequestKey = Hashable
+"""What a backend sends for a query: two queries with equal keys are one request."""
+
+
 @runtime_checkable
 class Backend(Protocol):
-    """A configured connection to one metrics store, shared by every item that names it."""
+    """A configured connection to one metrics store, shared by every item that names it.
+
+    A backend may also define ``request_key(query) -> RequestKey``: what it really sends for
+    ``query`` (see :func:`promql_request_key`; SQL backends use ``sql_request_key``). Queries
+    with equal keys are sent once and share the answer. It is optional, not a member of this
+    Protocol, so that a backend of another plugin without it still passes ``isinstance``
+    (and ``RangeBackend``) checks; such a backend gets :func:`full_request_key`.
+    """
 
     name: str
     type_name: str
@@ -132,6 +143,31 @@ class BackendType(BackendSchema, Protocol):
         Raise BackendConfigError when the resolved settings cannot be used.
         """
         ...
+
+
+def full_request_key(query: AnyQuery) -> RequestKey:
+    """Every part of a query: text, times and every bound value.
+
+    For a backend that does not say what it sends: it can only share answers between
+    queries that are the same in every part.
+    """
+    params = tuple(sorted(query.params.items()))
+    if isinstance(query, Query):
+        return (query.text, query.at, params)
+    return (query.text, query.start, query.end, query.step, params)
+
+
+def promql_request_key(query: AnyQuery) -> RequestKey:
+    """A PromQL request: the resolved text and the times; the bound values are not sent."""
+    if isinstance(query, Query):
+        return (query.text, query.at)
+    return (query.text, query.start, query.end, query.step)
+
+
+def request_key(backend: Backend, query: AnyQuery) -> RequestKey:
+    """``backend.request_key(query)`` where the backend defines it, else the full key."""
+    keyer = getattr(backend, "request_key", None)
+    return full_request_key(query) if keyer is None else keyer(query)
 
 
 _ENV_RE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -187,8 +223,12 @@ __all__ = [
     "QueryResult",
     "RangeBackend",
     "RangeQuery",
+    "RequestKey",
     "Sample",
     "Series",
     "env_placeholders",
+    "full_request_key",
+    "promql_request_key",
+    "request_key",
     "resolve_env",
 ]

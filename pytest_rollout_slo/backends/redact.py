@@ -83,6 +83,8 @@ class Redactor:
                 text = text.replace(secret, MASK)
             if text == before:
                 break
+        if "@" not in text:  # no userinfo to mask: the common case, once per item and link
+            return text
         return _URL_USERINFO.sub(rf"\g<scheme>{MASK}@", text)
 
     def spans(self, text: str) -> list[tuple[int, int]]:

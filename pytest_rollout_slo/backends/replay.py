@@ -13,6 +13,14 @@ The file: ``{"format": "pytest-rollout-slo/recording", "version": 1, "stage", "a
 "time": [at] | [start, end, step], "params", "result" | "error"}]}`` where
 KEY is ``<spec directory relative to the rootdir>::<backend name>``. Samples are
 ``[labels, value]`` with NaN and infinities as the strings ``"NaN"``, ``"+Inf"``, ``"-Inf"``.
+
+A run sends one request for queries that differ only in what the backend does not send (see
+``request_key`` in :mod:`.base`), so an answer is recorded once, with the parameters of the
+query that asked first. The replay keys its queries by the same rule, by the language of the
+backend type (PromQL: text and times; SQL: text and the parameters it names), and finds an
+answer recorded for any query with the same key. Only at the recorded evaluation time: at
+another, a query must match a recorded one in every part, so an SQL statement that names no
+time is not answered from a recording of another moment.
 """
 
 from __future__ import annotations
@@ -25,16 +33,22 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pytest_rollout_slo.backends.base import (
+    AnyQuery,
     Backend,
     BackendType,
     Query,
     QueryResult,
     RangeBackend,
     RangeQuery,
+    RequestKey,
     Sample,
     Series,
+    full_request_key,
+    promql_request_key,
+    request_key,
 )
 from pytest_rollout_slo.backends.redact import Redactor
+from pytest_rollout_slo.backends.sqlanswer import sql_request_key
 from pytest_rollout_slo.clock import time_left
 from pytest_rollout_slo.errors import BackendError, SloError
 from pytest_rollout_slo.files import write_text_atomic
@@ -43,6 +57,11 @@ from pytest_rollout_slo.spec.settings import Setting
 
 FORMAT = "pytest-rollout-slo/recording"
 VERSION = 1
+
+_Keyer = Callable[[AnyQuery], RequestKey]
+# What a replayed backend keys its queries by, from its type's language: the same rule as
+# the recorded run's backend of that language.
+_KEYERS: dict[str, _Keyer] = {"promql": promql_request_key, "sql": sql_request_key}
 
 
 class RecordingError(SloError):
@@ -71,6 +90,15 @@ def _times(query: Query | RangeQuery) -> list[float]:
 def _identity(backend: str, query: Query | RangeQuery) -> str:
     return _entry_identity({"backend": backend, "query": query.text, "time": _times(query),
                             "params": dict(query.params)})
+
+
+def _entry_query(entry: Mapping[str, Any]) -> AnyQuery:
+    """The query a recorded answer was asked for."""
+    times = [float(t) for t in entry["time"]]
+    if entry.get("kind") == "range":
+        return RangeQuery(str(entry["query"]), times[0], times[1], times[2],
+                          dict(entry["params"]))
+    return Query(str(entry["query"]), times[0], dict(entry["params"]))
 
 
 def _entry_identity(entry: Mapping[str, Any]) -> str:
@@ -201,6 +229,9 @@ class _RecordingBackend:
     def describe(self) -> str:
         return self.inner.describe()
 
+    def request_key(self, query: AnyQuery) -> RequestKey:
+        return request_key(self.inner, query)
+
     def graph_url(self, query: Query) -> str | None:
         link = self.inner.graph_url(query)
         self.recorder.add_link(self.key, query, link)
@@ -256,21 +287,40 @@ class Recording:
                 str(k): dict(v) for k, v in document["backends"].items()}
             self.links = {_link_key(link): link[3] for link in document["links"]}
             self.answers = {_entry_identity(a): a for a in document["answers"]}
+            entries = [(str(a["backend"]), _entry_query(a), a) for a in document["answers"]]
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise RecordingError(f"{path} is an incomplete or damaged recording "
                                  f"({type(exc).__name__}: {exc})") from exc
+        self._entries = entries
+        self._by_request: dict[_Keyer, dict[tuple[str, RequestKey], dict[str, Any]]] = {}
+        self._lock = threading.Lock()
 
-    def find(self, key: str, query: Query | RangeQuery) -> dict[str, Any]:
+    def find(self, key: str, query: Query | RangeQuery,
+             keyer: _Keyer = full_request_key) -> dict[str, Any]:
+        """The answer recorded for ``query``, or for a query that ``keyer`` calls the same
+        request (the run sent it once, for whichever query asked first)."""
         found: dict[str, Any] | None = self.answers.get(_identity(key, query))
+        if found is None:
+            found = self._requests(keyer).get((key, keyer(query)))
         if found is None:
             raise BackendError(f"the recording {self.path.name} holds no answer to this query at "
                                "this time; replay only what was recorded (same specs, stage and "
                                "--slo-at)", query=query.text)
         return found
 
-    def wrap(self, backend_type: BackendType, rootdir: Path) -> BackendType:
-        """``backend_type`` with its settings checked as usual, but answering from here."""
-        return _ReplayType(backend_type, self, rootdir)
+    def _requests(self, keyer: _Keyer) -> dict[tuple[str, RequestKey], dict[str, Any]]:
+        with self._lock:  # built once per rule, by whichever backend thread asks first
+            index = self._by_request.get(keyer)
+            if index is None:
+                index = self._by_request[keyer] = {}
+                for backend, query, entry in self._entries:
+                    index.setdefault((backend, keyer(query)), entry)
+            return index
+
+    def wrap(self, backend_type: BackendType, rootdir: Path, at: float) -> BackendType:
+        """``backend_type`` with its settings checked as usual, but answering from here, for a
+        run evaluated at ``at``."""
+        return _ReplayType(backend_type, self, rootdir, at)
 
 
 class ReplayEnviron(Mapping[str, str]):
@@ -290,13 +340,15 @@ class ReplayEnviron(Mapping[str, str]):
 
 
 class _ReplayType:
-    def __init__(self, inner: BackendType, recording: Recording, rootdir: Path) -> None:
+    def __init__(self, inner: BackendType, recording: Recording, rootdir: Path,
+                 at: float) -> None:
         self.name = inner.name
         self.settings: Mapping[str, Setting] = inner.settings
         self.language = getattr(inner, "language", "")
         _keep_query_check(self, inner)
         self.recording = recording
         self.rootdir = rootdir
+        self.at = at
 
     def create(self, name: str, settings: Mapping[str, Any], spec_dir: Path) -> Backend:
         key = Recorder("", 0.0, self.rootdir).key(name, spec_dir)
@@ -304,11 +356,15 @@ class _ReplayType:
         # the same queries it asked when recording.
         ranged = bool(self.recording.backends.get(key, {}).get("ranged"))
         kind = _ReplayRangeBackend if ranged else _ReplayBackend
-        return kind(name, self.name, key, self.recording)
+        replayed = kind(name, self.name, key, self.recording)
+        if self.at == self.recording.at:
+            replayed.keyer = _KEYERS.get(self.language, full_request_key)
+        return replayed
 
 
 class _ReplayBackend:
     max_concurrency = 8
+    keyer: _Keyer = staticmethod(full_request_key)
 
     def __init__(self, name: str, type_name: str, key: str, recording: Recording) -> None:
         self.name = name
@@ -327,6 +383,9 @@ class _ReplayBackend:
     def close(self) -> None:
         return None
 
+    def request_key(self, query: AnyQuery) -> RequestKey:
+        return self.keyer(query)
+
     def query(self, query: Query) -> QueryResult:
         entry = self._entry(query)
         result = entry["result"]
@@ -335,7 +394,7 @@ class _ReplayBackend:
                            tuple(result.get("warnings", ())))
 
     def _entry(self, query: Query | RangeQuery) -> dict[str, Any]:
-        entry = self.recording.find(self.key, query)
+        entry = self.recording.find(self.key, query, self.keyer)
         if "error" in entry:
             raise BackendError(str(entry["error"]), backend=self.name, query=query.text)
         return entry

@@ -6,22 +6,38 @@ query over a ``timestamptz`` or ``DateTime`` column reads naturally. :func:`samp
 holds an answer to the same rules as a Prometheus answer: one numeric column (each row a
 value) or ``label, value`` rows; NULL is no data; a non-finite or non-numeric value is an
 error naming the row and column; integers and ``Decimal`` are read as the nearest float,
-which holds every count below 2**53 exactly. No I/O.
+which holds every count below 2**53 exactly. :func:`sql_request_key` says which queries are
+one request: same text, same values of the parameters the statement names. No I/O.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Literal
 
-from pytest_rollout_slo.backends.base import Sample
+from pytest_rollout_slo.backends.base import AnyQuery, Query, RequestKey, Sample, full_request_key
 from pytest_rollout_slo.errors import BackendError
 
 TIMESTAMP_PARAMS = ("at", "window_start", "window_end")
 """The numeric parameters (unix seconds) that also come as ``<name>_ts`` timestamps."""
+
+# Every word after `:`, `@` or `$`, in literals and comments too: more than the names a
+# driver binds (SQLAlchemy's text() reads `:name`, sqlite3 also `@name` and `$name`). A name
+# too many only sends a query twice; a name too few would share one answer between queries
+# that bind different values, so the key errs on the side of too many. sqlglot is not asked:
+# its reading of placeholders differs by dialect, and this superset needs no dialect.
+_NAMED = re.compile(r"[:@$](\w+)")
+
+
+@functools.lru_cache(maxsize=4096)
+def _named(text: str) -> tuple[str, ...]:
+    return tuple(sorted(set(_NAMED.findall(text))))
+
 
 def bind_params(params: Mapping[str, str | int | float], timestamps: Literal["datetime", "text"]
                 ) -> dict[str, Any]:
@@ -39,6 +55,25 @@ def bind_params(params: Mapping[str, str | int | float], timestamps: Literal["da
             bound[f"{name}_ts"] = (moment if timestamps == "datetime"
                                    else moment.isoformat(sep=" ").removesuffix("+00:00"))
     return bound
+
+
+def sql_request_key(query: AnyQuery) -> RequestKey:
+    """An SQL request: the text and the values of the parameters it names, no others.
+
+    A matrix variable the statement does not name (``region`` in a query without
+    ``:region``) binds nothing the database reads, so the regions share one request.
+    ``:at_ts`` names ``at``, as :func:`bind_params` derives one from the other.
+    """
+    if not isinstance(query, Query):
+        return full_request_key(query)
+    params = query.params
+    bound: list[tuple[str, object]] = []
+    for name in _named(query.text):
+        if name in params:
+            bound.append((name, params[name]))
+        elif name.endswith("_ts") and name[:-3] in TIMESTAMP_PARAMS and name[:-3] in params:
+            bound.append((name, params[name[:-3]]))
+    return (query.text, tuple(bound))
 
 
 def samples_from_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, backend: str,
@@ -89,4 +124,4 @@ def _number(value: Any, row: int, column: str, backend: str, query: str) -> floa
     return number
 
 
-__all__ = ["TIMESTAMP_PARAMS", "bind_params", "samples_from_rows"]
+__all__ = ["TIMESTAMP_PARAMS", "bind_params", "samples_from_rows", "sql_request_key"]

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_rollout_slo.backends.base import Query, QueryResult
+from pytest_rollout_slo.backends.base import AnyQuery, Query, QueryResult, RequestKey
 from pytest_rollout_slo.backends.redact import Redactor
-from pytest_rollout_slo.backends.sqlanswer import bind_params, samples_from_rows
+from pytest_rollout_slo.backends.sqlanswer import bind_params, samples_from_rows, sql_request_key
 from pytest_rollout_slo.backends.sqlcheck import read_only_problem
 from pytest_rollout_slo.clock import time_left
 from pytest_rollout_slo.errors import BackendConfigError, BackendError
@@ -144,6 +144,9 @@ class SqlBackend:
 
     def graph_url(self, query: Query) -> str | None:
         return None
+
+    def request_key(self, query: AnyQuery) -> RequestKey:
+        return sql_request_key(query)
 
     def query(self, query: Query) -> QueryResult:
         problem = read_only_problem(query.text, self.dialect)

@@ -17,13 +17,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_rollout_slo.backends.base import Backend, Query, QueryResult
+from pytest_rollout_slo.backends.base import AnyQuery, Backend, Query, QueryResult, RequestKey
 from pytest_rollout_slo.backends.freshness import (
     SQL_SETTING,
     check_sql_freshness,
     with_sql_freshness,
 )
-from pytest_rollout_slo.backends.sqlanswer import bind_params, samples_from_rows
+from pytest_rollout_slo.backends.sqlanswer import bind_params, samples_from_rows, sql_request_key
 from pytest_rollout_slo.backends.sqlcheck import read_only_problem
 from pytest_rollout_slo.errors import BackendConfigError, BackendError
 from pytest_rollout_slo.quantity import QuantityError, format_duration, parse_duration
@@ -78,6 +78,9 @@ class SqliteBackend:
 
     def graph_url(self, query: Query) -> str | None:
         return None
+
+    def request_key(self, query: AnyQuery) -> RequestKey:
+        return sql_request_key(query)
 
     def _connection(self) -> sqlite3.Connection:
         # One connection per thread: sqlite3 connections must not be shared across threads.

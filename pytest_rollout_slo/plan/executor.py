@@ -5,7 +5,10 @@ the queries of the selected items (all of them, or on a pytest-xdist worker the 
 run there), so identical queries are shared and all of them run on a bounded set of threads,
 at most ``concurrency`` at once overall and at most the backend's ``max_concurrency`` at once
 per backend, while pytest walks the items in order. Queries start in the order they were
-planned, so the item that runs next finds its answer first. An answer is kept until every
+planned, so the item that runs next finds its answer first. Two queries are the same when
+the backend would send the same request for them (its ``request_key``): a PromQL query's
+text and times, an SQL query's text and the values of the parameters it names, so a matrix
+variable that a query does not use costs no request per value. An answer is kept until every
 item that planned it has read it, then dropped: a run holds the answers still to be read,
 not every answer of the run.
 
@@ -22,6 +25,7 @@ since when, rather than each retrying on its own into the deadline.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -39,6 +43,7 @@ from pytest_rollout_slo.backends.base import (
     BackendType,
     Query,
     RangeBackend,
+    RequestKey,
     resolve_env,
 )
 from pytest_rollout_slo.backends.redact import Redactor
@@ -54,8 +59,6 @@ DOWN_AFTER = 2
 Each of them has already been retried (a refused connect is, by the HTTP client), so two is
 "repeatedly"; one would let a single blip fail a whole stage."""
 
-# Backend, text, bound values (by number, see Executor._identity) and times.
-_Identity = tuple[object, ...]
 _WAITING, _RUNNING, _DONE = 0, 1, 2
 
 
@@ -111,6 +114,10 @@ class BackendKey:
 
     spec_path: Path
     name: str
+
+
+# The backend, and what it sends for the query (see Executor._identity).
+_Identity = tuple[BackendKey, RequestKey]
 
 
 class Pending:
@@ -175,6 +182,8 @@ class Executor:
         # Queries planned and not yet read by every item that planned them.
         self._planned: dict[_Identity, Pending] = {}
         self._distinct = 0
+        # Per backend, what it sends for a query: set when the backend is created.
+        self._keyers: dict[BackendKey, Callable[[AnyQuery], RequestKey]] = {}
         self._bindings: dict[tuple[tuple[str, object], ...], int] = {}
         self._waiting: dict[BackendKey, deque[_Task]] = {}
         self._running: dict[BackendKey, int] = {}
@@ -307,7 +316,9 @@ class Executor:
             backend = self._types[spec.type].create(spec.name, settings, key.spec_path.parent)
         except BackendError as exc:
             exc.backend = exc.backend or spec.name
+            self._keyers[key] = self._full_key  # every read raises the creation error
             return exc
+        self._keyers[key] = getattr(backend, "request_key", self._full_key)
         self._limits[key] = max(1, int(getattr(backend, "max_concurrency", self._concurrency)))
         secrets = {s for s in getattr(backend, "secrets", ()) if isinstance(s, str) and s}
         if not secrets <= self._secrets:
@@ -337,9 +348,9 @@ class Executor:
         self.start()
         found: list[Pending] = []
         queued = 0
+        identities = [self._identity(key, spec, query) for key, spec, query in plans]
         with self._cond:
-            for key, spec, query in plans:
-                identity = self._identity(key, query)
+            for (key, spec, query), identity in zip(plans, identities, strict=True):
                 pending = self._planned.get(identity)
                 if pending is None:
                     task = _Task(self._order, key, spec, query, Pending())
@@ -365,17 +376,29 @@ class Executor:
                 self._cond.notify(queued)
         return found
 
-    def _identity(self, key: BackendKey, query: AnyQuery) -> _Identity:
-        """Two queries are the same when backend, text, bound values and times are.
+    def _identity(self, key: BackendKey, spec: BackendSpec, query: AnyQuery) -> _Identity:
+        """Two queries are the same when the same backend would send the same request.
 
-        The bound values are a dict (unhashable) that items rarely share by identity but
-        often by value, so each distinct set is numbered once rather than kept per query.
+        Creates the backend if nobody did (the item's planning usually has), so that a
+        query is keyed the same way when it is queued and when it is read; not under the
+        lock, which creating a backend takes.
         """
+        keyer = self._keyers.get(key)
+        if keyer is None:
+            with contextlib.suppress(BackendError):  # keyed in full; every read raises it
+                self.backend(key, spec)
+            keyer = self._keyers.get(key, self._full_key)
+        return (key, keyer(query))
+
+    def _full_key(self, query: AnyQuery) -> RequestKey:
+        """``full_request_key``, for a backend that does not say what it sends, with the
+        bound values numbered: items rarely share that dict by identity but often by value,
+        so each distinct set is kept once rather than per planned query."""
         bound = tuple(sorted(query.params.items()))
         number = self._bindings.setdefault(bound, len(self._bindings))
         if isinstance(query, Query):
-            return (key, query.text, number, query.at)
-        return (key, query.text, number, query.start, query.end, query.step)
+            return (query.text, query.at, number)
+        return (query.text, query.start, query.end, query.step, number)
 
     def result(self, key: BackendKey, spec: BackendSpec, query: AnyQuery) -> Answer:
         """The answer to ``query``, waiting for it at most until the run deadline.
@@ -385,8 +408,8 @@ class Executor:
         query again. Raises the backend's error (or, for a bug in a backend, whatever it
         raised), and DeadlineExceeded when no answer came in time.
         """
+        identity = self._identity(key, spec, query)
         with self._cond:
-            identity = self._identity(key, query)
             pending = self._planned.get(identity)
         if pending is None:
             pending = self.submit(key, spec, query)

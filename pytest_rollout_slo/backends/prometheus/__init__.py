@@ -7,6 +7,7 @@ backend never imports ``requests``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,12 @@ class PrometheusType:
         return check_settings(name, settings, spec_dir)
 
 
+@functools.lru_cache(maxsize=4096)
 def check_promql(text: str) -> str | None:
-    """Why ``text`` is not PromQL, in the parser's words, or None."""
+    """Why ``text`` is not PromQL, in the parser's words, or None.
+
+    Cached: a matrix resolves the same text for every value it does not use.
+    """
     import promql_parser  # only when a spec has a prometheus backend
 
     try:

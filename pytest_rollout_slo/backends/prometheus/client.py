@@ -19,7 +19,15 @@ from urllib.parse import quote, urlencode
 
 import requests
 
-from pytest_rollout_slo.backends.base import Query, QueryResult, RangeQuery, Series
+from pytest_rollout_slo.backends.base import (
+    AnyQuery,
+    Query,
+    QueryResult,
+    RangeQuery,
+    RequestKey,
+    Series,
+    promql_request_key,
+)
 from pytest_rollout_slo.backends.freshness import Freshness, OncePerKey
 from pytest_rollout_slo.backends.http import RETRIED_STATUSES, HttpClient, transport_message
 from pytest_rollout_slo.backends.prometheus.answer import (
@@ -79,10 +87,15 @@ class PrometheusBackend:
         self._http = HttpClient(timeout=config.timeout, retries=retries, backoff=retry_backoff,
                                 retried_methods=("GET", "POST"),
                                 pool_maxsize=config.max_concurrency,
-                                headers={**config.headers, **auth_header}, auth=config.basic_auth)
+                                headers={**config.headers, **auth_header}, auth=config.basic_auth,
+                                verify=config.verify, cert=config.cert, url=config.url)
 
     def describe(self) -> str:
         return self._redact(f"prometheus, {self.config.url}")
+
+    def request_key(self, query: AnyQuery) -> RequestKey:
+        """The text and the times: the form holds nothing else that varies by query."""
+        return promql_request_key(query)
 
     def query(self, query: Query) -> QueryResult:
         form = {"query": query.text, "time": _unix(query.at)}
@@ -182,8 +195,7 @@ class PrometheusBackend:
         hint = ("; set check_metrics: false on the backend if it does not serve this "
                 "endpoint")
         try:
-            response = self._http.request("GET", endpoint, params=params, timeout=timeout,
-                                          verify=self.config.verify, cert=self.config.cert)
+            response = self._http.request("GET", endpoint, params=params, timeout=timeout)
         except requests.RequestException as exc:
             raise _NamesError(f"{transport_message(exc, endpoint, timeout)}, listing the metric "
                               "names to check that the query's metrics exist") from exc
@@ -204,11 +216,8 @@ class PrometheusBackend:
         endpoint = self.config.url + path
         timeout = self._http.attempt_timeout()
         try:
-            # verify and cert go with each request because requests lets REQUESTS_CA_BUNDLE
-            # override a session-level CA path, which would silently drop tls.ca_file.
             response = self._http.request(
-                "POST", endpoint, data={**self.config.params, **form}, timeout=timeout,
-                verify=self.config.verify, cert=self.config.cert)
+                "POST", endpoint, data={**self.config.params, **form}, timeout=timeout)
         except requests.RequestException as exc:
             raise self._error(transport_message(exc, endpoint, timeout), query) from exc
         status, body = response.status_code, printable(response.content, redact=self._redact)
