@@ -47,7 +47,8 @@ SPEC = """\
 version: 1
 service: svc
 backends:
-  prom: {type: prometheus, url: "http://prometheus:9090", check_metrics: false}
+  prom: {type: prometheus, url: "http://prometheus:9090", check_metrics: false,
+         check_freshness: false}
   db: {type: sqlite, path: events.db}
 variables:
   window: 1h
