@@ -220,3 +220,18 @@ def events_duckdb(tmp_path_factory: pytest.TempPathFactory, quickstart_events: E
     path = tmp_path_factory.mktemp("duckdb") / "events.duckdb"
     write_sql(quickstart_events, f"duckdb:///{path}")
     return path
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytester, its child runs kept free of pytest-benchmark.
+
+    Whatever pytest plugins the machine has installed load into every child run. CI's image
+    has pytest-benchmark, whose 5.2 releases warn whenever xdist is active, and under the
+    child's ``filterwarnings = error`` that warning ends the run as an internal error before
+    any gate is judged. pytester clears PYTEST_ADDOPTS when it starts, so setting it here
+    reaches in-process and subprocess runs alike; blocking a plugin that is not installed is
+    a no-op.
+    """
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:benchmark")
+    return pytester
