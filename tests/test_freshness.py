@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -16,7 +17,7 @@ import responses
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_rollout_slo.backends.base import Query, QueryResult, Sample
+from pytest_rollout_slo.backends.base import Query, QueryResult, Sample, request_key
 from pytest_rollout_slo.backends.freshness import (
     Freshness,
     SqlFreshness,
@@ -26,6 +27,7 @@ from pytest_rollout_slo.backends.freshness import (
 from pytest_rollout_slo.backends.prometheus import PROMETHEUS
 from pytest_rollout_slo.backends.prometheus.client import PrometheusBackend
 from pytest_rollout_slo.backends.prometheus.metrics import newest_sample_query
+from pytest_rollout_slo.backends.sqlite import SQLITE
 from pytest_rollout_slo.errors import BackendConfigError, BackendError
 
 URL = "http://prometheus:9090"
@@ -253,3 +255,18 @@ def test_generated_sql_settings_are_a_check_or_an_error(freshness: object) -> No
     else:
         assert isinstance(backend, SqlFreshness)
         assert math.isfinite(backend.max_age) and backend.max_age > 0
+
+
+def test_sql_freshness_keeps_the_inner_request_key_per_evaluation_time() -> None:
+    # Wrapped, a SQL backend still shares one request between the regions of a statement
+    # that does not name :region; but never across evaluation times, each freshness-checked.
+    inner = with_sql_freshness(SQLITE.create("events", {"path": ":memory:"}, Path(".")),
+                               {"freshness": {"query": "SELECT max(ts)", "max_age": "5m"}})
+    text = "SELECT count(*) FROM req WHERE ts <= :at"
+    eu, us = (Query(text, AT, {"at": AT, "region": region}) for region in ("eu", "us"))
+    later = Query(text, AT + 60, {"at": AT + 60, "region": "eu"})
+    assert request_key(inner, eu) == request_key(inner, us)
+    assert request_key(inner, eu) != request_key(inner, later)
+    fixed = Query("SELECT count(*) FROM req", AT, {"at": AT})
+    assert request_key(inner, fixed) != request_key(inner, replace(fixed, at=AT + 60))
+    inner.close()

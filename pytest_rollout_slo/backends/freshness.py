@@ -18,7 +18,14 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_rollout_slo.backends.base import Backend, Query, QueryResult
+from pytest_rollout_slo.backends.base import (
+    AnyQuery,
+    Backend,
+    Query,
+    QueryResult,
+    RequestKey,
+    request_key,
+)
 from pytest_rollout_slo.errors import BackendConfigError, BackendError
 from pytest_rollout_slo.quantity import QuantityError, format_duration, format_time, parse_duration
 from pytest_rollout_slo.spec.settings import QueryCheck, Setting, SettingProblem
@@ -229,6 +236,13 @@ class SqlFreshness:
 
     def close(self) -> None:
         self.backend.close()
+
+    def request_key(self, query: AnyQuery) -> RequestKey:
+        """What the wrapped backend sends, and the evaluation time: two queries the database
+        answers alike (a statement without ``:at``) are one request only at the same time,
+        as the freshness check they carry is made per time."""
+        key = request_key(self.backend, query)
+        return (key, query.at) if isinstance(query, Query) else key
 
     def query(self, query: Query) -> QueryResult:
         result = self.backend.query(query)
