@@ -121,7 +121,7 @@ def _describe(spec: Spec, path: str, show_queries: bool) -> str:
                     judged = _judged(objective, resolved)
                 lines.append(f"    {resolved.title}: {judged} [{backend.name}, {backend.type}]")
                 if show_queries:
-                    for part, query in resolved.queries.items():
+                    for part, query in resolved.gate_queries.items():
                         lines.append(f"      {part}: {query}")
     return "\n".join(lines) + "\n"
 

@@ -292,7 +292,7 @@ class ObjectiveItem(pytest.Item):
         objective = self.resolved.objective
         measurement, needs = self.measurement(state.at)
         self._planned = None  # the answers are read once; keep no plan past the item
-        queries = self.resolved.queries
+        queries = self.resolved.gate_queries
         main = needs[0].query if needs else None
         # Start as an error: only a complete, judged answer turns it into anything else.
         record = VerdictRecord.planned(

@@ -194,6 +194,10 @@ def test_counts_are_rounded_and_a_numerator_above_the_denominator_is_an_error() 
     assert evaluation.tests[0].counts == (30, 1000)
     with pytest.raises(UnjudgeableAnswer, match="exceeds its denominator"):
         judge_shares([ratio(12, 10)], MAX_5, Bounds(None, None), EXACT, unit="percent")
+    # Beyond 2**53 a float holds no whole count (and SciPy takes 64-bit integers only).
+    with pytest.raises(UnjudgeableAnswer, match="where counts stop being whole numbers"):
+        judge_shares([ratio(1e18, 2.0 ** 64)], MAX_5, Bounds(None, None), EXACT,
+                     unit="percent")
 
 
 def test_missing_values_are_no_data_never_a_pass() -> None:

@@ -260,7 +260,8 @@ def test_confidence_on_a_plain_latency_query_is_a_spec_error(pytester: pytest.Py
     result = run(pytester)
     assert result.ret == 2
     result.stdout.fnmatch_lines(["*objectives.latency.confidence*confidence judges a ratio by "
-                                 "its counts, or a quantile's raw samples against a baseline*"])
+                                 "its counts, a histogram_quantile by its bucket counts, or a "
+                                 "quantile's raw samples against a baseline*"])
 
 
 def test_under_xdist_every_worker_judges_the_same_family(pytester: pytest.Pytester) -> None:

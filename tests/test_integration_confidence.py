@@ -13,10 +13,10 @@ import json
 import pytest
 
 # Before any in-process run: SciPy's compiled modules cannot be loaded twice in one process.
-import scipy.stats  # noqa: F401
+import scipy.stats
 from expected import expected_error_rate
-from simulate import Events
-from test_integration_gates import STAGE_WINDOW, error_rate, prometheus, spec
+from simulate import AT_UNIX, Events
+from test_integration_gates import STAGE_WINDOW, error_rate, latency, prometheus, spec
 from test_integration_prometheus import run_spec
 
 from pytest_rollout_slo.verdict import stats
@@ -72,3 +72,57 @@ def test_canary_against_control_by_significance(
     assert test["counts"] == [now.numerator, now.denominator, before.numerator,
                               before.denominator]
     assert result.ret == (0 if want == "pass" else 1)
+
+
+def tool_call_counts(events: Events, stage: str, bound: float) -> tuple[int, int]:
+    """Tool calls of ``stage``'s window at most ``bound`` seconds, and all of them."""
+    start = AT_UNIX - STAGE_WINDOW[stage]
+    durations = [c.duration_s for c in events.tool_calls
+                 if c.stage == stage and start <= c.ts < AT_UNIX]
+    return sum(d <= bound for d in durations), len(durations)
+
+
+@pytest.mark.parametrize(("stage", "maximum", "want"), [
+    ("internal", 7.5, "inconclusive"),  # 95.3 % of 965 calls within 7.5 s: too close to tell
+    ("beta", 7.5, "pass"),  # 97.5 % of 2,105
+    ("beta", 5.0, "fail"),  # 93.3 % of 2,105
+])
+def test_a_histogram_p95_is_judged_by_its_bucket_counts(
+        pytester: pytest.Pytester, prometheus: str, quickstart_events: Events, stage: str,
+        maximum: float, want: str) -> None:
+    # The verdict worked out from the raw events with the binomial distribution's own tails
+    # (not the binomtest the plugin calls): what Prometheus' bucket counts must reproduce.
+    k, n = tool_call_counts(quickstart_events, stage, maximum)
+    held = 2 * scipy.stats.binom.sf(k - 1, n, 0.95) < 0.05
+    broken = 2 * scipy.stats.binom.cdf(k, n, 0.95) < 0.05
+    assert want == ("fail" if broken else "pass" if held else "inconclusive")
+    objective = latency("p95", f"max: {maximum:g}s\nconfidence: 95%\n")
+    result, cases = run_spec(pytester, spec(objective), stage)
+    case = cases[f"p95[{stage}]"]
+    assert case.props["slo.verdict"] == want, case.text
+    (test,) = json.loads(case.props["slo.tests"])
+    assert test["test"] == "histogram buckets"
+    assert (test["counts"], test["buckets"]) == ([k, n], [maximum])
+    assert "increase(tool_call_duration_seconds_bucket{" in case.props["slo.query"]
+    assert result.ret == (0 if want == "pass" else 1)
+
+
+def test_a_histogram_p95_against_a_baseline_by_bucket_intervals(
+        pytester: pytest.Pytester, prometheus: str) -> None:
+    # Beta's tool calls (p95 5.6 s) against ga's over the same 2 days (3.6 s): at 97.5 % each
+    # the counts place them in 5 s to 7.5 s and 3 s to 4 s, more than 20 % apart wherever in
+    # those intervals they lie.
+    objective = latency("p95", "variables: {phase: beta}\nconfidence: 95%\n"
+                        "baseline: {variables: {phase: ga}, max_increase: 20%}\n",
+                        selector='feature="${feature}", stage="${phase}", cohort="${cohort}"')
+    result, cases = run_spec(pytester, spec(objective), "beta", "--slo-report-md=summary.md")
+    case = cases["p95[beta]"]
+    assert case.props["slo.verdict"] == "fail", case.text
+    (test,) = json.loads(case.props["slo.tests"])
+    assert test["test"] == "histogram quantiles"
+    assert test["buckets"] == [5.0, 7.5, 3.0, 4.0]  # each side's interval at 97.5 %
+    assert test["p_fail"] < 0.05
+    assert "breaks max_increase 20%" in case.text
+    summary = (pytester.path / "summary.md").read_text(encoding="utf-8")
+    assert "histogram quantiles, clopper-pearson ratio" in summary
+    assert result.ret == 1

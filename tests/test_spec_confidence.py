@@ -112,13 +112,43 @@ def test_a_file_confidence_leaves_a_quantile_without_baseline_alone(tmp_path: Pa
     assert spec.resolve(only(spec), "beta").confidence is None
 
 
-@pytest.mark.parametrize(("objective", "phrase"), [
-    (QUANTILE + f"  max: 1s\n  confidence: 95%  {MARK}\n",
-     "confidence on a quantile compares its raw samples with a baseline's"),
-    ("- name: p95\n  histogram_quantile: {metric: latency_seconds, quantile: 0.95}\n"
-     f"  max: 1s\n  confidence: 95%  {MARK}\n",
-     "confidence on a histogram_quantile is not supported"),
-])
-def test_confidence_on_latency_without_raw_samples_against_a_baseline(
-        tmp_path: Path, objective: str, phrase: str) -> None:
-    assert_error(tmp_path, objective, "objectives.p95.confidence", phrase)
+def test_confidence_on_a_quantile_without_a_baseline_is_an_error(tmp_path: Path) -> None:
+    assert_error(tmp_path, QUANTILE + f"  max: 1s\n  confidence: 95%  {MARK}\n",
+                 "objectives.p95.confidence",
+                 "confidence on a quantile compares its raw samples with a baseline's")
+
+
+HISTOGRAM = """\
+- name: p95
+  histogram_quantile:
+    metric: latency_seconds
+    quantile: 0.95
+    selector: 'cohort="${feature}"'
+    by: region
+"""
+
+
+def test_a_histogram_gate_with_confidence_sends_its_bucket_counts(tmp_path: Path) -> None:
+    spec = load(tmp_path, HISTOGRAM + "  max: 1s\n  confidence: 95%\n")
+    resolved = spec.resolve(only(spec), "beta")
+    assert resolved.confidence == Confidence(0.95)
+    assert resolved.gate_queries == {"buckets": (
+        'sum by (le, region) (increase(latency_seconds_bucket{cohort="resolver"}[1h]))')}
+    # Alerts and dashboards watch the quantile itself.
+    assert resolved.queries["query"].startswith("histogram_quantile(0.95, sum by (le, region)")
+
+
+def test_a_file_confidence_reaches_a_histogram_and_spares_one_without(tmp_path: Path) -> None:
+    spec = load(tmp_path, HISTOGRAM + "  max: 1s\n", "confidence: 95%\n")
+    assert set(spec.resolve(only(spec), "beta").gate_queries) == {"buckets"}
+    spec = load(tmp_path, HISTOGRAM + "  max: 1s\n")
+    assert set(spec.resolve(only(spec), "beta").gate_queries) == {"query"}
+
+
+def test_a_histogram_baseline_with_confidence_reads_both_sides_buckets(tmp_path: Path) -> None:
+    spec = load(tmp_path, HISTOGRAM + "  confidence: 95%\n  baseline:\n"
+                "    variables: {feature: control}\n    max_increase: 50ms\n")
+    queries, _ = spec.resolve(only(spec), "beta").with_variables({"feature": "control"},
+                                                                 gate=True)
+    assert queries == {"buckets": (
+        'sum by (le, region) (increase(latency_seconds_bucket{cohort="control"}[1h]))')}

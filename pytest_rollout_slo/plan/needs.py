@@ -70,7 +70,7 @@ class Measurement:
         return needs
 
     def _instant(self, prefix: str, variables: Mapping[str, Scalar], at: float) -> list[Need]:
-        queries, _ = self.resolved.with_variables(variables)
+        queries, _ = self.resolved.with_variables(variables, gate=True)
         params = query_params(variables, at)
         return [Need(f"{prefix}{part}", Query(text, at, params)) for part, text in queries.items()]
 

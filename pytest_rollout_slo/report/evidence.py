@@ -53,11 +53,15 @@ numbers; version 1 wrote them as display text). A later version only adds keys::
         "confidence": null | {"text": "95% (clopper-pearson)",
                               "adjustment": "Holm" | "Benjamini-Hochberg" | null,
                               "family": int | null (how many tests were adjusted together),
-                              "tests": [{"labels", "test": "binomial" | "rate ratio",
+                              "tests": [{"labels", "test": "binomial" | "rate ratio" |
+                                         "mann-whitney" | "histogram buckets" |
+                                         "histogram quantiles",
                                          "method", "level", "counts": [k, n] | [k1, n1, k0, n0],
                                          "estimate", "interval": [low, high], "against",
                                          "statistic", "p_fail", "p_pass", "p_fail_adjusted",
-                                         "verdict", "more"?}]}}]}
+                                         "verdict", "more"?,
+                                         "buckets"? (histogram tests: the bucket bounds of
+                                         the counts, or both sides' quantile intervals)}]}}]}
 
 The ``checks`` and ``confidence`` keys and the ``inconclusive`` verdict were added within
 version 2: a reader of version 2 that does not know them sees more keys and one more verdict

@@ -55,8 +55,8 @@ def properties(record: VerdictRecord, message: str = "") -> list[tuple[str, obje
         _shared("slo.backend", record.backend),
     ]
     queries = record.queries
-    if "query" in queries:
-        props.append(("slo.query", queries["query"]))
+    if len(queries) == 1:  # a plain query, or a histogram's bucket counts
+        props.append(("slo.query", next(iter(queries.values()))))
     else:
         props.append(("slo.query", " / ".join(f"({q})" for q in queries.values())))
         props.extend((f"slo.{part}_query", query) for part, query in queries.items())
@@ -87,7 +87,8 @@ def significance_rows(record: VerdictRecord) -> list[dict[str, object]]:
             "interval": [json_number(test.low), json_number(test.high)],
             "against": test.against, "statistic": test.statistic, "p_fail": test.p_fail,
             "p_pass": test.p_pass, "p_fail_adjusted": test.adjusted,
-            "verdict": test.verdict.value, **({"more": test.more} if test.more else {})})
+            "verdict": test.verdict.value, **({"more": test.more} if test.more else {}),
+            **({"buckets": [json_number(b) for b in test.buckets]} if test.buckets else {})})
     return rows
 
 

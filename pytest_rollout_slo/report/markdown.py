@@ -41,13 +41,13 @@ import tabulate as tabulate_module
 from tabulate import tabulate
 
 from pytest_rollout_slo.backends.freshness import freshness_summary
-from pytest_rollout_slo.quantity import format_time, format_value
+from pytest_rollout_slo.quantity import Unit, format_time, format_value
 from pytest_rollout_slo.report.run import CLEAN, VERDICT_ORDER, RunMeta, RunVerdict, overall_verdict
 from pytest_rollout_slo.report.table import threshold_text, verdict_label
 from pytest_rollout_slo.report.text import failure_text, value_text
 from pytest_rollout_slo.verdict.confidence import family_text
 from pytest_rollout_slo.verdict.exposure import exposure_summary
-from pytest_rollout_slo.verdict.instant import Verdict
+from pytest_rollout_slo.verdict.instant import Significance, Verdict
 from pytest_rollout_slo.verdict.record import VerdictRecord
 
 _HEADLINES: dict[RunVerdict, tuple[str, str]] = {
@@ -165,10 +165,8 @@ def _statistics(rows: Sequence[VerdictRecord]) -> list[str]:
         for test in record.tests:
             name = _objective_cell(record) + (f" {_cell(_labels(test.labels))}"
                                               if test.labels else "")
-            estimate, low, high = (
-                (f"{v:.3g}x" for v in (test.estimate, test.low, test.high))
-                if test.test == "rate ratio"
-                else (format_value(v, "percent") for v in (test.estimate, test.low, test.high)))
+            estimate, low, high = (_statistic(v, test, record.unit)
+                                   for v in (test.estimate, test.low, test.high))
             adjusted = f" ({test.adjusted:.3g} adjusted)" if test.adjusted is not None else ""
             cells.append([name, f"{test.test}, {test.method}",
                           " / ".join(f"{c:,}" for c in test.counts), estimate,
@@ -181,6 +179,16 @@ def _statistics(rows: Sequence[VerdictRecord]) -> list[str]:
         lines += [f"Breach p-values of the run: {family_text(family.adjustment, family.family)}.",
                   ""]
     return lines
+
+
+def _statistic(value: float, test: Significance, unit: Unit) -> str:
+    """A test's estimate or interval end in its own terms: a ratio of rates or durations as
+    ``1.20x``, a duration or shift in the objective's unit, a share as a percentage."""
+    if test.test == "rate ratio" or test.method.endswith("ratio"):
+        return f"{value:.3g}x"
+    if test.test in ("mann-whitney", "histogram buckets", "histogram quantiles"):
+        return format_value(value, unit)
+    return format_value(value, "percent")
 
 
 def _labels(labels: tuple[tuple[str, str], ...]) -> str:

@@ -209,6 +209,20 @@ class Exposure:
 
 
 @dataclass(frozen=True)
+class Buckets:
+    """A ``histogram_quantile`` read as its bucket counts, for ``confidence``.
+
+    The gate then asks for every bucket's count in the window, not the interpolated quantile:
+    counts say how sure the quantile's side of a bound is, an interpolated value does not.
+    """
+
+    query: str
+    """``sum by (le, ...) (increase(<metric>_bucket{...}[${window}]))``."""
+    q: float
+    """The quantile, 0.99 for p99."""
+
+
+@dataclass(frozen=True)
 class Stage:
     name: str
     description: str
@@ -250,14 +264,17 @@ class Objective:
     confidence: Confidence | None = None
     """The objective's own ``confidence``; see :attr:`ResolvedObjective.confidence`."""
     on_inconclusive: OnInconclusive = "fail"
+    buckets: Buckets | None = None
+    """For a ``histogram_quantile``: its bucket counts, what a gate with confidence reads."""
 
     @property
     def takes_confidence(self) -> bool:
         """Whether a file's or stage's ``confidence`` applies: a judged ratio at one instant
-        or against a baseline, or a ``quantile`` of raw samples against a baseline;
-        sustained and burn-rate gates judge values over time, not counts or samples."""
-        measured = self.ratio is not None or (self.quantile is not None
-                                              and self.baseline is not None)
+        or against a baseline, a ``histogram_quantile`` (by its bucket counts), or a
+        ``quantile`` of raw samples against a baseline; sustained and burn-rate gates judge
+        values over time, not counts or samples."""
+        measured = (self.ratio is not None or self.buckets is not None
+                    or (self.quantile is not None and self.baseline is not None))
         return (measured and not self.track and self.sustained is None
                 and self.burn_rate is None)
 
@@ -271,6 +288,14 @@ class Objective:
         if self.ratio is not None:
             return {"numerator": self.ratio.numerator, "denominator": self.ratio.denominator}
         return {"query": self.query or ""}
+
+    def gate_templates(self, confident: bool) -> dict[str, str]:
+        """What a gate sends: :attr:`templates`, or with ``confident`` a histogram's bucket
+        counts (``{"buckets": ...}``). Exports keep :attr:`templates`: an alert watches the
+        quantile itself."""
+        if confident and self.buckets is not None:
+            return {"buckets": self.buckets.query}
+        return self.templates
 
     def combinations(self) -> Iterator[Combination]:
         """Every combination of the matrix, in the order the spec lists values."""
@@ -307,11 +332,20 @@ class ResolvedObjective:
         suffix = "".join(f"-{name}={value}" for name, value in self.combination)
         return f"{self.objective.name}[{self.stage}{suffix}]"
 
-    def with_variables(self, overrides: Mapping[str, Scalar]
+    @property
+    def gate_queries(self) -> Mapping[str, str]:
+        """What the gate sends: :attr:`queries`, or with confidence on a histogram its
+        bucket counts (see :meth:`Objective.gate_templates`)."""
+        if self.confidence is None or self.objective.buckets is None:
+            return self.queries
+        return self.with_variables({}, gate=True)[0]
+
+    def with_variables(self, overrides: Mapping[str, Scalar], *, gate: bool = False
                        ) -> tuple[dict[str, str], dict[str, Scalar]]:
-        """The queries and variables with some variables replaced (a baseline, a window)."""
+        """The queries and variables with some variables replaced (a baseline, a window);
+        with ``gate``, the queries the gate sends (:attr:`gate_queries`)."""
         variables = {**self.variables, **overrides}
-        texts = self.objective.templates
+        texts = self.objective.gate_templates(gate and self.confidence is not None)
         return {part: substitute(text, variables)[0] for part, text in texts.items()}, variables
 
 

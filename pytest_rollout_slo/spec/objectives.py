@@ -32,6 +32,7 @@ from pytest_rollout_slo.spec.model import (
     AlertSettings,
     Baseline,
     Bounds,
+    Buckets,
     BurnRate,
     Confidence,
     Objective,
@@ -98,7 +99,7 @@ class ObjectiveLoader:
             raise self.error(node.line_of("backend"), f"{where}backend",
                              f"unknown backend {quote(backend)}; this file defines: "
                              f"{listing(self.spec.backends)}")
-        query, ratio, quantile = self.measure(node, where, backend)
+        query, ratio, quantile, buckets = self.measure(node, where, backend)
         unit = loader.string(node, "unit", where) or None
         if unit is not None and unit not in UNITS:
             raise self.error(node.line_of("unit"), f"{where}unit",
@@ -145,7 +146,7 @@ class ObjectiveLoader:
             quantile=quantile, sustained=sustained, baseline=baseline, burn_rate=burn_rate,
             matrix=matrix, variables=variables, track=track,
             alert=self.alert(node, where) if "alert" in node else NO_ALERT,
-            on_inconclusive=on_inconclusive,
+            on_inconclusive=on_inconclusive, buckets=buckets,
             confidence=self.confidence(node, where, ratio, baseline))
         self.check_placeholders(node, where, objective)
         self.check_queries(node, where, objective)
@@ -156,18 +157,15 @@ class ObjectiveLoader:
         if "confidence" not in node:
             return None
         line, key = node.line_of("confidence"), f"{where}confidence"
-        if "histogram_quantile" in node:
-            raise self.error(line, key, "confidence on a histogram_quantile is not supported: "
-                             "histogram buckets are not raw samples; compare raw samples with "
-                             "quantile: {q, values} and a baseline, or drop confidence")
         if "quantile" in node and baseline is None:
             raise self.error(line, key, "confidence on a quantile compares its raw samples "
                              "with a baseline's (a rank test); add baseline: {...}, or drop "
                              "confidence")
-        if ratio is None and "quantile" not in node:
-            raise self.error(line, key, "confidence judges a ratio by its counts, or a "
-                             "quantile's raw samples against a baseline; it is for ratio "
-                             "objectives and quantile: {q, values} with a baseline")
+        if ratio is None and "quantile" not in node and "histogram_quantile" not in node:
+            raise self.error(line, key, "confidence judges a ratio by its counts, a "
+                             "histogram_quantile by its bucket counts, or a quantile's raw "
+                             "samples against a baseline; it is for ratio objectives, "
+                             "histogram_quantile, and quantile: {q, values} with a baseline")
         for gate in ("sustained", "burn_rate"):
             if gate in node:
                 raise self.error(line, key, f"confidence does not combine with {gate}, which "
@@ -184,7 +182,7 @@ class ObjectiveLoader:
     # -- what is measured -------------------------------------------------------------------
 
     def measure(self, node: YamlMap, where: str, backend: str
-                ) -> tuple[str | None, Ratio | None, float | None]:
+                ) -> tuple[str | None, Ratio | None, float | None, Buckets | None]:
         given = [key for key in _MEASURES if key in node]
         if len(given) != 1:
             raise self.error(node.line_of(given[1]) if len(given) > 1 else node.line,
@@ -193,14 +191,16 @@ class ObjectiveLoader:
         key = given[0]
         loader = self.loader
         if key == "query":
-            return loader.string(node, "query", where, required=True), None, None
+            return loader.string(node, "query", where, required=True), None, None, None
         if key == "quantile":
             body = loader.mapping(node[key], node.line_of(key), f"{where}quantile")
             loader.keys(body, ("q", "values"), f"{where}quantile.")
             q = spec_gates.fraction(loader, body, "q", f"{where}quantile.", required=True)
-            return loader.string(body, "values", f"{where}quantile.", required=True), None, q
+            return (loader.string(body, "values", f"{where}quantile.", required=True), None, q,
+                    None)
         if key == "histogram_quantile":
-            return self.histogram_quantile(node, where, backend), None, None
+            query, buckets = self.histogram_quantile(node, where, backend)
+            return query, None, None, buckets
         ratio = loader.mapping(node["ratio"], node.line_of("ratio"), f"{where}ratio")
         loader.keys(ratio, _RATIO_KEYS, f"{where}ratio.")
         numerator = loader.string(ratio, "numerator", f"{where}ratio.", required=True)
@@ -210,9 +210,12 @@ class ObjectiveLoader:
                 or not math.isfinite(minimum) or minimum < 0):
             raise self.error(ratio.line_of("min_denominator"), f"{where}ratio.min_denominator",
                              f"must be a number >= 0, got {quote(minimum)}")
-        return None, Ratio(numerator, denominator, float(minimum)), None
+        return None, Ratio(numerator, denominator, float(minimum)), None, None
 
-    def histogram_quantile(self, node: YamlMap, where: str, backend: str) -> str:
+    def histogram_quantile(self, node: YamlMap, where: str, backend: str
+                           ) -> tuple[str, Buckets]:
+        """The ``histogram_quantile`` query, and the bucket counts behind it (for
+        ``confidence``: see :mod:`pytest_rollout_slo.verdict.buckets`)."""
         key = f"{where}histogram_quantile"
         backend_type = self.loader.backend_types[self.spec.backends[backend].type]
         if getattr(backend_type, "language", "") != "promql":
@@ -239,8 +242,9 @@ class ObjectiveLoader:
                              "must be a label name or a list of label names")
         bucket = metric if metric.endswith("_bucket") else f"{metric}_bucket"
         group = ", ".join(["le", *by])
+        counts = f"sum by ({group}) (increase({bucket}{selector}[${{window}}]))"
         return (f"histogram_quantile({q:g}, sum by ({group}) "
-                f"(rate({bucket}{selector}[${{window}}])))")
+                f"(rate({bucket}{selector}[${{window}}])))", Buckets(counts, q))
 
     # -- bounds -----------------------------------------------------------------------------
 

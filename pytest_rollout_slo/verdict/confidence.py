@@ -40,6 +40,11 @@ MORE_CAP = 1000
 """How many times its traffic the "more requests" search tries before saying "more than"."""
 
 
+MAX_COUNT = 2 ** 53
+"""The largest count confidence judges: beyond it a float holds no whole number of events
+(and SciPy's binomial routines take 64-bit integers only)."""
+
+
 def counts(observation: Observation) -> tuple[int, int] | None:
     """A ratio's parts as whole counts, or None when it has no value.
 
@@ -52,6 +57,11 @@ def counts(observation: Observation) -> tuple[int, int] | None:
     numerator, denominator = observation.parts
     if numerator is None or denominator is None:
         return None
+    if max(numerator, denominator) > MAX_COUNT:
+        raise UnjudgeableAnswer(
+            f"the ratio's parts {numerator:g} and {denominator:g}{_where(observation.labels)} "
+            f"are beyond {MAX_COUNT:.3g} events, where counts stop being whole numbers; "
+            "confidence reads them as counts of events")
     k, n = round(numerator), round(denominator)
     if n == 0 and k == 0:
         return None
@@ -124,7 +134,7 @@ def more_needed(k: int, n: int, sides: Sequence[tuple[str, float]],
     return high - n, True
 
 
-def _more_text(extra: int, exact: bool, noun: str) -> str:
+def more_text(extra: int, exact: bool, noun: str) -> str:
     if not exact:
         return (f"more than {extra:,} more {noun} would be needed at the current rate, which "
                 "lies at or near the bound")
@@ -153,7 +163,7 @@ def share_test(observation: Observation, bounds: Bounds, confidence: Confidence,
                         (k, n), k / n, low, high, bounds.text(unit), k, p_fail, p_pass)
     if test.verdict is Verdict.INCONCLUSIVE:
         extra, exact = more_needed(k, n, sides, confidence)
-        test = replace(test, more=_more_text(extra, exact, "requests"))
+        test = replace(test, more=more_text(extra, exact, "requests"))
     return test
 
 
@@ -206,7 +216,7 @@ def _rate_ratio(now: Observation, before: Observation, baseline: Baseline,
             # More traffic on both sides at the same rates: the events grow in proportion,
             # and the canary keeps its share of them.
             extra, exact = more_needed(k1, total, limits, confidence)
-            more = _more_text(round(n1 * extra / total), exact,
+            more = more_text(round(n1 * extra / total), exact,
                               "canary requests (and control requests in proportion)")
         test = replace(test, more=more)
     return test
@@ -311,6 +321,18 @@ def _claim(test: Significance, unit: Unit, word: str) -> str:
 
 def _estimate(test: Significance, unit: Unit) -> str:
     level = f"{test.level * 100:g}%"
+    if test.test == "histogram buckets":
+        return (f"{format_value(test.estimate, unit)} (interpolated; {level} CI between bucket "
+                f"bounds {format_value(test.low, unit)} to {format_value(test.high, unit)})")
+    if test.test == "histogram quantiles":
+        c_low, c_high, k_low, k_high = test.buckets
+        half = f"{(1 - (1 - test.level) / 2) * 100:g}%"
+        change = (f"canary / baseline {_ratio(test.estimate)}" if test.method.endswith("ratio")
+                  else f"canary - baseline {_signed(test.estimate, unit)}")
+        canary, control = (f"{format_value(low, unit)} to {format_value(high, unit)}"
+                           for low, high in ((c_low, c_high), (k_low, k_high)))
+        return (f"{change} (canary in {canary}, baseline in {control}, {half} each, {level} "
+                "together)")
     if test.test == "mann-whitney":
         if test.method.endswith("ratio"):
             return (f"canary / baseline {_ratio(test.estimate)} (Hodges-Lehmann, {level} CI "
@@ -330,6 +352,13 @@ def _detail(test: Significance, unit: Unit) -> str:
     if test.test == "rate ratio":
         k1, n1, k0, n0 = test.counts
         counted = f"canary {k1:,} of {n1:,}, baseline {k0:,} of {n0:,}"
+    elif test.test == "histogram buckets":
+        counted = ", ".join(f"{k:,} at most {format_value(b, unit)}"
+                            for b, k in zip(test.buckets, test.counts, strict=False))
+        counted = f"{counted} of {test.counts[-1]:,} requests" if counted else (
+            f"{test.counts[-1]:,} requests")
+    elif test.test == "histogram quantiles":
+        counted = f"{test.counts[0]:,} canary and {test.counts[1]:,} baseline requests"
     elif test.test == "mann-whitney":
         counted = (f"{test.counts[0]:,} canary and {test.counts[1]:,} baseline samples, "
                    f"U = {test.statistic:g}")
@@ -381,6 +410,6 @@ def family_text(adjustment: str, family: int) -> str:
     return f"{adjustment} adjustment over {family} tests"
 
 
-__all__ = ["MORE_CAP", "adjust_family", "counts", "decide", "family_text",
-           "judge_baseline_counts", "judge_shares", "more_needed", "share_p_values",
+__all__ = ["MAX_COUNT", "MORE_CAP", "adjust_family", "counts", "decide", "family_text",
+           "judge_baseline_counts", "judge_shares", "more_needed", "more_text", "share_p_values",
            "share_test"]

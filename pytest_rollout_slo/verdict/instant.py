@@ -70,13 +70,16 @@ class Significance:
     labels: Labels
     test: str
     """``binomial`` (a share against its bounds), ``rate ratio`` (canary against control by
-    counts) or ``mann-whitney`` (canary against control by the ranks of raw samples)."""
+    counts), ``mann-whitney`` (canary against control by the ranks of raw samples),
+    ``histogram buckets`` (a histogram's quantile against its bounds by bucket counts) or
+    ``histogram quantiles`` (canary against control by their quantiles' bucket intervals)."""
     method: str
     """The interval: ``clopper-pearson`` or ``wilson``."""
     level: float
     counts: tuple[int, ...]
     """``(k, n)``; for a rate ratio ``(canary k, canary n, control k, control n)``; for a rank
-    test ``(canary samples, control samples)``."""
+    test or histogram quantiles ``(canary samples, control samples)``; for histogram buckets
+    the count at most each bound of :attr:`buckets`, then every request."""
     estimate: float
     """The share ``k / n``, the rate ratio (canary rate / control rate), or a rank test's
     Hodges-Lehmann shift (a ratio for a relative change, else a difference)."""
@@ -96,6 +99,10 @@ class Significance:
     """``p_fail`` after the run's family adjustment; None when there was none."""
     more: str = ""
     """For an undecided test: how much more traffic at the same rate would decide."""
+    buckets: tuple[float, ...] = ()
+    """For ``histogram buckets``: the bucket bounds whose counts open ``counts``; for
+    ``histogram quantiles``: the canary's quantile interval and the control's, each at half
+    the error rate (low, high, low, high)."""
 
     @property
     def verdict(self) -> Verdict:

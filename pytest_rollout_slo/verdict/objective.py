@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from pytest_rollout_slo.backends.base import Answer, QueryResult, Sample
 from pytest_rollout_slo.plan.needs import Measurement
+from pytest_rollout_slo.verdict.buckets import judge_buckets
 from pytest_rollout_slo.verdict.confidence import judge_baseline_counts, judge_shares
 from pytest_rollout_slo.verdict.gates import (
     judge_baseline,
@@ -47,6 +48,12 @@ def judge_objective(measurement: Measurement, answers: Mapping[str, Answer],
                                                   f"burn:{index}:{side}:", text)[0]
         return judge_burn_rate(windows, objective.burn_rate)
     confidence = resolved.confidence
+    if confidence is not None and objective.buckets is not None:
+        return judge_buckets(_samples(answers["buckets"]),
+                             (_samples(answers["baseline:buckets"])
+                              if objective.baseline is not None else None),
+                             resolved.bounds, resolved.warn, objective.baseline, confidence,
+                             objective.buckets.q, unit=objective.unit)
     if (confidence is not None and objective.quantile is not None
             and objective.baseline is not None):
         return judge_samples(observe_values(_samples(answers["query"])),

@@ -123,7 +123,7 @@ class VerdictRecord:
             # Burn-rate alerts bring their own windows; the stage's window would mislead.
             window="" if objective.burn_rate else resolved.window_text,
             # Shared, not copied: thousands of records stay alive until the run ends.
-            backend=backend, queries=resolved.queries, parameters=parameters,
+            backend=backend, queries=resolved.gate_queries, parameters=parameters,
             limits=_limits(resolved), on_inconclusive=objective.on_inconclusive,
             confidence=("" if resolved.confidence is None else
                         f"{resolved.confidence.text} ({resolved.confidence.method})"))
