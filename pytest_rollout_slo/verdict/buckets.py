@@ -114,7 +114,8 @@ def histograms(samples: Sequence[Sample], side: str) -> dict[Labels, Histogram]:
     groups: dict[Labels, dict[float, float]] = {}
     for sample in samples:
         le = dict(sample.labels).get("le")
-        where = _where(sample.labels)
+        labels = tuple(item for item in sample.labels if item[0] != "le")
+        where = _where(labels)
         if le is None:
             raise UnjudgeableAnswer(
                 f"{side}: a bucket series without an le label{where}; the bucket query must "
@@ -122,17 +123,17 @@ def histograms(samples: Sequence[Sample], side: str) -> dict[Labels, Histogram]:
         try:
             bound = float(le)
         except ValueError:
+            bound = math.nan
+        if math.isnan(bound):
             raise UnjudgeableAnswer(f"{side}: the bucket bound le={le!r}{where} is not a "
-                                    "number") from None
+                                    "number")
         value = sample.value
-        if (value is None or not math.isfinite(value) or value < 0 or value > MAX_COUNT
-                or math.isnan(bound)):
+        if value is None or not math.isfinite(value) or value < 0 or value > MAX_COUNT:
             raise UnjudgeableAnswer(f"{side}: the bucket le={le} holds {value}{where}; a "
                                     "bucket count is a whole number of requests, 0 to 2**53")
-        labels = tuple(item for item in sample.labels if item[0] != "le")
         buckets = groups.setdefault(labels, {})
         if bound in buckets:
-            raise UnjudgeableAnswer(f"{side}: two buckets le={le}{_where(labels)}; group "
+            raise UnjudgeableAnswer(f"{side}: two buckets le={le}{where}; group "
                                     "the bucket query by le and the objective's by labels")
         buckets[bound] = value
     return {labels: _histogram(labels, buckets, side) for labels, buckets in groups.items()}
