@@ -10,11 +10,11 @@ extra. No pytest, no I/O.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping
 from typing import Any
 
 from pytest_rollout_slo.quantity import QuantityError, parse_quantity, quote
+from pytest_rollout_slo.spec.gates import scipy_installed
 from pytest_rollout_slo.spec.model import Exposure, Rollout, Scalar, substitute
 from pytest_rollout_slo.spec.objectives import sql_parameters
 from pytest_rollout_slo.spec.reader import SpecReader, kind_of, listing
@@ -44,7 +44,7 @@ def parse_exposure(reader: SpecReader, value: Any, line: int, where: str,
         raise reader.error(node.line_of("units"), f"{where}.units",
                            f"got {quote(units)}; accepted: {', '.join(UNITS)}")
     threshold(reader, node, where)
-    if importlib.util.find_spec("scipy") is None:
+    if not scipy_installed():
         raise reader.error(line, where, "the exposure check's binomial test needs SciPy, which "
                                         "is not installed; install it with: pip install "
                                         "'pytest-rollout-slo[stats]'")

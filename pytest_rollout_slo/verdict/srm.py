@@ -1,7 +1,8 @@
 """The sample-ratio-mismatch test: is a canary's count of units what its share promises?
 
-A thin typed wrapper over SciPy's exact binomial test (``scipy.stats.binomtest``, two-sided),
-imported only when a stage has an exposure check: SciPy is the ``stats`` extra. Each unit
+The exact two-sided binomial test (:func:`pytest_rollout_slo.verdict.stats.two_sided`,
+SciPy's ``binomtest``, imported only when a stage has an exposure check: SciPy is the
+``stats`` extra) and how many units it needs to show anything. Each unit
 (a user, a session, a request) is taken to land on the canary independently with the
 promised probability, which is what a flag's percentage rollout does per unit it hashes;
 counting requests under a flag that hashes users breaks that independence (a heavy user's
@@ -11,21 +12,16 @@ requests land together), so count the unit the flag hashes. No I/O.
 from __future__ import annotations
 
 import math
-from typing import Any
+
+from pytest_rollout_slo.verdict import stats
 
 MOST_UNITS = 10 ** 12
 """Beyond this many units the count needed is not worked out, only said to be more."""
 
 
-def _binomtest() -> Any:
-    from scipy.stats import binomtest  # the stats extra; checked at load, see spec.exposure
-
-    return binomtest
-
-
 def p_value(canary: int, total: int, share: float) -> float:
     """Two-sided exact p-value of ``canary`` of ``total`` units under the promised ``share``."""
-    return float(_binomtest()(canary, total, share, alternative="two-sided").pvalue)
+    return stats.two_sided(canary, total, share)
 
 
 def testable(total: int, share: float, threshold: float) -> bool:

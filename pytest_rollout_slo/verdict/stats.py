@@ -34,6 +34,12 @@ def interval(k: int, n: int, level: float, method: Method) -> tuple[float, float
     return float(ci.low), float(ci.high)
 
 
+def two_sided(k: int, n: int, p: float) -> float:
+    """The exact two-sided binomial p-value of ``k`` of ``n`` under the share ``p``
+    (``scipy.stats.binomtest``: the outcomes no likelier than ``k``)."""
+    return float(_stats().binomtest(k, n, p, alternative="two-sided").pvalue)
+
+
 def tail(k: int, n: int, p: float, alternative: Literal["greater", "less"],
          method: Method) -> float:
     """The one-sided p-value of ``k`` of ``n`` against the share ``p``, from the test the
@@ -121,4 +127,4 @@ def adjust(p_values: Sequence[float], adjustment: Adjustment) -> list[float]:
 
 
 __all__ = ["ADJUSTMENTS", "ADJUSTMENT_NAMES", "MAX_PAIRS", "METHODS", "Adjustment", "Method",
-           "adjust", "interval", "rank_tail", "shift", "tail"]
+           "adjust", "interval", "rank_tail", "shift", "tail", "two_sided"]
