@@ -19,6 +19,7 @@ from test_spec_gates import (
     with_ratio,
 )
 
+from pytest_rollout_slo.errors import SpecError
 from pytest_rollout_slo.spec.load import load_spec
 from pytest_rollout_slo.spec.model import Confidence
 
@@ -152,3 +153,34 @@ def test_a_histogram_baseline_with_confidence_reads_both_sides_buckets(tmp_path:
                                                                  gate=True)
     assert queries == {"buckets": (
         'sum by (le, region) (increase(latency_seconds_bucket{cohort="control"}[1h]))')}
+
+
+RATE_RATIO = """\
+- name: x
+  ratio:
+    numerator: sum(irate(errors[${window}]))
+    denominator: sum(increase(requests_rate_total[${window}]))
+  max: 5%
+"""
+
+
+def test_confidence_on_promql_rates_is_an_error_naming_the_part(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as info:
+        load(tmp_path, RATE_RATIO + "  confidence: 95%\n")
+    assert info.value.key == "objectives.x.ratio.numerator"
+    assert "irate() gives events per second" in info.value.message
+    assert "use increase(...[${window}])" in info.value.message
+    # A file's confidence reaches the objective, so it is refused too, naming the stage.
+    with pytest.raises(SpecError, match=r"confidence \(at stage beta\)"):
+        load(tmp_path, RATE_RATIO, "confidence: 95%\n")
+    # Without confidence, rates are a share like any other; a name ending in rate is no call.
+    load(tmp_path, RATE_RATIO)
+    load(tmp_path, RATE_RATIO.replace("irate(", "increase(") + "  confidence: 95%\n")
+
+
+def test_an_sql_ratio_is_not_read_as_promql(tmp_path: Path) -> None:
+    objective = ("- name: x\n  backend: db\n  ratio:\n"
+                 "    numerator: SELECT rate(1) FROM req\n"
+                 "    denominator: SELECT count(*) FROM req\n"
+                 "  max: 5%\n  confidence: 95%\n")
+    assert only(load(tmp_path, objective)).confidence == Confidence(0.95)

@@ -64,6 +64,8 @@ _ROLLOUT_KEYS = ("api", "flag", "percent", "of", "users", "all", "environment", 
                  "feature_group")
 _DASHBOARD_KEYS = ("title", "stage_label")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# A PromQL call of rate() or irate(): not a metric or label that merely ends in "rate".
+_RATE_CALL = re.compile(r"(?<![\w:])(i?rate)\s*\(")
 _APIS = ("project", "features")
 # What a percentage counts, per flag system: Unleash stickiness can hash users, sessions or
 # nothing (random: requests); Flipper has percentage_of_actors and percentage_of_time.
@@ -132,8 +134,10 @@ class _Loader(SpecReader):
     def check_confidence(self, spec: Spec, root: YamlMap) -> None:
         """A confidence a file or stage gives a baseline objective needs relative changes:
         counts tell a rate ratio, not a difference in points (an objective's own is checked
-        where it is read)."""
+        where it is read). And on PromQL, a ratio judged by confidence must count events:
+        ``rate()`` gives events per second, which would read as a handful of events."""
         for objective in spec.objectives:
+            self.check_counts(spec, objective)
             baseline = objective.baseline
             if baseline is None or objective.confidence is not None or objective.ratio is None:
                 continue
@@ -149,6 +153,22 @@ class _Loader(SpecReader):
                                      "significance, which compares rates: write the change as "
                                      "a percentage (20%), or give the objective a confidence "
                                      "of its own")
+
+    def check_counts(self, spec: Spec, objective: Objective) -> None:
+        ratio = objective.ratio
+        backend_type = self.backend_types.get(spec.backends[objective.backend].type)
+        if ratio is None or getattr(backend_type, "language", "") != "promql":
+            return
+        judged = [stage for stage in objective.stages
+                  if spec.resolve(objective, stage).confidence is not None]
+        for part, text in (("numerator", ratio.numerator), ("denominator", ratio.denominator)):
+            found = _RATE_CALL.search(text)
+            if judged and found:
+                raise self.error(objective.line, f"objectives.{objective.name}.ratio.{part}",
+                                 f"confidence (at stage {judged[0]}) reads the ratio's parts "
+                                 f"as counts of events, but {found.group(1)}() gives events "
+                                 "per second, far fewer than were counted; use "
+                                 "increase(...[${window}])")
 
     def dashboard(self, value: Any, line: int) -> DashboardSettings:
         node = self.mapping(value, line, "dashboard")
