@@ -126,3 +126,43 @@ def test_a_histogram_p95_against_a_baseline_by_bucket_intervals(
     summary = (pytester.path / "summary.md").read_text(encoding="utf-8")
     assert "histogram quantiles, clopper-pearson ratio" in summary
     assert result.ret == 1
+
+
+def test_a_noisy_but_equal_canary_passes_within_a_wide_allowance(
+        pytester: pytest.Pytester, prometheus: str, quickstart_events: Events) -> None:
+    # Beta: 30 errors in 1,446 canary requests against 69 in 2,972: a rate ratio of 0.89,
+    # whose interval stays under 1.5 although the counts are few.
+    now = expected_error_rate(quickstart_events, "beta", window=STAGE_WINDOW["beta"])
+    before = expected_error_rate(quickstart_events, "beta", cohort="control",
+                                 window=STAGE_WINDOW["beta"])
+    bound = now.denominator * 1.5 / (now.denominator * 1.5 + before.denominator)
+    assert expected_verdict(now.numerator, now.numerator + before.numerator, bound) == "pass"
+    objective = error_rate("error_rate", "confidence: 95%\n"
+                           "baseline: {variables: {cohort: control}, max_increase: 50%}\n")
+    result, cases = run_spec(pytester, spec(objective), "beta")
+    case = cases["error_rate[beta]"]
+    assert case.props["slo.verdict"] == "pass", case.text
+    assert result.ret == 0
+
+
+def test_the_family_adjustment_turns_a_borderline_fail_inconclusive(
+        pytester: pytest.Pytester, prometheus: str, quickstart_events: Events) -> None:
+    # Beta's 30 errors in 1,446 requests against max 1.35 %: p = 0.032 for a breach, a fail
+    # alone; beside a second test, Holm doubles the smallest p-value past 0.05.
+    counts = expected_error_rate(quickstart_events, "beta", window=STAGE_WINDOW["beta"])
+    p = 2 * scipy.stats.binom.sf(counts.numerator - 1, counts.denominator, 0.0135)
+    assert 0.025 < p < 0.05
+    objectives = spec(error_rate("error_rate", "max: 1.35%\nconfidence: 95%\n"),
+                      error_rate("error_rate_loose", "max: 10%\nconfidence: 95%\n"))
+    alone, cases = run_spec(pytester, objectives, "beta", "--slo-confidence-adjustment=none")
+    assert cases["error_rate[beta]"].props["slo.verdict"] == "fail"
+    assert alone.ret == 1
+    result, cases = run_spec(pytester, objectives, "beta")
+    case = cases["error_rate[beta]"]
+    assert case.props["slo.verdict"] == "inconclusive", case.text
+    assert case.props["slo.adjustment"] == "Holm adjustment over 2 tests"
+    (test,) = json.loads(case.props["slo.tests"])
+    assert test["p_fail"] == pytest.approx(p, rel=1e-6)
+    assert test["p_fail_adjusted"] == pytest.approx(2 * p, rel=1e-6)
+    assert cases["error_rate_loose[beta]"].props["slo.verdict"] == "pass"
+    assert result.ret == 1  # inconclusive holds the stage (on_inconclusive: fail)
