@@ -396,3 +396,28 @@ def test_four_threads_query_the_same_backend_at_once(backend: SqliteBackend) -> 
         thread.join(timeout=30)
     assert errors == []
     assert results == {i: (Sample((), 5.0 + i),) for i in range(4)}
+
+
+def test_closing_while_a_query_runs_interrupts_it_instead_of_crashing(db_path: Path) -> None:
+    # The executor closes backends at the end of a run without waiting for its threads;
+    # closing an sqlite3 connection under a running statement used to crash the interpreter.
+    backend = SqliteBackend("events", db_path, timeout=60.0)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            _run(backend, LONG_QUERY)
+        except BaseException as exc:  # what the thread saw, checked below
+            errors.append(exc)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    while not (backend._connections and backend._connections[0][1].locked()):
+        thread.join(0.001)  # until the statement runs
+    backend.close()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert [type(e) for e in errors] == [BackendError]
+    assert "closed at the end of the run" in str(errors[0])
+    with pytest.raises(BackendError, match="closed at the end of the run"):
+        _run(backend, "SELECT 1")

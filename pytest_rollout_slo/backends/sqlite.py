@@ -70,8 +70,14 @@ class SqliteBackend:
         self.timeout = timeout
         self.max_concurrency = 4
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # Each connection with the lock its thread holds while it runs a statement: the
+        # executor closes backends without waiting for its threads, and closing an sqlite3
+        # connection that another thread is executing on crashes the interpreter (CPython
+        # frees the statement cache under the running statement), so close() interrupts a
+        # running statement and waits for its lock first.
+        self._connections: list[tuple[sqlite3.Connection, threading.Lock]] = []
         self._lock = threading.Lock()
+        self._closed = False
 
     def describe(self) -> str:
         return f"sqlite, {self.path}"
@@ -82,11 +88,12 @@ class SqliteBackend:
     def request_key(self, query: AnyQuery) -> RequestKey:
         return sql_request_key(query)
 
-    def _connection(self) -> sqlite3.Connection:
+    def _connection(self) -> tuple[sqlite3.Connection, threading.Lock]:
         # One connection per thread: sqlite3 connections must not be shared across threads.
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is not None:
-            return connection
+        found: tuple[sqlite3.Connection, threading.Lock] | None = getattr(
+            self._local, "connection", None)
+        if found is not None:
+            return found
         if not self.path.is_file():
             raise BackendError(f"database file not found: {self.path}", backend=self.name)
         uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro"
@@ -99,35 +106,52 @@ class SqliteBackend:
         except sqlite3.Error as exc:
             raise BackendError(f"cannot open {self.path} read-only: {exc}",
                                backend=self.name) from exc
-        self._local.connection = connection
+        found = (connection, threading.Lock())
         with self._lock:
-            self._connections.append(connection)
-        return connection
+            if self._closed:
+                connection.close()
+                raise BackendError("the backend was closed at the end of the run",
+                                   backend=self.name)
+            self._connections.append(found)
+        self._local.connection = found
+        return found
 
     def query(self, query: Query) -> QueryResult:
         problem = _check_sqlite(query.text)
         if problem is not None:
             raise BackendError(problem, backend=self.name, query=query.text)
-        connection = self._connection()
-        deadline = time.monotonic() + self.timeout
-        connection.set_progress_handler(lambda: int(time.monotonic() > deadline),
-                                        _PROGRESS_STEPS)
-        try:
-            cursor = connection.execute(query.text, bind_params(query.params, "text"))
-            rows = cursor.fetchall()
-        except sqlite3.Error as exc:
-            raise BackendError(_error_message(exc, query, self.timeout), backend=self.name,
-                               query=query.text) from exc
-        finally:
-            connection.set_progress_handler(None, 0)
-        columns = [d[0] for d in cursor.description or ()]
+        connection, busy = self._connection()
+        with busy:
+            if self._closed:
+                raise BackendError("the backend was closed at the end of the run",
+                                   backend=self.name, query=query.text)
+            deadline = time.monotonic() + self.timeout
+            connection.set_progress_handler(lambda: int(time.monotonic() > deadline),
+                                            _PROGRESS_STEPS)
+            try:
+                cursor = connection.execute(query.text, bind_params(query.params, "text"))
+                rows = cursor.fetchall()
+                columns = [d[0] for d in cursor.description or ()]
+            except sqlite3.Error as exc:
+                message = ("the backend was closed at the end of the run" if self._closed
+                           else _error_message(exc, query, self.timeout))
+                raise BackendError(message, backend=self.name, query=query.text) from exc
+            finally:
+                connection.set_progress_handler(None, 0)
         return QueryResult(samples_from_rows(columns, rows, backend=self.name, query=query.text))
 
     def close(self) -> None:
         with self._lock:
-            for connection in self._connections:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for connection, busy in connections:
+            if not busy.acquire(blocking=False):
+                connection.interrupt()  # the one sqlite3 call meant for another thread
+                busy.acquire()
+            try:
                 connection.close()
-            self._connections.clear()
+            finally:
+                busy.release()
 
 
 def _check_sqlite(text: str) -> str | None:
