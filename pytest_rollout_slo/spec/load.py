@@ -145,7 +145,7 @@ class _Loader(SpecReader):
                                        ("max_decrease", baseline.max_decrease))
                         if c is not None and not c.relative]
             for stage in objective.stages if absolute else ():
-                if spec.resolve(objective, stage).confidence is not None:
+                if spec.confidence_for(objective, stage) is not None:
                     source = ("stages." + stage) if spec.stages[stage].confidence else "(top level)"
                     raise self.error(objective.line, f"objectives.{objective.name}.baseline."
                                      f"{absolute[0]}",
@@ -156,19 +156,23 @@ class _Loader(SpecReader):
 
     def check_counts(self, spec: Spec, objective: Objective) -> None:
         ratio = objective.ratio
-        backend_type = self.backend_types.get(spec.backends[objective.backend].type)
-        if ratio is None or getattr(backend_type, "language", "") != "promql":
+        if ratio is None:
             return
-        judged = [stage for stage in objective.stages
-                  if spec.resolve(objective, stage).confidence is not None]
-        for part, text in (("numerator", ratio.numerator), ("denominator", ratio.denominator)):
-            found = _RATE_CALL.search(text)
-            if judged and found:
-                raise self.error(objective.line, f"objectives.{objective.name}.ratio.{part}",
-                                 f"confidence (at stage {judged[0]}) reads the ratio's parts "
-                                 f"as counts of events, but {found.group(1)}() gives events "
-                                 "per second, far fewer than were counted; use "
-                                 "increase(...[${window}])")
+        # The text first: almost every ratio calls no rate(), and then nothing else is read.
+        calls = [(part, found) for part, text in (("numerator", ratio.numerator),
+                                                  ("denominator", ratio.denominator))
+                 if (found := _RATE_CALL.search(text))]
+        backend_type = self.backend_types.get(spec.backends[objective.backend].type)
+        if not calls or getattr(backend_type, "language", "") != "promql":
+            return
+        judged = [stage for stage in objective.stages if spec.confidence_for(objective, stage)]
+        if judged:
+            part, found = calls[0]
+            raise self.error(objective.line, f"objectives.{objective.name}.ratio.{part}",
+                             f"confidence (at stage {judged[0]}) reads the ratio's parts as "
+                             f"counts of events, but {found.group(1)}() gives events per "
+                             "second, far fewer than were counted; use "
+                             "increase(...[${window}])")
 
     def dashboard(self, value: Any, line: int) -> DashboardSettings:
         node = self.mapping(value, line, "dashboard")

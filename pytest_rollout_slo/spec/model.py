@@ -387,18 +387,21 @@ class Spec:
         queries = {part: substitute(text, variables)[0]
                    for part, text in objective.templates.items()}
         window = variables.get("window")
-        confidence = None
-        if objective.takes_confidence:
-            confidence = (objective.confidence or self.stages[stage].confidence
-                          or self.confidence)
         return ResolvedObjective(
             objective=objective, stage=stage, combination=combination,
             bounds=objective.bounds[stage], warn=objective.warn.get(stage, NO_BOUNDS),
             queries=queries, variables=variables,
             window=parse_duration(window) if window is not None else None,
             window_text=duration_text(window) if window is not None else "",
-            confidence=confidence,
+            confidence=self.confidence_for(objective, stage),
         )
+
+    def confidence_for(self, objective: Objective, stage: str) -> Confidence | None:
+        """The objective's ``confidence``, else its stage's, else the file's; None for an
+        objective that takes none (see :attr:`Objective.takes_confidence`)."""
+        if not objective.takes_confidence:
+            return None
+        return objective.confidence or self.stages[stage].confidence or self.confidence
 
 
 def duration_text(value: Scalar) -> str:
