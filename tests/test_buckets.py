@@ -121,6 +121,7 @@ def test_every_series_is_judged_on_its_own() -> None:
 @pytest.mark.parametrize(("samples", "message"), [
     ([Sample((), 3.0)], "a bucket series without an le label"),
     (answer((1, 2, 3, 4, 5), ("0.1", "0.2", "0.3", "0.4", "0.5")), 'no le="+Inf" bucket'),
+    (answer((5,), ("+Inf",)), 'only the le="+Inf" bucket'),
     (answer((1, 2, 3, 4, 5), ("0.1", "x", "0.3", "0.4", "+Inf")), "le='x'"),
     (answer((1, 2, 3, 4, 5), ("0.1", "NaN", "0.3", "0.4", "+Inf")), "le='NaN' is not a number"),
     (answer((5, 3, 5, 5, 5)), "fewer than the 5 of the bucket below it"),

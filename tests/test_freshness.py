@@ -270,3 +270,20 @@ def test_sql_freshness_keeps_the_inner_request_key_per_evaluation_time() -> None
     fixed = Query("SELECT count(*) FROM req", AT, {"at": AT})
     assert request_key(inner, fixed) != request_key(inner, replace(fixed, at=AT + 60))
     inner.close()
+
+
+@given(values=st.lists(st.one_of(st.none(), st.floats(), st.floats(AT - 90_000, AT + 10)),
+                       max_size=3), labels=st.booleans(),
+       max_age=st.sampled_from(["1s", "5m", "1d"]))
+def test_any_freshness_answer_is_one_recent_time_or_an_error(
+        values: list[float | None], labels: bool, max_age: str) -> None:
+    backend = checked(Events(*values, labels=labels), max_age)
+    try:
+        backend.query(Query("SELECT 1", AT))
+    except BackendError:
+        return
+    # Judged only on one unlabelled, finite time no older than the bound and not ahead of AT.
+    assert not labels and len(values) == 1
+    (newest,) = values
+    assert newest is not None and math.isfinite(newest)
+    assert 0 <= AT - newest <= {"1s": 1, "5m": 300, "1d": 86400}[max_age]

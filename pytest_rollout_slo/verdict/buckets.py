@@ -47,7 +47,8 @@ each series alone, so counts of one histogram can disagree by a fraction of a re
 
 @dataclass(frozen=True)
 class Histogram:
-    """One series' bucket counts in the window: cumulative, by ascending bound."""
+    """One series' bucket counts in the window: cumulative, by ascending bound, at least
+    one finite bound and ``+Inf`` last."""
 
     labels: Labels
     bounds: tuple[float, ...]
@@ -68,12 +69,12 @@ class Histogram:
         for bound, count in zip(self.bounds, self.counts, strict=True):
             if count >= rank and count > below:
                 if math.isinf(bound):
-                    return self.bounds[-2] if len(self.bounds) > 1 else math.nan
+                    return self.bounds[-2]
                 if math.isinf(lower):
                     return bound
                 return lower + (bound - lower) * (rank - below) / (count - below)
             below, lower = count, bound
-        return self.bounds[-2] if len(self.bounds) > 1 else math.nan
+        return self.bounds[-2]
 
     def bucket_of(self, q: float) -> tuple[float, float]:
         """The bounds of the bucket that holds the ``q`` quantile's rank: where the quantile
@@ -145,6 +146,9 @@ def _histogram(labels: Labels, buckets: dict[float, float], side: str) -> Histog
     if not math.isinf(bounds[-1]) or bounds[-1] < 0:
         raise UnjudgeableAnswer(f"{side}: no le=\"+Inf\" bucket{where}, so the number of "
                                 "requests is unknown")
+    if len(bounds) < 2:
+        raise UnjudgeableAnswer(f"{side}: only the le=\"+Inf\" bucket{where}, no bucket "
+                                "bound that could place the quantile")
     counts: list[int] = []
     previous = 0.0
     for bound in bounds:
