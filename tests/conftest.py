@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+import responses
 import sqlglot
 from hypothesis import settings
 from servers import (
@@ -235,3 +236,10 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     """
     monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:benchmark")
     return pytester
+
+
+@pytest.fixture
+def api() -> Iterator[responses.RequestsMock]:
+    """A faked HTTP API (``responses``); a test registers the answers it needs."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock

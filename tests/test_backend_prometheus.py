@@ -10,7 +10,6 @@ import base64
 import math
 import socket
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -18,6 +17,7 @@ from urllib.parse import parse_qs
 import pytest
 import requests
 import responses
+from fakes import CHECKS_OFF, PROMETHEUS_URL, prometheus_client
 
 from pytest_rollout_slo.backends.base import Query, RangeBackend, RangeQuery, Sample
 from pytest_rollout_slo.backends.prometheus import PROMETHEUS
@@ -26,8 +26,7 @@ from pytest_rollout_slo.backends.redact import Redactor, strip_url_credentials
 from pytest_rollout_slo.errors import BackendConfigError, BackendError, SpecError
 from pytest_rollout_slo.spec.load import load_spec
 
-CHECKS_OFF = {"check_metrics": False, "check_freshness": False}
-URL = "http://prometheus:9090"
+URL = PROMETHEUS_URL
 QUERY_URL = f"{URL}/api/v1/query"
 AT = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 TEXT = 'sum(rate(agent_errors_total{feature="x"}[5m]))'
@@ -35,12 +34,8 @@ TEXT = 'sum(rate(agent_errors_total{feature="x"}[5m]))'
 
 def make(settings: dict[str, Any] | None = None, *, spec_dir: Path = Path("."),
          retries: int = 3) -> PrometheusBackend:
-    # The metric and freshness checks have their own tests (test_prometheus_metrics.py,
-    # test_freshness.py); off here, so that each test's fake API answers only the request
-    # under test.
-    config = PROMETHEUS.config("metrics", {"url": URL, **CHECKS_OFF, **(settings or {})},
-                               spec_dir)
-    return PrometheusBackend("metrics", config, retries=retries, retry_backoff=0.0)
+    return prometheus_client({**CHECKS_OFF, **(settings or {})}, spec_dir=spec_dir,
+                             retries=retries)
 
 
 def success(kind: str, result: Any, **extra: Any) -> dict[str, Any]:
@@ -55,12 +50,6 @@ def failure(backend: PrometheusBackend, text: str = TEXT) -> BackendError:
     with pytest.raises(BackendError) as info:
         backend.query(Query(text, AT))
     return info.value
-
-
-@pytest.fixture
-def api() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
 
 
 # --- answers -------------------------------------------------------------------------------

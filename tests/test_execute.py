@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import StubBackend
 
 from pytest_rollout_slo.backends.base import Backend, Query, QueryResult, Sample
 from pytest_rollout_slo.clock import time_left
@@ -57,7 +58,7 @@ class Gauge:
             self.now -= 1
 
 
-class FakeBackend:
+class FakeBackend(StubBackend):
     """Answers ``Query("7")`` with 7.0; counts calls and how many ran at once."""
 
     type_name = "fake"
@@ -75,15 +76,6 @@ class FakeBackend:
         self.active = 0
         self.peak = 0
         self.started = threading.Condition()
-
-    def describe(self) -> str:
-        return "fake"
-
-    def graph_url(self, query: Query) -> str | None:
-        return None
-
-    def close(self) -> None:
-        pass
 
     def query(self, query: Query) -> QueryResult:
         with self.started:

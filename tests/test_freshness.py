@@ -7,13 +7,13 @@ test_checks_e2e.py; here the arithmetic, through a fake API and a fake SQL backe
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
 import responses
+from fakes import PROMETHEUS_URL, StubBackend, prometheus_client
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -30,7 +30,7 @@ from pytest_rollout_slo.backends.prometheus.metrics import newest_sample_query
 from pytest_rollout_slo.backends.sqlite import SQLITE
 from pytest_rollout_slo.errors import BackendConfigError, BackendError
 
-URL = "http://prometheus:9090"
+URL = PROMETHEUS_URL
 AT = 1_700_000_000.0
 
 
@@ -85,16 +85,8 @@ def test_the_query_escapes_the_name_and_looks_back_past_the_lookback_delta() -> 
         'max(max_over_time(timestamp({__name__="a\\"b"})[3600s:1m]))')
 
 
-@pytest.fixture
-def api() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
-
-
 def make(**settings: object) -> PrometheusBackend:
-    config = PROMETHEUS.config("metrics", {"url": URL, "check_metrics": False, **settings},
-                               Path("."))
-    return PrometheusBackend("metrics", config, retries=0, retry_backoff=0.0)
+    return prometheus_client({"check_metrics": False, **settings})
 
 
 def answer(value: float) -> dict[str, object]:
@@ -156,7 +148,7 @@ def test_bad_settings_name_the_key(settings: dict[str, object], message: str) ->
         make(**settings)
 
 
-class Events:
+class Events(StubBackend):
     """A fake SQL backend: answers every query with ``rows``, counting the freshness ones."""
 
     name = "events"
@@ -166,15 +158,6 @@ class Events:
         self.values = values
         self.labels = labels
         self.asked: list[Query] = []
-
-    def describe(self) -> str:
-        return "fake"
-
-    def graph_url(self, query: Query) -> str | None:
-        return None
-
-    def close(self) -> None:
-        pass
 
     def query(self, query: Query) -> QueryResult:
         self.asked.append(query)

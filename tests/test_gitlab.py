@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -100,12 +99,6 @@ def make(url: str = ROOT, project: str | int = PROJECT, **kwargs: Any) -> GitLab
 
 def sent(call: Any) -> Any:
     return json.loads(call.request.body)
-
-
-@pytest.fixture
-def api() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
 
 
 def failure(call: Any, kind: type[GitLabError] = GitLabError) -> GitLabError:

@@ -12,22 +12,19 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import responses
+from fakes import CHECKS_OFF, PROMETHEUS_URL, prometheus_client
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from pytest_rollout_slo.backends.base import Query, RangeQuery
-from pytest_rollout_slo.backends.prometheus import PROMETHEUS
 from pytest_rollout_slo.backends.prometheus.client import PrometheusBackend
 from pytest_rollout_slo.errors import BackendError
 
-CHECKS_OFF = {"check_metrics": False, "check_freshness": False}
-URL = "http://prometheus:9090"
+URL = PROMETHEUS_URL
 QUERY_URL = f"{URL}/api/v1/query"
 RANGE_URL = f"{URL}/api/v1/query_range"
 AT = 1_700_000_000.0
@@ -35,19 +32,12 @@ TEXT = "sum(rate(errors_total[5m])) / sum(rate(requests_total[5m]))"
 
 
 def make() -> PrometheusBackend:
-    config = PROMETHEUS.config("metrics", {"url": URL, **CHECKS_OFF}, Path("."))
-    return PrometheusBackend("metrics", config, retries=0, retry_backoff=0.0)
+    return prometheus_client(CHECKS_OFF)
 
 
 def vector(value: Any, t: Any = AT) -> dict[str, Any]:
     return {"status": "success",
             "data": {"resultType": "vector", "result": [{"metric": {}, "value": [t, value]}]}}
-
-
-@pytest.fixture
-def api() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
 
 
 def error_of(api: responses.RequestsMock, body: bytes, status: int = 200,

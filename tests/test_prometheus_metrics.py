@@ -7,11 +7,11 @@ and the one lookup per backend through a fake API.
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import responses
+from fakes import PROMETHEUS_URL, prometheus_client
 
 from pytest_rollout_slo.backends.base import Query
 from pytest_rollout_slo.backends.prometheus import PROMETHEUS
@@ -20,7 +20,7 @@ from pytest_rollout_slo.backends.prometheus.metrics import selected_metrics, unk
 from pytest_rollout_slo.errors import BackendConfigError, BackendError, SpecError
 from pytest_rollout_slo.spec.load import load_spec
 
-URL = "http://prometheus:9090"
+URL = PROMETHEUS_URL
 NAMES_URL = f"{URL}/api/v1/label/__name__/values"
 AT = 1_700_000_000.0
 VECTOR = {"status": "success", "data": {"resultType": "vector", "result": [
@@ -55,16 +55,8 @@ def test_the_message_names_the_metric_and_the_one_meant() -> None:
                               "the 1w before the evaluation time")
 
 
-@pytest.fixture
-def api() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
-
-
 def make(**settings: object) -> PrometheusBackend:
-    config = PROMETHEUS.config("metrics", {"url": URL, "check_freshness": False, **settings},
-                               Path("."))
-    return PrometheusBackend("metrics", config, retries=0, retry_backoff=0.0)
+    return prometheus_client({"check_freshness": False, **settings})
 
 
 def test_names_are_listed_once_per_backend_over_the_lookback(
