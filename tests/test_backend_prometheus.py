@@ -7,6 +7,8 @@ answer, every way a request fails and every place a secret could leak has its ow
 from __future__ import annotations
 
 import base64
+import gzip
+import json
 import math
 import socket
 import textwrap
@@ -306,6 +308,32 @@ def test_tenant_header_and_bearer_token_are_sent(api: responses.RequestsMock) ->
     headers = api.calls[0].request.headers
     assert headers["X-Scope-OrgID"] == "team-a"
     assert headers["Authorization"] == "Bearer t0k3n"
+
+
+def test_answers_are_asked_uncompressed_unless_headers_ask(api: responses.RequestsMock) -> None:
+    api.post(QUERY_URL, json=success("vector", []))
+    make().query(Query(TEXT, AT))
+    assert api.calls[0].request.headers["Accept-Encoding"] == "identity"
+
+
+def test_a_gzip_answer_asked_for_by_headers_is_decoded(api: responses.RequestsMock) -> None:
+    body = gzip.compress(json.dumps(success("scalar", [AT, "0.25"])).encode())
+    api.post(QUERY_URL, body=body, content_type="application/json",
+             headers={"Content-Encoding": "gzip"})
+    result = make({"headers": {"accept-encoding": "gzip"}}).query(Query(TEXT, AT))
+    assert api.calls[0].request.headers["Accept-Encoding"] == "gzip"
+    assert result.samples == (Sample((), 0.25),)
+
+
+def test_the_form_is_sent_url_encoded(api: responses.RequestsMock) -> None:
+    api.post(QUERY_URL, json=success("vector", []))
+    text = 'sum(x{path="/a b&c=d"}) # ü'
+    make().query(Query(text, AT))
+    request = api.calls[0].request
+    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert isinstance(request.body, str)
+    assert int(request.headers["Content-Length"]) == len(request.body.encode())
+    assert form(api.calls[0])["query"] == text
 
 
 @pytest.mark.parametrize("settings", [

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from requests.adapters import HTTPAdapter
 
 from pytest_rollout_slo.backends.http import HttpClient, transport_message
 from pytest_rollout_slo.clock import deadline_at
@@ -314,3 +315,25 @@ def test_every_request_carries_the_clients_headers_and_a_fresh_body(server: Scri
     lengths = [headers["Content-Length"] for _, headers in server.seen]
     assert lengths == [str(len("query=up")), str(len("query=a+much+longer+query+than+the+first"))]
     assert all(headers["X-Scope-OrgID"] == "team" for _, headers in server.seen)
+
+
+def test_a_form_post_carries_the_headers_and_its_own_body(server: Scripted) -> None:
+    client = HttpClient(timeout=2, headers={"X-Scope-OrgID": "team"})
+    for text in ("up", "a much longer query"):
+        assert client.post_form(server.url, {"query": text},
+                                timeout=client.attempt_timeout()).status_code == 200
+    assert [headers["Content-Length"] for _, headers in server.seen] == ["8", "25"]
+    assert {headers["Content-Type"] for _, headers in server.seen} == {
+        "application/x-www-form-urlencoded"}
+    assert all(headers["X-Scope-OrgID"] == "team" for _, headers in server.seen)
+
+
+def test_a_pool_closed_since_it_was_kept_is_looked_up_again(server: Scripted) -> None:
+    # The adapter keeps each origin's pool; a pool the manager has closed since is not reused.
+    client = HttpClient(timeout=2)
+    assert send(client, "GET", server.url).status_code == 200
+    adapter = client.session.get_adapter(server.url)
+    assert isinstance(adapter, HTTPAdapter)
+    adapter.poolmanager.clear()
+    assert send(client, "GET", server.url).status_code == 200
+    assert len(server.seen) == 2

@@ -56,6 +56,11 @@ _VMUI_RANGE = "1h"
 # How far back the freshness check looks for a metric's newest sample, at least: far enough
 # to say how old a stopped scrape is, near enough to stay cheap.
 _FRESHNESS_SEARCH = 3600.0
+# Answers uncompressed unless the backend's headers ask otherwise: a gate's answers are a few
+# series, and gzip cost more than it saved on loopback (measured with Prometheus 2.42: about
+# 1 ms of the server's time and 0.2 ms of ours per query, for answers under a kilobyte).
+# `headers: {Accept-Encoding: gzip}` restores it for a backend behind a slow link.
+_ENCODING = {"Accept-Encoding": "identity"}
 _FRESHNESS_HINT = "; set check_freshness: false on the backend to judge without this check"
 
 
@@ -87,7 +92,8 @@ class PrometheusBackend:
         self._http = HttpClient(timeout=config.timeout, retries=retries, backoff=retry_backoff,
                                 retried_methods=("GET", "POST"),
                                 pool_maxsize=config.max_concurrency,
-                                headers={**config.headers, **auth_header}, auth=config.basic_auth,
+                                headers={**_ENCODING, **config.headers, **auth_header},
+                                auth=config.basic_auth,
                                 verify=config.verify, cert=config.cert, url=config.url)
 
     def describe(self) -> str:
@@ -216,11 +222,11 @@ class PrometheusBackend:
         endpoint = self.config.url + path
         timeout = self._http.attempt_timeout()
         try:
-            response = self._http.request(
-                "POST", endpoint, data={**self.config.params, **form}, timeout=timeout)
+            response = self._http.post_form(endpoint, {**self.config.params, **form},
+                                            timeout=timeout)
         except requests.RequestException as exc:
             raise self._error(transport_message(exc, endpoint, timeout), query) from exc
-        status, body = response.status_code, printable(response.content, redact=self._redact)
+        status = response.status_code
         content_type = response.headers.get("Content-Type") or "no content type"
         try:
             payload: object = decode(response.content, response.headers.get("Content-Type"))
@@ -234,11 +240,11 @@ class PrometheusBackend:
         if problem is not None:
             why = f"; {problem}" if problem else ""
             raise self._error(f"{endpoint} answered HTTP {status} with a body that is not valid "
-                              f"JSON ({content_type}{why}): {body}", query)
+                              f"JSON ({content_type}{why}): {self._body(response)}", query)
         shape = envelope_problem(payload)
         if shape or not isinstance(payload, dict):
             raise self._error(f"{endpoint} answered HTTP {status} with JSON that is not a "
-                              f"Prometheus API answer ({shape}): {body}", query)
+                              f"Prometheus API answer ({shape}): {self._body(response)}", query)
         if payload["status"] == "error":
             raise self._error(f"the server answered with an error: {_reason(payload)}", query)
         warnings = tuple(payload.get("warnings") or ())
@@ -248,13 +254,17 @@ class PrometheusBackend:
                               query)
         return payload["data"], warnings
 
+    def _body(self, response: requests.Response) -> str:
+        """The answer's body as a message quotes it: printable, cut short, secrets masked."""
+        return printable(response.content, redact=self._redact)
+
     def _http_message(self, response: requests.Response, payload: object, endpoint: str) -> str:
         status, phrase = response.status_code, response.reason or "(no reason phrase)"
         if isinstance(payload, dict) and "error" in payload:
             reason = _reason(payload)
         else:
             reason = (f"{response.headers.get('Content-Type') or 'no content type'} body "
-                      f"{printable(response.content, redact=self._redact)}")
+                      f"{self._body(response)}")
         if status in (400, 422):
             return f"the server rejected the query (HTTP {status} {phrase}): {reason}"
         if 300 <= status < 400:
