@@ -194,14 +194,18 @@ class ObjectiveItem(pytest.Item):
         if record is not None:
             return record, False
         family = self._family(state) if self.resolved.confidence is not None else {}
-        record = family[self.nodeid] if self.nodeid in family else self._judge(state)
+        track = self.resolved.objective.track
+        if self.nodeid in family:
+            record = family[self.nodeid].tracked() if track else family[self.nodeid]
+        else:
+            record, evaluation = self._evaluate(state)
+            record = (record.tracked() if track else record) if evaluation is None else (
+                record.judged(evaluation, record.backend_warnings, tracked=track))
         if state.executor.redact.active:
             # Every configured secret out of every text made from the record (terminal,
             # JUnit, Markdown, JSON), labels included: a server may echo a header into its
             # labels.
             record = VerdictRecord.from_dict(state.executor.redact.deep(record.to_dict()))
-        if self.resolved.objective.track:
-            record = record.tracked()
         state.judged[self.nodeid] = record
         return record, True
 
@@ -280,11 +284,6 @@ class ObjectiveItem(pytest.Item):
         state.family = family
         return family
 
-    def _judge(self, state: RunState) -> VerdictRecord:
-        record, evaluation = self._evaluate(state)
-        return record if evaluation is None else record.judged(evaluation,
-                                                              record.backend_warnings)
-
     def _evaluate(self, state: RunState) -> tuple[VerdictRecord, Evaluation | None]:
         """The record before judging (with its backend's warnings) and the evaluation; no
         evaluation when the objective could not be judged (the record is then an error)."""
@@ -295,44 +294,50 @@ class ObjectiveItem(pytest.Item):
         queries = self.resolved.gate_queries
         main = needs[0].query if needs else None
         # Start as an error: only a complete, judged answer turns it into anything else.
-        record = VerdictRecord.planned(
-            self.resolved, nodeid=self.nodeid, service=self.spec.service, at=state.at,
-            backend=f"{self.backend_spec.name} ({self.backend_spec.type})", strict=state.strict,
-            # The bound values of the objective's own query at the evaluation time.
-            parameters=({} if objective.burn_rate else
-                        main.params if isinstance(main, Query) and main.at == state.at
-                        else query_params(self.resolved.variables, state.at)))
+        # The record is built once, when what the checks and the backend found is known.
+        def record(**found: Any) -> VerdictRecord:
+            backend = found.pop("backend", f"{self.backend_spec.name} ({self.backend_spec.type})")
+            return VerdictRecord.planned(
+                self.resolved, nodeid=self.nodeid, service=self.spec.service, at=state.at,
+                backend=backend, strict=state.strict,
+                # The bound values of the objective's own query at the evaluation time.
+                parameters=({} if objective.burn_rate else
+                            main.params if isinstance(main, Query) and main.at == state.at
+                            else query_params(self.resolved.variables, state.at)),
+                **found)
+
         exposure, asked = None, None  # the backend, once there is one
+        described: dict[str, Any] = {}  # its description and the link, once known
         try:
             exposure = self._exposure(state)
             if exposure is not None and exposure.problem:
-                return replace(record, error=exposure.problem, checks=_checks(exposure)), None
+                return record(error=exposure.problem, checks=_checks(exposure)), None
             backend = asked = executor.backend(self.backend_key, self.backend_spec)
             # The link shows the objective's own query at the evaluation time.
             shown = Query(next(iter(queries.values())), state.at)
             # A burn-rate objective's queries take each alert's window: no single link.
-            record = replace(record, backend=f"{self.backend_spec.name} ({backend.describe()})",
-                             link=None if objective.burn_rate else backend.graph_url(shown))
+            described = {"backend": f"{self.backend_spec.name} ({backend.describe()})",
+                         "link": None if objective.burn_rate else backend.graph_url(shown)}
             answers: dict[str, Answer] = {
                 need.name: executor.result(self.backend_key, self.backend_spec, need.query)
                 for need in needs}
             evaluation = judge_objective(measurement, answers, format_time)
         except BackendError as exc:
-            return replace(record, error=exc.message,
-                           checks=_checks(exposure, asked, needs)), None
+            return record(error=exc.message, checks=_checks(exposure, asked, needs),
+                          **described), None
         except UnjudgeableAnswer as exc:
-            return replace(record, error=str(exc)), None
+            return record(error=str(exc), **described), None
         except Exception as exc:
             # A bug in a backend or in this plugin: still an error verdict with properties and
             # a table row, never a pass; --slo-full-trace shows where it came from.
             if state.full_trace:
                 raise
-            return replace(record, error=f"internal error ({type(exc).__name__}: {exc}); "
-                                         "run with --slo-full-trace for the traceback"), None
+            return record(error=f"internal error ({type(exc).__name__}: {exc}); "
+                                "run with --slo-full-trace for the traceback", **described), None
         warned = tuple(w for answer in answers.values() if not isinstance(answer, tuple)
                        for w in answer.warnings)
-        return replace(record, backend_warnings=warned,
-                       checks=_checks(exposure, backend, needs)), evaluation
+        return record(backend_warnings=warned, checks=_checks(exposure, backend, needs),
+                      **described), evaluation
 
     def _exposure(self, state: RunState) -> ExposureResult | None:
         """The stage's exposure check, made once per spec file and run, before any objective."""

@@ -8,6 +8,7 @@ Pure functions, no I/O. Texts are read as exact decimals (``99.9%`` is 0.999, no
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -143,6 +144,7 @@ def format_duration(seconds: float) -> str:
     return format_value(seconds, "seconds")
 
 
+@functools.lru_cache(maxsize=1024)  # a run formats its one evaluation time thousands of times
 def format_time(at: float) -> str:
     """RFC 3339 in UTC, whole seconds unless the time has a fraction (milliseconds)."""
     millis = round(at * 1000)  # round first, so .9996 s becomes the next whole second

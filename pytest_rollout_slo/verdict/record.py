@@ -111,9 +111,13 @@ class VerdictRecord:
 
     @classmethod
     def planned(cls, resolved: ResolvedObjective, *, nodeid: str, service: str, at: float,
-                backend: str, strict: bool,
-                parameters: Mapping[str, str | int | float]) -> VerdictRecord:
-        """The record before any answer: an error, until a judged answer replaces it."""
+                backend: str, strict: bool, parameters: Mapping[str, str | int | float],
+                **found: Any) -> VerdictRecord:
+        """The record before any answer: an error, until a judged answer replaces it.
+
+        ``found`` are further fields known by then (the error, the link, the checks): given
+        here rather than replaced after, which would build the record again for each.
+        """
         objective = resolved.objective
         return cls(
             nodeid=nodeid, title=resolved.title, service=service, objective=objective.name,
@@ -126,16 +130,20 @@ class VerdictRecord:
             backend=backend, queries=resolved.gate_queries, parameters=parameters,
             limits=_limits(resolved), on_inconclusive=objective.on_inconclusive,
             confidence=("" if resolved.confidence is None else
-                        f"{resolved.confidence.text} ({resolved.confidence.method})"))
+                        f"{resolved.confidence.text} ({resolved.confidence.method})"),
+            **found)
 
-    def judged(self, evaluation: Evaluation, warnings: tuple[str, ...] = ()) -> VerdictRecord:
-        """This record with the verdict and values of ``evaluation``."""
+    def judged(self, evaluation: Evaluation, warnings: tuple[str, ...] = (), *,
+               tracked: bool = False) -> VerdictRecord:
+        """This record with the verdict and values of ``evaluation``; with ``tracked``, as a
+        tracked objective's (see :meth:`tracked`)."""
         observations = evaluation.observations
         # By identity, built once: an answer can hold 100k series.
         marked = {id(o) for o in (*evaluation.violations, *evaluation.warnings)}
         flagged = [o for o in observations if o.missing or id(o) in marked]
         return replace(
-            self, verdict=evaluation.verdict, warn=evaluation.warn, reason=evaluation.reason,
+            self, verdict=Verdict.TRACKED if tracked else evaluation.verdict,
+            warn=evaluation.warn, reason=evaluation.reason,
             headline=evaluation.headline, details=evaluation.details,
             gate_value=evaluation.value_text, change=evaluation.change,
             baseline_value=evaluation.baseline_value, values=observations[:KEPT_VALUES],

@@ -134,9 +134,9 @@ class PrometheusBackend:
         moment = datetime.fromtimestamp(query.at, timezone.utc)
         if self.config.ui == "vmui":
             return self._redact(_vmui_url(self.config.url, query.text, moment))
-        args = {"g0.expr": query.text, "g0.tab": "1",
-                "g0.moment_input": moment.strftime("%Y-%m-%d %H:%M:%S")}
-        return self._redact(f"{self.config.url}/graph?{urlencode(args, quote_via=quote)}")
+        # The part after the query is the same for every objective of the run: made once.
+        tail = _graph_tail(moment)
+        return self._redact(f"{self.config.url}/graph?g0.expr={quote(query.text, safe='')}{tail}")
 
     def close(self) -> None:
         self._http.close()
@@ -276,6 +276,13 @@ class PrometheusBackend:
         after = f" after {attempts} attempts" if status in RETRIED_STATUSES and attempts > 1 else ""
         hint = _HINTS.get(status, "")
         return f"{endpoint} answered HTTP {status} {phrase}{after}: {reason}{hint}"
+
+
+@functools.lru_cache(maxsize=64)
+def _graph_tail(moment: datetime) -> str:
+    """The Prometheus UI's arguments after ``g0.expr``: the table tab at ``moment``."""
+    return "&" + urlencode({"g0.tab": "1", "g0.moment_input": moment.strftime("%Y-%m-%d %H:%M:%S")},
+                           quote_via=quote)
 
 
 def _vmui_url(url: str, text: str, moment: datetime) -> str:
