@@ -8,6 +8,7 @@ plan and run all of them before the items read their answers;
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,13 +26,18 @@ class Need:
     query: Query | RangeQuery
 
 
+@functools.lru_cache(maxsize=256)  # a run has a few windows and thousands of queries
+def _seconds(window: Scalar) -> float:
+    return parse_duration(window)
+
+
 def query_params(variables: Mapping[str, Scalar], at: float) -> dict[str, str | int | float]:
     """What an SQL backend binds: every variable, ``:at`` and the window around it."""
     params: dict[str, str | int | float] = dict(variables)
     params["at"] = at
     window = variables.get("window")
     if window is not None:
-        seconds = parse_duration(window)
+        seconds = _seconds(window)
         params["window"] = seconds
         params["window_start"] = at - seconds
         params["window_end"] = at
@@ -70,7 +76,9 @@ class Measurement:
         return needs
 
     def _instant(self, prefix: str, variables: Mapping[str, Scalar], at: float) -> list[Need]:
-        queries, _ = self.resolved.with_variables(variables, gate=True)
+        # The objective's own variables: its queries are resolved already (at collection).
+        queries = (self.resolved.gate_queries if variables is self.resolved.variables
+                   else self.resolved.with_variables(variables, gate=True)[0])
         params = query_params(variables, at)
         return [Need(f"{prefix}{part}", Query(text, at, params)) for part, text in queries.items()]
 
