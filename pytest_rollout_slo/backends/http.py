@@ -132,6 +132,8 @@ class _Adapter(HTTPAdapter):
                tuple(sorted(proxies.items())) if proxies else ())
         pool = self._pools.get(key)
         if pool is None or getattr(pool, "pool", None) is None:  # closed: its queue is gone
+            # A pool let go here may be freed and its id given to the next one: check anew.
+            self._checked.clear()
             pool = self._pools[key] = super().get_connection_with_tls_context(
                 request, verify, proxies=dict(proxies or {}), cert=cert)
         return pool
