@@ -6,6 +6,7 @@ No pytest, no I/O.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Iterator, Mapping
@@ -326,9 +327,10 @@ class ResolvedObjective:
     """The objective's ``confidence``, else its stage's, else its file's; None when the
     objective is not a ratio judged on counts (see :attr:`Objective.takes_confidence`)."""
 
-    @property
+    @functools.cached_property
     def title(self) -> str:
-        """``error_rate[beta]`` or ``error_rate[beta-region=eu]``: the item's name."""
+        """``error_rate[beta]`` or ``error_rate[beta-region=eu]``: the item's name (asked for
+        by collection, every record and every report; made once)."""
         suffix = "".join(f"-{name}={value}" for name, value in self.combination)
         return f"{self.objective.name}[{self.stage}{suffix}]"
 

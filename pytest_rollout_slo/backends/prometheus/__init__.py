@@ -7,7 +7,6 @@ backend never imports ``requests``.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,18 +43,14 @@ class PrometheusType:
         return check_settings(name, settings, spec_dir)
 
 
-@functools.lru_cache(maxsize=4096)
 def check_promql(text: str) -> str | None:
-    """Why ``text`` is not PromQL, in the parser's words, or None.
+    """Why ``text`` is not PromQL, in the parser's words, or None."""
+    # Only when a spec has a prometheus backend; the parse is cached for the metric check.
+    from pytest_rollout_slo.backends.prometheus.metrics import parse
 
-    Cached: a matrix resolves the same text for every value it does not use.
-    """
-    import promql_parser  # only when a spec has a prometheus backend
-
-    try:
-        promql_parser.parse(text)
-    except (ValueError, TypeError) as exc:
-        return (f"is not valid PromQL: {str(exc)[:200]}; fix the query (or set parse_promql: "
+    expr = parse(text)
+    if isinstance(expr, str):
+        return (f"is not valid PromQL: {expr[:200]}; fix the query (or set parse_promql: "
                 "false on the backend, for an engine with extensions such as MetricsQL)")
     return None
 

@@ -21,11 +21,24 @@ import promql_parser
 
 
 @functools.lru_cache(maxsize=4096)
+def parse(text: str) -> object | str:
+    """The parsed expression of ``text``, or why it is not PromQL in the parser's words.
+
+    Cached and shared: collection checks every query's syntax and the run then reads the
+    metric names of the same texts, and a matrix resolves one text for every value it does
+    not use.
+    """
+    try:
+        return promql_parser.parse(text)
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+
+
+@functools.lru_cache(maxsize=4096)
 def selected_metrics(text: str) -> frozenset[str] | None:
     """The metric names ``text`` selects by exact name; None when it is not PromQL."""
-    try:
-        expr = promql_parser.parse(text)
-    except (ValueError, TypeError):
+    expr = parse(text)
+    if isinstance(expr, str):
         return None
     names: set[str] = set()
     for node in _walk(expr):
@@ -83,4 +96,4 @@ def newest_sample_query(name: str, searched: float) -> str:
             f"max(max_over_time(timestamp({selector})[{window}:1m]))")
 
 
-__all__ = ["newest_sample_query", "selected_metrics", "unknown_metrics"]
+__all__ = ["newest_sample_query", "parse", "selected_metrics", "unknown_metrics"]
