@@ -189,6 +189,33 @@ def test_flag_never_set_follows_its_definition_and_matches_no_stage(
            "true`" in message
 
 
+def page(number: str) -> list[Any]:
+    return [responses.matchers.query_param_matcher({"page": number} if number else {})]
+
+
+def test_a_paged_listing_is_read_to_its_end(api: responses.RequestsMock) -> None:
+    # GitLab documents GET /features as one answer; if a proxy or a later version pages it,
+    # the flag on page 2 must not read as "never set".
+    api.get(LIST_URL, json=[OTHER], headers={"X-Next-Page": "2"}, match=page(""))
+    api.get(LIST_URL, json=[BETA_25], match=page("2"))
+    assert make().check(STAGE_25) is None
+    assert len(api.calls) == 2
+
+
+def test_a_flag_listed_on_two_pages_is_an_error(api: responses.RequestsMock) -> None:
+    api.get(LIST_URL, json=[BETA_10], headers={"X-Next-Page": "2"}, match=page(""))
+    api.get(LIST_URL, json=[BETA_25], match=page("2"))
+    assert "the feature 'conflict_resolver' is listed 2 times" in failure(
+        lambda: make().get("conflict_resolver"))
+
+
+def test_a_listing_that_never_ends_is_an_error(api: responses.RequestsMock) -> None:
+    api.get(LIST_URL, json=[OTHER], headers={"X-Next-Page": "2"})
+    message = failure(lambda: make().get("conflict_resolver"))
+    assert message.startswith("GET /features went on for more than 50 pages")
+    assert len(api.calls) == 50
+
+
 def test_chatops_for_the_internal_stage_names_every_target() -> None:
     stage = FeatureExpectation("conflict_resolver", actors=frozenset({"User:1", "Project:7"}),
                                feature_group="gitlab_team_members")

@@ -18,11 +18,13 @@ from urllib.parse import quote
 import requests
 
 from pytest_rollout_slo.flags.gitlab import (
+    MAX_PAGES,
     GitLabClient,
     GitLabError,
     GitLabNotFoundError,
     GitLabPermissionError,
     answer_text,
+    next_page,
 )
 from pytest_rollout_slo.flags.model import AnswerError, percent_text
 
@@ -230,12 +232,33 @@ class GitLabFeatures(GitLabClient):
 
     def get(self, flag: str) -> FeatureState | None:
         """The flag in ``GET /features``, or None when no gate of it was ever set."""
-        data, _ = self._call("GET", "/features", "the development feature flags")
         try:
-            return parse_features(data, flag)
+            return parse_features(self._listing(), flag)
         except AnswerError as exc:
             raise self._error(GitLabError, f"GitLab's answer to GET /features is not the "
                               f"documented list of features: {exc}") from None
+
+    def _listing(self) -> Any:
+        """Every page of ``GET /features``.
+
+        GitLab documents the list as one answer, but a flag missing from the first page of a
+        paged one would read as "never set", which an expected "off" accepts: pages that the
+        answer points to are followed, and a listing that never ends is an error.
+        """
+        params: dict[str, str] = {}
+        listed: list[Any] = []
+        for _ in range(MAX_PAGES):
+            data, resp = self._call("GET", "/features", "the development feature flags",
+                                    params=params or None)
+            if not isinstance(data, list):
+                return data  # parse_features names what is wrong with it
+            listed += data
+            following = next_page(resp)
+            if following is None:
+                return listed
+            params = {**params, **following}
+        raise self._error(GitLabError, f"GET /features went on for more than {MAX_PAGES} "
+                          "pages; a proxy may be repeating them, so the flag's state is unknown")
 
     def check(self, expected: FeatureExpectation) -> str | None:
         """None when the flag is at ``expected``, else one paragraph saying how it differs."""

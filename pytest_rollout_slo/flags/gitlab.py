@@ -40,7 +40,7 @@ from pytest_rollout_slo.flags.model import (
 # up to a minute, which a release manager would rather see as an error to retry later.
 _RETRY_AFTER = 30.0
 # A listing with more pages than this is a runaway (or a proxy repeating the first page).
-_MAX_PAGES = 50
+MAX_PAGES = 50
 
 
 class GitLabError(SloError):
@@ -282,7 +282,7 @@ class GitLabFlags(GitLabClient):
             if strategy.user_list is not None and strategy.user_list.name == name:
                 return strategy.user_list.id
         params: dict[str, str] | None = {"search": name, "per_page": "100"}
-        for _ in range(_MAX_PAGES):
+        for _ in range(MAX_PAGES):
             if params is None:
                 break
             found, resp = self._call("GET", f"/projects/{self._project}/feature_flags_user_lists",
@@ -341,5 +341,5 @@ class GitLabFlags(GitLabClient):
         return super()._status_problem(resp, method, what, shown)
 
 
-__all__ = ["GitLabClient", "GitLabError", "GitLabFlags", "GitLabNotFoundError",
+__all__ = ["MAX_PAGES", "GitLabClient", "GitLabError", "GitLabFlags", "GitLabNotFoundError",
            "GitLabPermissionError", "answer_text", "next_page"]

@@ -13,6 +13,7 @@ from urllib.parse import quote
 import requests
 
 from pytest_rollout_slo.flags.gitlab import (
+    MAX_PAGES,
     GitLabClient,
     GitLabError,
     GitLabNotFoundError,
@@ -20,10 +21,6 @@ from pytest_rollout_slo.flags.gitlab import (
     answer_text,
     next_page,
 )
-
-# GitLab answers at most 100 notes a page; a merge request with more pages than this is a
-# runaway listing (or a proxy repeating the first page), not a review.
-_MAX_PAGES = 50
 
 
 def note_marker(stage: str) -> str:
@@ -59,7 +56,7 @@ class GitLabNotes(GitLabClient):
 
     def _find(self, path: str, marker: str, where: str) -> int | None:
         params: dict[str, str] = {"per_page": "100", "sort": "asc", "order_by": "created_at"}
-        for _ in range(_MAX_PAGES):
+        for _ in range(MAX_PAGES):
             data, resp = self._call("GET", path, f"the notes of {where}", params=params)
             if not isinstance(data, list):
                 raise self._error(GitLabError, f"GitLab's answer listing the notes of {where} "
@@ -72,7 +69,7 @@ class GitLabNotes(GitLabClient):
             if following is None:
                 return None
             params = {**params, **following}
-        raise self._error(GitLabError, f"the notes of {where} did not end after {_MAX_PAGES} "
+        raise self._error(GitLabError, f"the notes of {where} did not end after {MAX_PAGES} "
                           "pages; not adding another note")
 
     def _status_problem(self, resp: requests.Response, method: str, what: str,
