@@ -167,8 +167,8 @@ def answer_text(resp: requests.Response) -> str:
     return str(detail) if detail else printable(resp.content)
 
 
-class GitLabFlags(GitLabClient):
-    """The feature flags of one GitLab project, through a project (or personal) access token."""
+class GitLabProjectClient(GitLabClient):
+    """An API client for the endpoints under one project (``/projects/:id``, id or path)."""
 
     def __init__(self, url: str, project: str | int, token: str, *, timeout: float = 10.0,
                  retries: int = 2) -> None:
@@ -177,8 +177,11 @@ class GitLabFlags(GitLabClient):
         self._project = quote(self.project, safe="")
 
     def __repr__(self) -> str:
-        return self._redact(f"GitLabFlags({strip_url_credentials(self._api)!r}, "
-                            f"project={self.project!r})")
+        return self._redact(f"{type(self).__name__}({self.host!r}, project={self.project!r})")
+
+
+class GitLabFlags(GitLabProjectClient):
+    """The feature flags of one GitLab project, through a project (or personal) access token."""
 
     def get(self, flag: str) -> FlagState:
         """The flag's current state: ``GET /projects/:id/feature_flags/:name``."""
@@ -342,4 +345,4 @@ class GitLabFlags(GitLabClient):
 
 
 __all__ = ["MAX_PAGES", "GitLabClient", "GitLabError", "GitLabFlags", "GitLabNotFoundError",
-           "GitLabPermissionError", "answer_text", "next_page"]
+           "GitLabPermissionError", "GitLabProjectClient", "answer_text", "next_page"]

@@ -14,10 +14,10 @@ import requests
 
 from pytest_rollout_slo.flags.gitlab import (
     MAX_PAGES,
-    GitLabClient,
     GitLabError,
     GitLabNotFoundError,
     GitLabPermissionError,
+    GitLabProjectClient,
     answer_text,
     next_page,
 )
@@ -28,17 +28,8 @@ def note_marker(stage: str) -> str:
     return f"<!-- pytest-rollout-slo:note:{stage} -->"
 
 
-class GitLabNotes(GitLabClient):
+class GitLabNotes(GitLabProjectClient):
     """Notes of one project's merge requests and issues, through a project access token."""
-
-    def __init__(self, url: str, project: str | int, token: str, *, timeout: float = 10.0,
-                 retries: int = 2) -> None:
-        super().__init__(url, token, timeout=timeout, retries=retries)
-        self.project = str(project)
-        self._project = quote(self.project, safe="")
-
-    def __repr__(self) -> str:
-        return self._redact(f"GitLabNotes({self.host!r}, project={self.project!r})")
 
     def upsert(self, kind: str, iid: str, marker: str, body: str) -> str:
         """Update the note of ``kind`` (merge_requests or issues) ``iid`` holding ``marker``,
