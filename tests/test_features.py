@@ -212,7 +212,9 @@ def test_a_flag_listed_on_two_pages_is_an_error(api: responses.RequestsMock) -> 
 def test_a_listing_that_never_ends_is_an_error(api: responses.RequestsMock) -> None:
     api.get(LIST_URL, json=[OTHER], headers={"X-Next-Page": "2"})
     message = failure(lambda: make().get("conflict_resolver"))
-    assert message.startswith("GET /features went on for more than 50 pages")
+    assert message.startswith("GET /features (the development feature flags) went on for more "
+                              "than 50 pages; a proxy may be repeating them: the flag's state "
+                              "is unknown")
     assert len(api.calls) == 50
 
 

@@ -139,6 +139,18 @@ def test_notes_are_found_on_a_later_page(pytester: pytest.Pytester,
     result.stdout.fnmatch_lines(["note: updated note 151 of merge request !7 in project 42"])
 
 
+def test_a_listing_of_notes_that_never_ends_adds_no_note(pytester: pytest.Pytester,
+                                                         gitlab: responses.RequestsMock) -> None:
+    gate(pytester, GREEN)
+    gitlab.get(NOTES, json=[note(1, "comment")], headers={"X-Next-Page": "2"})
+    result = run(pytester, "beta-10", "--slo-mr-note")
+    assert result.ret == pytest.ExitCode.OK  # the gate's verdict, whatever the note did
+    result.stdout.fnmatch_lines(["*GET /projects/42/merge_requests/7/notes (the notes of merge "
+                                 "request !7) went on for more than 50 pages; a proxy may be "
+                                 "repeating them: not adding another note*"])
+    assert {c.request.method for c in gitlab.calls} == {"GET"} and len(gitlab.calls) == 50
+
+
 def test_note_on_an_issue_and_a_failure_to_post_keeps_the_exit_code(
         pytester: pytest.Pytester, gitlab: responses.RequestsMock) -> None:
     gate(pytester, RED)

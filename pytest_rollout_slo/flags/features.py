@@ -18,13 +18,11 @@ from urllib.parse import quote
 import requests
 
 from pytest_rollout_slo.flags.gitlab import (
-    MAX_PAGES,
     GitLabClient,
     GitLabError,
     GitLabNotFoundError,
     GitLabPermissionError,
     answer_text,
-    next_page,
 )
 from pytest_rollout_slo.flags.model import AnswerError, percent_text
 
@@ -245,20 +243,13 @@ class GitLabFeatures(GitLabClient):
         paged one would read as "never set", which an expected "off" accepts: pages that the
         answer points to are followed, and a listing that never ends is an error.
         """
-        params: dict[str, str] = {}
         listed: list[Any] = []
-        for _ in range(MAX_PAGES):
-            data, resp = self._call("GET", "/features", "the development feature flags",
-                                    params=params or None)
+        for data in self._pages("/features", "the development feature flags",
+                                runaway="the flag's state is unknown"):
             if not isinstance(data, list):
                 return data  # parse_features names what is wrong with it
             listed += data
-            following = next_page(resp)
-            if following is None:
-                return listed
-            params = {**params, **following}
-        raise self._error(GitLabError, f"GET /features went on for more than {MAX_PAGES} "
-                          "pages; a proxy may be repeating them, so the flag's state is unknown")
+        return listed
 
     def check(self, expected: FeatureExpectation) -> str | None:
         """None when the flag is at ``expected``, else one paragraph saying how it differs."""

@@ -11,7 +11,7 @@ Redactor.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -91,6 +91,25 @@ class GitLabClient:
     def _error(self, kind: type[GitLabError], message: str,
                status: int | None = None) -> GitLabError:
         return kind(self._redact(message), status=status)
+
+    def _pages(self, path: str, what: str, params: Mapping[str, str] | None = None, *,
+               runaway: str) -> Iterator[Any]:
+        """The JSON answer of each page of a listing, following :func:`next_page`.
+
+        GitLabError after ``MAX_PAGES``, ending with ``runaway`` (what that means for the
+        caller): a listing that long is a runaway, or a proxy repeating a page, and reading
+        it as complete could miss what it was asked for.
+        """
+        query = dict(params or {})
+        for _ in range(MAX_PAGES):
+            data, resp = self._call("GET", path, what, params=query or None)
+            yield data
+            following = next_page(resp)
+            if following is None:
+                return
+            query = {**query, **following}
+        raise self._error(GitLabError, f"GET {path} ({what}) went on for more than {MAX_PAGES} "
+                          f"pages; a proxy may be repeating them: {runaway}")
 
     def _call(self, method: str, path: str, what: str, *,
               json_body: Mapping[str, Any] | None = None,
@@ -284,17 +303,12 @@ class GitLabFlags(GitLabProjectClient):
         for strategy in state.strategies:
             if strategy.user_list is not None and strategy.user_list.name == name:
                 return strategy.user_list.id
-        params: dict[str, str] | None = {"search": name, "per_page": "100"}
-        for _ in range(MAX_PAGES):
-            if params is None:
-                break
-            found, resp = self._call("GET", f"/projects/{self._project}/feature_flags_user_lists",
-                                     f"user list {name}", params=params)
+        for found in self._pages(f"/projects/{self._project}/feature_flags_user_lists",
+                                 f"user list {name}", {"search": name, "per_page": "100"},
+                                 runaway="the user list was not found, nothing was changed"):
             for item in found if isinstance(found, list) else ():
                 if isinstance(item, Mapping) and item.get("name") == name and "id" in item:
                     return int(item["id"])
-            following = next_page(resp)
-            params = {**params, **following} if following is not None else None
         raise self._error(GitLabNotFoundError, f"project {self.project} has no feature flag user "
                           f"list named {name!r}; create it under Deploy > Feature flags > "
                           "User lists, or fix users: in the stage's rollout", status=404)

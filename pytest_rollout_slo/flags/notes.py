@@ -13,13 +13,11 @@ from urllib.parse import quote
 import requests
 
 from pytest_rollout_slo.flags.gitlab import (
-    MAX_PAGES,
     GitLabError,
     GitLabNotFoundError,
     GitLabPermissionError,
     GitLabProjectClient,
     answer_text,
-    next_page,
 )
 
 
@@ -46,9 +44,9 @@ class GitLabNotes(GitLabProjectClient):
         return f"added note {number} to {where} in project {self.project}"
 
     def _find(self, path: str, marker: str, where: str) -> int | None:
-        params: dict[str, str] = {"per_page": "100", "sort": "asc", "order_by": "created_at"}
-        for _ in range(MAX_PAGES):
-            data, resp = self._call("GET", path, f"the notes of {where}", params=params)
+        params = {"per_page": "100", "sort": "asc", "order_by": "created_at"}
+        for data in self._pages(path, f"the notes of {where}", params,
+                                runaway="not adding another note"):
             if not isinstance(data, list):
                 raise self._error(GitLabError, f"GitLab's answer listing the notes of {where} "
                                   "is not a list")
@@ -56,12 +54,7 @@ class GitLabNotes(GitLabProjectClient):
                 if isinstance(note, Mapping) and not note.get("system") \
                         and marker in str(note.get("body", "")) and isinstance(note.get("id"), int):
                     return int(note["id"])
-            following = next_page(resp)
-            if following is None:
-                return None
-            params = {**params, **following}
-        raise self._error(GitLabError, f"the notes of {where} did not end after {MAX_PAGES} "
-                          "pages; not adding another note")
+        return None
 
     def _status_problem(self, resp: requests.Response, method: str, what: str,
                         shown: str) -> tuple[type[GitLabError], str]:
