@@ -340,6 +340,16 @@ def test_rollback_after_the_first_stage_turns_the_flag_off(api: responses.Reques
                               "`feature set conflict_resolver false`)")
 
 
+def test_rollback_finds_the_flag_on_a_later_page(api: responses.RequestsMock) -> None:
+    # Read from the first page only, the flag would look never set and stay on, "already off".
+    api.get(LIST_URL, json=[OTHER], headers={"X-Next-Page": "2"}, match=page(""))
+    api.get(LIST_URL, json=[INTERNAL], match=page("2"))
+    api.post(SET_URL, json=OFF)
+    message = make().rollback("conflict_resolver", None)
+    assert form(api.calls[2]) == {"value": "false"}
+    assert message.startswith("Turned development feature flag conflict_resolver off")
+
+
 def test_rollback_never_turns_an_off_flag_on(api: responses.RequestsMock) -> None:
     api.get(LIST_URL, json=[OFF])
     message = make().rollback("conflict_resolver", STAGE_10)

@@ -239,9 +239,10 @@ class GitLabFeatures(GitLabClient):
     def _listing(self) -> Any:
         """Every page of ``GET /features``.
 
-        GitLab documents the list as one answer, but a flag missing from the first page of a
-        paged one would read as "never set", which an expected "off" accepts: pages that the
-        answer points to are followed, and a listing that never ends is an error.
+        GitLab documents the list as one answer, but if a proxy or a later version pages it, a
+        flag missing from the first page would read as never set: a check would hold a good
+        stage, and a rollback would leave the flag on, saying it was already off. So pages
+        that the answer points to are followed, and a listing that never ends is an error.
         """
         listed: list[Any] = []
         for data in self._pages("/features", "the development feature flags",
