@@ -68,12 +68,14 @@ VictoriaMetrics subtracts the last samples before each edge (whole counts).
 """
 
 
-def missing(message: str) -> NoReturn:
-    """Skip for a missing server or tool, but fail under ``CI=true`` (CI must never skip);
-    ``scripts/test.sh`` sets it, since it installs every server first."""
+def missing(message: str, *, module: bool = False) -> NoReturn:
+    """Skip for a missing server, tool or dependency, but fail under ``CI=true`` (CI must
+    never skip); ``scripts/test.sh`` sets it, since it installs everything first. ``module``:
+    called at a test module's top level, for the whole module."""
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{message} (CI=true: a missing server is a failure)", pytrace=False)
-    pytest.skip(message)
+        pytest.fail(f"{message} (CI=true: a missing server or dependency is a failure)",
+                    pytrace=False)
+    pytest.skip(message, allow_module_level=module)
 
 
 def require_binary(name: str) -> str:
