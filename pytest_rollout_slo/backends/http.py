@@ -234,19 +234,25 @@ class HttpClient:
             "proxies": merged["proxies"], "verify": merged["verify"], "cert": merged["cert"]})
         return found
 
+    def _checked_url(self, url: str) -> str:
+        """``url`` checked and quoted as requests prepares it, once per url."""
+        known = self._urls.get(url)
+        if known is None:
+            prepared = requests.PreparedRequest()
+            prepared.prepare_url(url, None)
+            known = self._urls[url] = prepared.url or url
+        return known
+
     def prepare(self, method: str, url: str, *, data: Mapping[str, str] | None = None,
                 params: Mapping[str, str] | None = None,
                 json: Mapping[str, Any] | None = None) -> requests.PreparedRequest:
         """One request: the origin's headers, and the url (checked and quoted once per url)."""
         prepared = requests.PreparedRequest()
         prepared.prepare_method(method)
-        known = self._urls.get(url) if params is None else None
-        if known is not None:
-            prepared.url = known
+        if params is None:
+            prepared.url = self._checked_url(url)
         else:
             prepared.prepare_url(url, params)
-            if params is None and prepared.url is not None:
-                self._urls[url] = prepared.url
         prepared.headers = self._origin(url).headers.copy()
         prepared.prepare_body(data, None, json)
         return prepared
@@ -273,11 +279,7 @@ class HttpClient:
         against 17 us per request)."""
         prepared = requests.PreparedRequest()
         prepared.method = "POST"
-        known = self._urls.get(url)
-        if known is None:
-            prepared.prepare_url(url, None)
-            known = self._urls[url] = prepared.url or url
-        prepared.url = known
+        prepared.url = self._checked_url(url)
         prepared.headers = self._origin(url).headers.copy()
         body = urlencode(form)  # ASCII: percent-encoded, as requests sends a form
         prepared.headers["Content-Type"] = "application/x-www-form-urlencoded"
