@@ -7,17 +7,20 @@ the other replies the plugin trusts: GitLab's Features API and the metric-name l
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from typing import Any
 
 import pytest
+import responses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_rollout_slo.backends.prometheus.answer import AnswerError as PromAnswerError
 from pytest_rollout_slo.backends.prometheus.answer import label_values
-from pytest_rollout_slo.flags.features import parse_features
+from pytest_rollout_slo.flags.features import GitLabFeatures, parse_features
+from pytest_rollout_slo.flags.gitlab import GitLabError
 from pytest_rollout_slo.flags.model import AnswerError, RolloutExpectation, mismatch, parse_flag
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(),
@@ -52,6 +55,34 @@ def test_features_replies_are_read_or_refused(reply: Any) -> None:
                 and f.get("name") == "conflict_resolver"]) == 1
     for percent in (state.percentage_of_actors, state.percentage_of_time):
         assert math.isfinite(percent) and 0 <= percent <= 100
+
+
+@settings(max_examples=200, deadline=None)
+@given(listed=st.lists(features, max_size=6), cuts=st.lists(st.integers(0, 6), max_size=3))
+def test_a_paged_features_reply_reads_as_the_whole_list(listed: list[Any], cuts: list[int]
+                                                        ) -> None:
+    # However GitLab (or a proxy) pages GET /features, the flag reads as from one list: the
+    # same state, or refused as that list would be; never "not listed" for want of a page.
+    bounds = sorted({0, len(listed), *(min(c, len(listed)) for c in cuts)})
+    pages = [listed[a:b] for a, b in itertools.pairwise(bounds)] or [[]]
+    url = "https://gitlab.example.com/api/v4/features"
+    with responses.RequestsMock() as api:
+        for number, page in enumerate(pages, start=1):
+            query = {"page": str(number)} if number > 1 else {}
+            following = {"X-Next-Page": str(number + 1)} if number < len(pages) else {}
+            api.get(url, json=page, headers=following,
+                    match=[responses.matchers.query_param_matcher(query)])
+        try:
+            expected: Any = parse_features(listed, "conflict_resolver")
+        except AnswerError:
+            expected = AnswerError
+        try:
+            got: Any = GitLabFeatures("https://gitlab.example.com", "t0k3n").get(
+                "conflict_resolver")
+        except GitLabError:
+            got = AnswerError
+        assert got == expected
+        assert len(api.calls) == len(pages)
 
 
 def test_a_feature_listed_twice_or_a_gate_twice_is_refused() -> None:
